@@ -1,0 +1,1 @@
+//! Wire types of the agent-server protocol: only the schema.

@@ -1,0 +1,1 @@
+//! auth (placeholder until its issue lands).

@@ -1,0 +1,2 @@
+//! The `agent-server` binary.
+fn main() {}

@@ -1,0 +1,1 @@
+//! rpc (placeholder until its issue lands).

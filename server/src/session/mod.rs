@@ -1,0 +1,1 @@
+//! session (placeholder until its issue lands).

@@ -1,0 +1,1 @@
+//! tools (placeholder until its issue lands).
