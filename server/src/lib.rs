@@ -16,6 +16,7 @@ pub mod auth;
 pub mod config;
 pub mod model;
 pub mod rpc;
+pub mod secret;
 pub mod session;
 pub mod tools;
 pub mod transport;

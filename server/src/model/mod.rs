@@ -1,1 +1,3 @@
-//! model (placeholder until its issue lands).
+//! The Responses API client: providers, auth-aware routing, SSE streaming, retries.
+
+pub mod auth;
