@@ -235,9 +235,9 @@ async fn stdin_eof_ends_the_process_with_0() {
 }
 
 /// Makes sure the server is up and serving (so its signal handlers are installed) before a
-/// signal is sent: a request round trip.
+/// signal is sent: an `initialize` round trip.
 async fn wait_until_serving(server: &mut TestServer) {
-    let reply = server.request_raw("session/list", None).await;
+    let reply = server.request_raw("initialize", Some(json!({}))).await;
     assert!(reply.get("result").is_some(), "{reply}");
 }
 
