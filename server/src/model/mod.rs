@@ -28,3 +28,6 @@ pub use provider::{
     OPENAI_PROVIDER_ID, Provider, resolve_provider, resolve_provider_with_env,
 };
 pub use request::ModelRequest;
+
+#[cfg(test)]
+mod testkit;

@@ -15,9 +15,10 @@ pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// `base · 2^(attempt-1)`, ±10 % jitter, capped at [`MAX_BACKOFF`]; `attempt` is 1-based.
 pub(crate) fn backoff(base: Duration, attempt: u32) -> Duration {
     let exp = attempt.saturating_sub(1).min(16);
-    let plain = base.saturating_mul(1u32 << exp).min(MAX_BACKOFF);
     let jitter = rand::rng().random_range(0.9..=1.1);
-    plain.mul_f64(jitter).min(MAX_BACKOFF)
+    base.saturating_mul(1u32 << exp)
+        .mul_f64(jitter)
+        .min(MAX_BACKOFF)
 }
 
 /// The wait a response's headers ask for: `retry-after-ms`, else `Retry-After` in seconds or
@@ -106,7 +107,7 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc);
         let cases = [
-            (headers(&[("retry-after-ms", "1500")]), Some(1500)),
+            (headers(&[("retry-after-ms", "1500")]), Some(1500u32)),
             (
                 headers(&[("retry-after-ms", "5"), ("retry-after", "9")]),
                 Some(5),
