@@ -128,3 +128,7 @@ impl ModelClient {
         .boxed()
     }
 }
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod tests;

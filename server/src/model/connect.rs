@@ -92,7 +92,7 @@ pub(crate) async fn open(
         Ok(Err(err)) => {
             return Attempt::Failed(connect_failure(&format!(
                 "could not reach the model endpoint: {}",
-                err.without_url()
+                error_chain(&err.without_url())
             )));
         }
         Ok(Ok(response)) => response,
@@ -178,4 +178,20 @@ where
         WireApi::Responses => responses_events(bytes),
         WireApi::Chat => chat_events(bytes),
     }
+}
+
+/// An error with its causes (`error sending request: connection refused`), since reqwest's
+/// own message alone rarely says what went wrong.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }

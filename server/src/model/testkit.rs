@@ -13,7 +13,6 @@ use crate::config::Config;
 use crate::secret::Secret;
 
 use super::auth::{CredentialError, CredentialMode, UpstreamAuth, UpstreamCredentials};
-use super::error::ModelError;
 use super::event::ResponseEvent;
 use super::failure::Failure;
 use super::sse::AttemptStream;
@@ -99,11 +98,12 @@ pub(crate) fn ok_events(id: &str) -> Vec<ResponseEvent> {
     ]
 }
 
+/// An in-memory byte stream.
+pub(crate) type Pieces = futures::stream::Iter<std::vec::IntoIter<Result<Vec<u8>, Infallible>>>;
+
 /// Runs a parser over `body` fed in small pieces (to cross frame boundaries) and collects.
 pub(crate) async fn parse_all(
-    parser: fn(
-        futures::stream::Iter<std::vec::IntoIter<Result<Vec<u8>, Infallible>>>,
-    ) -> AttemptStream,
+    parser: fn(Pieces) -> AttemptStream,
     body: &str,
 ) -> Vec<Result<ResponseEvent, Failure>> {
     let pieces: Vec<Result<Vec<u8>, Infallible>> =
@@ -205,7 +205,7 @@ pub(crate) fn config() -> Config {
 }
 
 /// An environment lookup from pairs.
-pub(crate) fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+pub(crate) fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
     let map: BTreeMap<String, String> = pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -213,7 +213,120 @@ pub(crate) fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> 
     move |name| map.get(name).cloned()
 }
 
-/// Unwraps the error of a finished call, for comparing kinds.
-pub(crate) fn kinds(errors: &[ModelError]) -> Vec<&'static str> {
-    errors.iter().map(ModelError::kind).collect()
+/// Answers requests with `templates` in order, repeating the last; reports each arrival.
+pub(crate) struct Seq {
+    templates: Mutex<VecDeque<wiremock::ResponseTemplate>>,
+    arrived: tokio::sync::mpsc::UnboundedSender<()>,
+}
+
+impl wiremock::Respond for Seq {
+    fn respond(&self, _request: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let _ = self.arrived.send(());
+        let mut templates = self.templates.lock().unwrap();
+        if templates.len() > 1 {
+            templates.pop_front().unwrap()
+        } else {
+            templates.front().cloned().unwrap()
+        }
+    }
+}
+
+/// A 200 answer with an SSE body.
+pub(crate) fn sse(body: &str) -> wiremock::ResponseTemplate {
+    wiremock::ResponseTemplate::new(200).set_body_raw(body.to_string(), "text/event-stream")
+}
+
+/// An error answer with a JSON body.
+pub(crate) fn http_error(status: u16, body: Value) -> wiremock::ResponseTemplate {
+    wiremock::ResponseTemplate::new(status).set_body_json(body)
+}
+
+/// A mock upstream answering every POST from `templates`; the receiver sees each arrival.
+pub(crate) async fn upstream(
+    templates: Vec<wiremock::ResponseTemplate>,
+) -> (
+    wiremock::MockServer,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+) {
+    let server = wiremock::MockServer::start().await;
+    let (arrived, rx) = tokio::sync::mpsc::unbounded_channel();
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(Seq {
+            templates: Mutex::new(templates.into()),
+            arrived,
+        })
+        .mount(&server)
+        .await;
+    (server, rx)
+}
+
+/// A raw HTTP server on 127.0.0.1: the first connection gets a response head and `first`
+/// as one chunk, then silence (the socket stays open until the server is dropped); later
+/// connections get `rest` in full.
+pub(crate) struct StallServer {
+    pub(crate) url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for StallServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl StallServer {
+    pub(crate) async fn start(first: String, rest: String) -> Self {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            let mut first_done = false;
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                read_request(&mut socket).await;
+                let response = if first_done {
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{rest}",
+                        rest.len()
+                    )
+                } else {
+                    first_done = true;
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{first}\r\n",
+                        first.len()
+                    )
+                };
+                let _ = socket.write_all(response.as_bytes()).await;
+                held.push(socket);
+            }
+        });
+        Self { url, task }
+    }
+}
+
+/// Reads one HTTP/1.1 request (head and `content-length` body) so the answer follows it.
+async fn read_request(socket: &mut tokio::net::TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + length {
+                return;
+            }
+        }
+        match socket.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
 }
