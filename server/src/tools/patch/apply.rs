@@ -131,27 +131,12 @@ pub fn resolve(cwd: &Path, path: &str) -> PathBuf {
     out
 }
 
-/// Every path a patch writes or deletes, resolved against `cwd`.
-pub fn touched_paths(patch: &Patch, cwd: &Path) -> Vec<PathBuf> {
-    let mut paths = Vec::new();
-    for op in &patch.ops {
-        match op {
-            PatchOp::Add { path, .. } | PatchOp::Delete { path } => paths.push(resolve(cwd, path)),
-            PatchOp::Update { path, move_to, .. } => {
-                paths.push(resolve(cwd, path));
-                if let Some(to) = move_to {
-                    paths.push(resolve(cwd, to));
-                }
-            }
-        }
-    }
-    paths
-}
-
-/// Computes the effect of every operation without writing anything.
-pub fn plan(patch: &Patch, cwd: &Path) -> Result<Plan, ApplyError> {
+/// Computes the effect of every operation without writing anything. Paths are resolved
+/// against `cwd`; diff headers show them relative to `shown_from` when under it.
+pub fn plan(patch: &Patch, cwd: &Path, shown_from: &Path) -> Result<Plan, ApplyError> {
     let mut state = State {
         cwd,
+        shown_from,
         current: HashMap::new(),
         originals: HashMap::new(),
         order: Vec::new(),
@@ -189,6 +174,7 @@ enum Content {
 /// A view of the files as the patch goes: what each touched path holds so far.
 struct State<'a> {
     cwd: &'a Path,
+    shown_from: &'a Path,
     current: HashMap<PathBuf, Content>,
     originals: HashMap<PathBuf, Option<Original>>,
     order: Vec<PathBuf>,
@@ -258,7 +244,7 @@ impl State<'_> {
     }
 
     fn display(&self, path: &Path) -> String {
-        match path.strip_prefix(self.cwd) {
+        match path.strip_prefix(self.shown_from) {
             Ok(rel) => rel.display().to_string(),
             Err(_) => path.display().to_string(),
         }

@@ -3,7 +3,7 @@
 mod apply;
 mod parser;
 
-pub use apply::{ApplyError, ChangeKind, Plan, PlannedChange, plan, resolve, touched_paths};
+pub use apply::{ApplyError, ChangeKind, Plan, PlannedChange, plan, resolve};
 pub use parser::{Chunk, HunkLine, ParseError, Patch, PatchOp, parse};
 
 /// Finds a patch given as a command: `["apply_patch", PATCH]`, `["applypatch", PATCH]`, or a
@@ -103,7 +103,7 @@ mod tests {
 
     fn run(cwd: &Path, patch: &str) -> Result<Vec<PlannedChange>, String> {
         let parsed = parse(patch).map_err(|e| e.to_string())?;
-        let planned = plan(&parsed, cwd).map_err(|e| e.to_string())?;
+        let planned = plan(&parsed, cwd, cwd).map_err(|e| e.to_string())?;
         planned.commit().map_err(|e| e.to_string())?;
         Ok(planned.changes)
     }
