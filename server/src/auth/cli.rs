@@ -233,3 +233,178 @@ impl AuthObserver for CompletionObserver {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::test_support::{jwt, settings};
+    use pretty_assertions::assert_eq;
+    use serde_json::json;
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    async fn run_to_string(
+        command: AuthCommand,
+        settings: AuthSettings,
+        input: &str,
+    ) -> (Result<(), CliError>, String) {
+        let mut out = Vec::new();
+        let result = run(
+            command,
+            settings,
+            reqwest::Client::new(),
+            &mut input.as_bytes(),
+            &mut out,
+        )
+        .await;
+        (result, String::from_utf8(out).unwrap())
+    }
+
+    #[tokio::test]
+    async fn api_key_login_status_and_logout() {
+        let home = tempfile::tempdir().unwrap();
+        let s = settings(home.path(), "http://127.0.0.1:9");
+        let path = home.path().join("auth.json").display().to_string();
+
+        let (result, out) = run_to_string(AuthCommand::Status { json: false }, s.clone(), "").await;
+        assert!(result.is_ok());
+        assert_eq!(
+            out,
+            "Not logged in: run `agent-server login` or set OPENAI_API_KEY.\n"
+        );
+
+        let (result, out) = run_to_string(AuthCommand::LoginApiKey, s.clone(), "").await;
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            AuthError::InvalidApiKey.to_string()
+        );
+        assert_eq!(out, "");
+
+        let (result, out) = run_to_string(AuthCommand::LoginApiKey, s.clone(), "sk-cli\n").await;
+        assert!(result.is_ok());
+        assert_eq!(
+            out,
+            format!("Logged in with an API key (saved to {path}).\n")
+        );
+
+        let (_, out) = run_to_string(AuthCommand::Status { json: false }, s.clone(), "").await;
+        assert_eq!(out, format!("Logged in with an API key from {path}.\n"));
+        let (_, out) = run_to_string(AuthCommand::Status { json: true }, s.clone(), "").await;
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&out).unwrap(),
+            json!({"authMode": "apiKey", "source": "authFile", "email": null, "planType": null,
+                   "accountId": null, "lastRefresh": null, "requiresOpenaiAuth": true, "error": null})
+        );
+
+        let (result, out) = run_to_string(AuthCommand::Logout, s, "").await;
+        assert!(result.is_ok());
+        assert_eq!(out, format!("Logged out ({path} removed).\n"));
+        assert!(!home.path().join("auth.json").exists());
+    }
+
+    #[tokio::test]
+    async fn chatgpt_status_in_words() {
+        let home = tempfile::tempdir().unwrap();
+        let id = jwt(
+            json!({"email": "a@b.c", "https://api.openai.com/auth": {"chatgpt_plan_type": "plus"}}),
+        );
+        let access = jwt(json!({"exp": chrono::Utc::now().timestamp() + 3600}));
+        std::fs::write(
+            home.path().join("auth.json"),
+            json!({"tokens": {"id_token": id, "access_token": access, "refresh_token": "r", "account_id": "acc-1"},
+                   "last_refresh": "2026-11-23T10:00:00Z"})
+            .to_string(),
+        )
+        .unwrap();
+        let (_, out) = run_to_string(
+            AuthCommand::Status { json: false },
+            settings(home.path(), "http://127.0.0.1:9"),
+            "",
+        )
+        .await;
+        assert_eq!(
+            out,
+            format!(
+                "Logged in with ChatGPT ({}).\n  Email: a@b.c\n  Plan: plus\n  Account: acc-1\n  Last refresh: 2026-11-23T10:00:00Z\n",
+                home.path().join("auth.json").display()
+            )
+        );
+    }
+
+    /// Output that the test can read while the command is still running.
+    struct ChannelWriter(mpsc::UnboundedSender<Vec<u8>>);
+
+    impl Write for ChannelWriter {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let _ = self.0.send(buf.to_vec());
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn browser_login_prints_the_url_waits_and_reports_the_account() {
+        let home = tempfile::tempdir().unwrap();
+        let issuer = MockServer::start().await;
+        let id = jwt(
+            json!({"email": "a@b.c", "https://api.openai.com/auth": {"chatgpt_plan_type": "plus"}}),
+        );
+        Mock::given(method("POST"))
+            .and(path("/oauth/token"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "id_token": id, "access_token": "access", "refresh_token": "refresh"
+            })))
+            .expect(1)
+            .mount(&issuer)
+            .await;
+        let (sender, mut chunks) = mpsc::unbounded_channel();
+        let mut out = ChannelWriter(sender);
+        let mut input = io::empty();
+        let command = run(
+            AuthCommand::LoginChatGpt {
+                open_browser: false,
+            },
+            settings(home.path(), &issuer.uri()),
+            reqwest::Client::new(),
+            &mut input,
+            &mut out,
+        );
+        let browser = async {
+            let mut text = String::new();
+            let url = loop {
+                text.push_str(&String::from_utf8(chunks.recv().await.unwrap()).unwrap());
+                if let Some(line) = text.lines().find(|l| l.contains("/oauth/authorize?")) {
+                    break url::Url::parse(line.trim()).unwrap();
+                }
+            };
+            let params: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+            let mut callback = url::Url::parse(&params["redirect_uri"]).unwrap();
+            callback
+                .query_pairs_mut()
+                .extend_pairs([("code", "c"), ("state", params["state"].as_str())]);
+            let status = reqwest::Client::new()
+                .get(callback)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            (text, url, status)
+        };
+        let (result, (mut text, url, status)) = tokio::join!(command, browser);
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(status, 200);
+        drop(out);
+        while let Some(chunk) = chunks.recv().await {
+            text.push_str(&String::from_utf8(chunk).unwrap());
+        }
+        assert_eq!(
+            text,
+            format!(
+                "To log in with ChatGPT, open this URL in a browser:\n\n  {url}\n\nWaiting for the sign-in to finish (press Ctrl-C to cancel)...\nLogged in as a@b.c (plus plan).\n"
+            )
+        );
+    }
+}

@@ -146,6 +146,13 @@ impl AuthManager {
             }
             Err(RefreshError::Transient(message)) => {
                 tracing::warn!(%message, "refreshing the ChatGPT login failed");
+                // An early refresh that failed for a passing reason need not fail the call:
+                // the current token still works for a few minutes.
+                if matches!(trigger, Trigger::Due)
+                    && refresh::still_valid(&tokens.access_token, super::store::now())
+                {
+                    return Ok(chatgpt_credentials(&tokens));
+                }
                 return Err(CredentialError::Transient(message));
             }
         };

@@ -299,12 +299,10 @@ impl AuthManager {
             Ok(()) => tracing::info!(login_id, "ChatGPT login succeeded"),
             Err(error) => tracing::info!(login_id, %error, "ChatGPT login failed"),
         }
-        let success = result.is_ok();
         self.observer
-            .login_completed(login_id, success, result.err());
-        if success {
-            self.notify_status().await;
-        }
+            .login_completed(login_id, result.is_ok(), result.err());
+        // Sent either way, so a client can simply re-render on every status notification.
+        self.notify_status().await;
     }
 
     /// Saves a successful browser login (the code exchange is done).

@@ -39,6 +39,14 @@ pub(crate) fn is_due(
     }
 }
 
+/// Whether an access token is known not to have expired yet (it has an `exp` in the future).
+pub(crate) fn still_valid(access_token: &Secret, now: DateTime<Utc>) -> bool {
+    Claims::decode(access_token.expose())
+        .ok()
+        .and_then(|c| c.exp)
+        .is_some_and(|exp| exp > now.timestamp())
+}
+
 /// The tokens a refresh returned; the issuer may leave any of them out.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct Refreshed {

@@ -250,7 +250,7 @@ async fn an_error_callback_with_the_right_state_fails_the_login() {
     assert_eq!(status, 400);
     assert!(page.contains("Sign-in failed"), "{page}");
     assert_eq!(
-        h.next_event().await,
+        h.next_login_event().await,
         failed(
             &started,
             "the sign-in was not completed: access_denied: The user said no"
@@ -277,7 +277,7 @@ async fn a_refused_code_exchange_fails_with_the_issuers_error() {
     let (status, _) = browser_callback(&started, &[("code", "old"), ("state", &state)]).await;
     assert_eq!(status, 502);
     assert_eq!(
-        h.next_event().await,
+        h.next_login_event().await,
         failed(
             &started,
             "the issuer refused to exchange the authorization code (HTTP 400 Bad Request, invalid_grant: The code has expired)"
@@ -295,7 +295,7 @@ async fn cancelling_completes_the_login_and_frees_the_port() {
     assert!(h.manager.cancel_login(&started.login_id).await);
     assert!(port_is_free(&started));
     assert_eq!(
-        h.next_event().await,
+        h.next_login_event().await,
         failed(&started, "the login was cancelled")
     );
     assert!(!h.manager.cancel_login(&started.login_id).await);
@@ -320,22 +320,21 @@ async fn a_new_login_replaces_the_pending_one_on_the_same_port() {
     assert_eq!((first.port(), second.port()), (Some(port), Some(port)));
     assert_ne!(first.login_id, second.login_id);
     assert_eq!(
-        h.next_event().await,
+        h.next_login_event().await,
         failed(&first, "the login was replaced by a new login")
     );
 
     h.manager.login_api_key(Secret::new("sk-1")).await.unwrap();
     assert_eq!(
-        h.next_event().await,
+        h.next_login_event().await,
         failed(&second, "the login was cancelled by an API-key login")
     );
     assert!(port_is_free(&second));
 
     let third = h.manager.start_chatgpt_login().await.unwrap();
-    let _status_after_key_login = h.next_event().await;
     h.manager.logout().await.unwrap();
     assert_eq!(
-        h.next_event().await,
+        h.next_login_event().await,
         failed(&third, "the login was cancelled by a logout")
     );
     assert!(port_is_free(&third));
@@ -346,7 +345,7 @@ async fn a_login_times_out_and_frees_the_port() {
     let mut h = Harness::with(|s| s.login_timeout = Duration::from_millis(50)).await;
     let started = h.manager.start_chatgpt_login().await.unwrap();
     assert_eq!(
-        h.next_event().await,
+        h.next_login_event().await,
         failed(
             &started,
             "the login timed out after 0 seconds without a sign-in: start it again"

@@ -73,6 +73,16 @@ impl Harness {
             .expect("the observer channel closed")
     }
 
+    /// The next `login_completed`, skipping status changes.
+    async fn next_login_event(&mut self) -> Seen {
+        loop {
+            let event = self.next_event().await;
+            if matches!(event, Seen::Login { .. }) {
+                return event;
+            }
+        }
+    }
+
     /// Observer calls already made and not yet read.
     fn pending_events(&mut self) -> Vec<Seen> {
         std::iter::from_fn(|| self.events.try_recv().ok()).collect()

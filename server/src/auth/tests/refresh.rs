@@ -104,7 +104,7 @@ async fn an_expiring_access_token_is_refreshed_keeping_what_the_issuer_left_out(
     assert_eq!(mode_of(&h.auth_path()), 0o600);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_callers_share_one_refresh() {
     let h = Harness::new().await;
     let id = id_token("a@b.c", "plus", "acc-1");
@@ -129,7 +129,7 @@ async fn concurrent_callers_share_one_refresh() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_managers_on_one_home_refresh_once_between_them() {
     let h = Harness::new().await;
     let other = h.other_manager();
@@ -211,6 +211,28 @@ async fn a_failing_issuer_is_transient() {
     );
     let status = h.manager.status(true, false).await.unwrap();
     assert_eq!(status.error.as_deref(), Some(message));
+}
+
+#[tokio::test]
+async fn a_token_that_still_works_is_used_when_an_early_refresh_fails() {
+    let h = Harness::new().await;
+    let access = access_token("a1", 60);
+    h.write_auth(&chatgpt_file(
+        &id_token("a@b.c", "plus", "acc-1"),
+        &access,
+        "rt-1",
+        "2026-11-23T10:00:00Z",
+    ));
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .respond_with(ResponseTemplate::new(503))
+        .expect(1)
+        .mount(&h.issuer)
+        .await;
+    assert_eq!(
+        h.manager.credentials().await.unwrap().bearer.expose(),
+        access
+    );
 }
 
 #[tokio::test]
