@@ -157,22 +157,7 @@ impl AuthManager {
             }
         };
         let before = identity(&tokens);
-        let mut new_tokens = tokens;
-        if let Some(id_token) = refreshed.id_token {
-            new_tokens.id_token = id_token;
-            if let Some(account_id) = Claims::decode(new_tokens.id_token.expose())
-                .ok()
-                .and_then(|c| c.account_id)
-            {
-                new_tokens.account_id = Some(account_id);
-            }
-        }
-        if let Some(access_token) = refreshed.access_token {
-            new_tokens.access_token = access_token;
-        }
-        if let Some(refresh_token) = refreshed.refresh_token {
-            new_tokens.refresh_token = refresh_token;
-        }
+        let new_tokens = refreshed.apply_to(tokens);
         let after = identity(&new_tokens);
         let credentials = chatgpt_credentials(&new_tokens);
         file.tokens = Some(new_tokens);
