@@ -21,9 +21,6 @@ pub(crate) enum Trigger {
     Forced,
 }
 
-/// The message when an API key is refused by the model endpoint.
-const API_KEY_REJECTED: &str = "the API key was rejected by the model endpoint (HTTP 401): set a valid OPENAI_API_KEY or log in again with `agent-server login --api-key`";
-
 fn api_key_credentials(key: Secret) -> UpstreamCredentials {
     UpstreamCredentials {
         mode: CredentialMode::ApiKey,
@@ -210,16 +207,10 @@ impl UpstreamAuth for AuthManager {
                 self.refresh_under_lock(Trigger::Rejected(rejected.bearer.clone()))
                     .await
             }
-            CredentialMode::ApiKey => {
-                // An API key cannot be refreshed; only a different one (a new login in the
-                // meantime) is worth a retry.
-                let current = self.credentials().await?;
-                if current.bearer == rejected.bearer {
-                    Err(CredentialError::LoginRequired(API_KEY_REJECTED.to_owned()))
-                } else {
-                    Ok(current)
-                }
-            }
+            // An API key cannot be refreshed: retry with whatever is current now (a new login
+            // may have replaced it). If that is the rejected key again, its second 401 fails
+            // the turn as `unauthorized`, which is what a wrong key is.
+            CredentialMode::ApiKey => self.credentials().await,
         }
     }
 }
