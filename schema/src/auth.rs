@@ -1,0 +1,119 @@
+//! Credentials: status, API-key and ChatGPT login, logout.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Which kind of credentials are active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum AuthMode {
+    /// An OpenAI API key.
+    #[serde(rename = "apiKey")]
+    ApiKey,
+    /// A ChatGPT login (OAuth tokens).
+    #[serde(rename = "chatgpt")]
+    Chatgpt,
+}
+
+/// Where the active credentials come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum AuthSource {
+    /// The `OPENAI_API_KEY` environment variable.
+    Env,
+    /// `<home>/auth.json`.
+    AuthFile,
+}
+
+/// The server's view of its credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthStatus {
+    /// The active mode, or null when not logged in.
+    pub auth_mode: Option<AuthMode>,
+    /// Where the active credentials come from.
+    pub source: Option<AuthSource>,
+    /// The ChatGPT account's email.
+    pub email: Option<String>,
+    /// The ChatGPT plan, e.g. `plus`.
+    pub plan_type: Option<String>,
+    /// The ChatGPT account id.
+    pub account_id: Option<String>,
+    /// When the tokens were last refreshed (RFC 3339).
+    pub last_refresh: Option<String>,
+    /// Whether the active model provider needs OpenAI auth.
+    pub requires_openai_auth: bool,
+    /// Why stored auth could not be used (e.g. a malformed auth.json: path, line).
+    pub error: Option<String>,
+    /// Only with `includeToken`: the bearer sent upstream (API key or access token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_token: Option<String>,
+}
+
+/// Params of `auth/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthStatusParams {
+    /// Include the bearer token in the result.
+    #[serde(default)]
+    pub include_token: bool,
+    /// Refresh the ChatGPT tokens first.
+    #[serde(default)]
+    pub refresh_token: bool,
+}
+
+/// Params of `auth/loginApiKey`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginApiKeyParams {
+    /// The API key (`sk-…`); must not be empty.
+    pub api_key: String,
+}
+
+/// Result of `auth/loginChatGPT`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginChatGptResult {
+    /// Identifies this login in `auth/cancelLogin` and `auth/loginChatGPTComplete`.
+    pub login_id: String,
+    /// The URL to open in a browser.
+    pub auth_url: String,
+    /// Where the issuer sends the browser back (the local callback server).
+    pub redirect_uri: String,
+}
+
+/// Params of `auth/cancelLogin`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CancelLoginParams {
+    /// The login to cancel.
+    pub login_id: String,
+}
+
+/// Whether `auth/cancelLogin` found the login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum CancelLoginStatus {
+    /// The login was pending and is now cancelled.
+    Cancelled,
+    /// No pending login has that id.
+    NotFound,
+}
+
+/// Result of `auth/cancelLogin`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CancelLoginResult {
+    /// Whether the login was found.
+    pub status: CancelLoginStatus,
+}
+
+/// Params of the `auth/loginChatGPTComplete` notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginChatGptCompleteNotification {
+    /// The login that ended.
+    pub login_id: String,
+    /// Whether it succeeded.
+    pub success: bool,
+    /// Why it failed.
+    pub error: Option<String>,
+}

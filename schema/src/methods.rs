@@ -1,0 +1,131 @@
+//! The one table of methods and notifications: wire name, params type, result type.
+
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::auth::{
+    AuthStatus, AuthStatusParams, CancelLoginParams, CancelLoginResult, LoginApiKeyParams,
+    LoginChatGptCompleteNotification, LoginChatGptResult,
+};
+use crate::lifecycle::{EmptyParams, EmptyResult, InitializeParams, InitializeResult};
+use crate::rpc::{CancelRequestParams, CancelledNotificationParams};
+use crate::session::{
+    CloseSessionParams, InterruptParams, ListSessionsResult, NewSessionParams,
+    RequestApprovalParams, RequestApprovalResult, Session, SessionEventNotification, SubmitParams,
+    SubmitResult,
+};
+
+/// A request: a wire name with its params and result types.
+pub trait Method {
+    /// The wire name, `resource/verb`.
+    const NAME: &'static str;
+    /// The params type.
+    type Params: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static;
+    /// The result type.
+    type Result: Serialize + DeserializeOwned + JsonSchema + Clone + Send + Sync + 'static;
+}
+
+/// A notification: a wire name with its params type.
+pub trait Notification {
+    /// The wire name.
+    const NAME: &'static str;
+    /// The params type.
+    type Params: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static;
+}
+
+/// Who sends a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From the client to the server.
+    ClientToServer,
+    /// From the server to the client.
+    ServerToClient,
+}
+
+macro_rules! requests {
+    ($($(#[$doc:meta])* $ty:ident = $name:literal, $dir:ident, $params:ty => $result:ty;)*) => {
+        $(
+            $(#[$doc])*
+            #[derive(Debug, Clone, Copy)]
+            pub struct $ty;
+            impl Method for $ty {
+                const NAME: &'static str = $name;
+                type Params = $params;
+                type Result = $result;
+            }
+        )*
+        /// Every request: name, direction, and a visitor that registers its types.
+        pub fn visit_requests(mut visit: impl FnMut(&'static str, Direction, &mut dyn FnMut(&mut schemars::SchemaGenerator) -> (schemars::Schema, schemars::Schema))) {
+            $(
+                visit($name, Direction::$dir, &mut |g| (g.subschema_for::<$params>(), g.subschema_for::<$result>()));
+            )*
+        }
+        /// The names of every client → server request.
+        pub const CLIENT_REQUESTS: &[&str] = &[$($name),*];
+    };
+}
+
+macro_rules! notifications {
+    ($($(#[$doc:meta])* $ty:ident = $name:literal, $dir:ident, $params:ty;)*) => {
+        $(
+            $(#[$doc])*
+            #[derive(Debug, Clone, Copy)]
+            pub struct $ty;
+            impl Notification for $ty {
+                const NAME: &'static str = $name;
+                type Params = $params;
+            }
+        )*
+        /// Every notification: name, direction, and a visitor that registers its params type.
+        pub fn visit_notifications(mut visit: impl FnMut(&'static str, Direction, &mut dyn FnMut(&mut schemars::SchemaGenerator) -> schemars::Schema)) {
+            $(
+                visit($name, Direction::$dir, &mut |g| g.subschema_for::<$params>());
+            )*
+        }
+    };
+}
+
+requests! {
+    /// `initialize`: optional handshake; must be the first request when sent.
+    Initialize = "initialize", ClientToServer, InitializeParams => InitializeResult;
+    /// `shutdown`: interrupt running turns; replies `null`.
+    Shutdown = "shutdown", ClientToServer, EmptyParams => ();
+    /// `auth/status`: the current credentials.
+    AuthStatusRequest = "auth/status", ClientToServer, AuthStatusParams => AuthStatus;
+    /// `auth/loginApiKey`: store an API key in `auth.json`.
+    LoginApiKey = "auth/loginApiKey", ClientToServer, LoginApiKeyParams => EmptyResult;
+    /// `auth/loginChatGPT`: start a browser login; replies at once.
+    LoginChatGpt = "auth/loginChatGPT", ClientToServer, EmptyParams => LoginChatGptResult;
+    /// `auth/cancelLogin`: cancel a pending browser login.
+    CancelLogin = "auth/cancelLogin", ClientToServer, CancelLoginParams => CancelLoginResult;
+    /// `auth/logout`: delete `auth.json`.
+    Logout = "auth/logout", ClientToServer, EmptyParams => EmptyResult;
+    /// `session/new`: create a session.
+    NewSession = "session/new", ClientToServer, NewSessionParams => Session;
+    /// `session/submit`: queue a turn; replies at once.
+    Submit = "session/submit", ClientToServer, SubmitParams => SubmitResult;
+    /// `session/interrupt`: end the running turn (and queued ones without `turnId`).
+    Interrupt = "session/interrupt", ClientToServer, InterruptParams => EmptyResult;
+    /// `session/list`: every open session.
+    ListSessions = "session/list", ClientToServer, EmptyParams => ListSessionsResult;
+    /// `session/close`: interrupt and forget a session.
+    CloseSession = "session/close", ClientToServer, CloseSessionParams => EmptyResult;
+    /// `session/requestApproval`: the server asks the client to approve an action.
+    RequestApproval = "session/requestApproval", ServerToClient, RequestApprovalParams => RequestApprovalResult;
+}
+
+notifications! {
+    /// `exit`: stop the process now (after `shutdown`, LSP style).
+    Exit = "exit", ClientToServer, EmptyParams;
+    /// `$/cancelRequest`: cancel a request (LSP style); the server also sends it to withdraw an approval request.
+    CancelRequest = "$/cancelRequest", ClientToServer, CancelRequestParams;
+    /// `notifications/cancelled`: cancel a request (MCP style).
+    Cancelled = "notifications/cancelled", ClientToServer, CancelledNotificationParams;
+    /// `session/event`: one step of a turn.
+    SessionEvent = "session/event", ServerToClient, SessionEventNotification;
+    /// `auth/statusChanged`: credentials changed (params: `AuthStatus` without `authToken`).
+    AuthStatusChanged = "auth/statusChanged", ServerToClient, AuthStatus;
+    /// `auth/loginChatGPTComplete`: a browser login ended.
+    LoginChatGptComplete = "auth/loginChatGPTComplete", ServerToClient, LoginChatGptCompleteNotification;
+}
