@@ -21,9 +21,9 @@ pub trait Method {
     /// The wire name, `resource/verb`.
     const NAME: &'static str;
     /// The params type.
-    type Params: Serialize + DeserializeOwned + JsonSchema + Send + 'static;
+    type Params: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static;
     /// The result type.
-    type Result: Serialize + DeserializeOwned + JsonSchema + Send + 'static;
+    type Result: Serialize + DeserializeOwned + JsonSchema + Clone + Send + Sync + 'static;
 }
 
 /// A notification: a wire name with its params type.
@@ -31,7 +31,7 @@ pub trait Notification {
     /// The wire name.
     const NAME: &'static str;
     /// The params type.
-    type Params: Serialize + DeserializeOwned + JsonSchema + Send + 'static;
+    type Params: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static;
 }
 
 /// Who sends a message.

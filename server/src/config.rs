@@ -99,3 +99,373 @@ pub struct Config {
     /// `AGENT_SERVER_SSE_FIXTURE`: replay SSE transcripts instead of calling the network.
     pub sse_fixture: Option<String>,
 }
+
+/// Why the configuration could not be loaded; the server does not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `config.toml` is not valid TOML or has a wrong key or value.
+    #[error("{path}: {message}; fix the file (it is not changed by the server) and start again")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        message: String,
+    },
+    /// `config.toml` exists but cannot be read.
+    #[error("cannot read {path}: {source}; check its permissions")]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A `-c key=value` override is malformed.
+    #[error("bad -c override `{0}`: write it as key=value, e.g. -c model=\"gpt-5\"")]
+    BadOverride(String),
+    /// A setting from `-c` or the environment has a wrong value.
+    #[error("{0}")]
+    BadValue(String),
+    /// The home directory cannot be used.
+    #[error(
+        "home directory {path} cannot be used: {reason}; pass --home DIR or set AGENT_SERVER_HOME"
+    )]
+    BadHome {
+        /// The home.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The keys `config.toml` and `-c` accept, all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    model: Option<String>,
+    model_provider: Option<String>,
+    #[serde(default)]
+    model_providers: BTreeMap<String, ProviderConfig>,
+    approval_policy: Option<String>,
+    sandbox: Option<String>,
+    chatgpt_base_url: Option<String>,
+    auth_issuer: Option<String>,
+    login_callback_port: Option<u16>,
+    login_timeout_secs: Option<u64>,
+    max_message_bytes: Option<usize>,
+    store: Option<bool>,
+    originator: Option<String>,
+    reasoning_effort: Option<String>,
+    shell_timeout_ms: Option<u64>,
+}
+
+/// The process environment as far as configuration reads it; tests pass their own.
+pub trait Env {
+    /// The variable's value, `None` when unset or empty.
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+/// Finds the home: `--home`, else `AGENT_SERVER_HOME`, else `~/.agent-server`.
+pub fn resolve_home(flag: Option<PathBuf>, env: &dyn Env) -> Result<PathBuf, ConfigError> {
+    if let Some(home) = flag.or_else(|| env.var("AGENT_SERVER_HOME").map(PathBuf::from)) {
+        return Ok(absolute(home));
+    }
+    match env.var("HOME") {
+        Some(user_home) => Ok(PathBuf::from(user_home).join(".agent-server")),
+        None => Err(ConfigError::BadHome {
+            path: PathBuf::from("~/.agent-server"),
+            reason: "HOME is not set".into(),
+        }),
+    }
+}
+
+fn absolute(path: PathBuf) -> PathBuf {
+    if path.is_absolute() {
+        return path;
+    }
+    std::env::current_dir()
+        .map(|cwd| cwd.join(&path))
+        .unwrap_or(path)
+}
+
+/// Creates the home (0700) when missing; an existing one is left as it is but must be a directory.
+pub fn prepare_home(home: &std::path::Path) -> Result<(), ConfigError> {
+    match std::fs::metadata(home) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(ConfigError::BadHome {
+            path: home.to_path_buf(),
+            reason: "it is not a directory".into(),
+        }),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(home)
+                .map_err(|e| ConfigError::BadHome {
+                    path: home.to_path_buf(),
+                    reason: e.to_string(),
+                })
+        }
+        Err(err) => Err(ConfigError::BadHome {
+            path: home.to_path_buf(),
+            reason: err.to_string(),
+        }),
+    }
+}
+
+/// Parses `-c key=value`: the value as TOML, else as a plain string. Dotted keys reach into tables.
+fn parse_override(text: &str) -> Result<(Vec<String>, toml::Value), ConfigError> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| ConfigError::BadOverride(text.to_string()))?;
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(ConfigError::BadOverride(text.to_string()));
+    }
+    let value = value.trim();
+    let parsed = format!("v = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    Ok((key.split('.').map(str::to_string).collect(), parsed))
+}
+
+fn set_path(
+    table: &mut toml::Table,
+    path: &[String],
+    value: toml::Value,
+) -> Result<(), ConfigError> {
+    let Some((last, parents)) = path.split_last() else {
+        return Ok(());
+    };
+    let mut current = table;
+    for part in parents {
+        let entry = current
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry.as_table_mut().ok_or_else(|| {
+            ConfigError::BadValue(format!(
+                "`{part}` is not a table, so `{}` cannot be set",
+                path.join(".")
+            ))
+        })?;
+    }
+    current.insert(last.clone(), value);
+    Ok(())
+}
+
+impl Config {
+    /// Loads the configuration of `home`: `config.toml`, then the environment, then `-c`
+    /// overrides. Nothing is half-applied: any error means no configuration.
+    pub fn load(home: PathBuf, overrides: &[String], env: &dyn Env) -> Result<Self, ConfigError> {
+        let path = home.join("config.toml");
+        let mut table = match std::fs::read_to_string(&path) {
+            Ok(text) => text
+                .parse::<toml::Table>()
+                .map_err(|e| ConfigError::Malformed {
+                    path: path.clone(),
+                    message: one_line(&e.to_string()),
+                })?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
+            Err(source) => return Err(ConfigError::Unreadable { path, source }),
+        };
+        // The file alone must be valid, so its errors name the file.
+        FileConfig::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
+            ConfigError::Malformed {
+                path: path.clone(),
+                message: one_line(&e.to_string()),
+            }
+        })?;
+        for (var, key) in [
+            ("AGENT_SERVER_AUTH_ISSUER", "auth_issuer"),
+            ("AGENT_SERVER_LOGIN_PORT", "login_callback_port"),
+        ] {
+            if let Some(value) = env.var(var) {
+                let value = match key {
+                    "login_callback_port" => {
+                        toml::Value::Integer(value.trim().parse().map_err(|_| {
+                            ConfigError::BadValue(format!(
+                                "{var}={value} is not a port number; set it to 0-65535"
+                            ))
+                        })?)
+                    }
+                    _ => toml::Value::String(value),
+                };
+                table.insert(key.to_string(), value);
+            }
+        }
+        for text in overrides {
+            let (path, value) = parse_override(text)?;
+            set_path(&mut table, &path, value)?;
+        }
+        let file = FileConfig::deserialize(toml::Value::Table(table)).map_err(|e| {
+            ConfigError::BadValue(format!(
+                "bad setting from -c or the environment: {}",
+                one_line(&e.to_string())
+            ))
+        })?;
+        let config = Self {
+            home,
+            model: file.model.unwrap_or_else(|| DEFAULT_MODEL.to_string()),
+            model_provider: file.model_provider.unwrap_or_else(|| "openai".to_string()),
+            model_providers: file.model_providers,
+            approval_policy: file
+                .approval_policy
+                .unwrap_or_else(|| "untrusted".to_string()),
+            sandbox: file.sandbox.unwrap_or_else(|| "workspaceWrite".to_string()),
+            chatgpt_base_url: file
+                .chatgpt_base_url
+                .unwrap_or_else(|| DEFAULT_CHATGPT_BASE_URL.to_string()),
+            auth_issuer: file
+                .auth_issuer
+                .unwrap_or_else(|| DEFAULT_AUTH_ISSUER.to_string()),
+            login_callback_port: file.login_callback_port,
+            login_timeout_secs: file.login_timeout_secs.unwrap_or(600),
+            max_message_bytes: file.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
+            store: file.store.unwrap_or(false),
+            originator: file
+                .originator
+                .unwrap_or_else(|| "agent-server".to_string()),
+            reasoning_effort: file
+                .reasoning_effort
+                .unwrap_or_else(|| "medium".to_string()),
+            shell_timeout_ms: file.shell_timeout_ms.unwrap_or(60_000),
+            env_api_key: env.var("OPENAI_API_KEY").map(crate::secret::Secret::new),
+            env_openai_base_url: env.var("OPENAI_BASE_URL"),
+            sse_fixture: env.var("AGENT_SERVER_SSE_FIXTURE"),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let check = |key: &str, value: &str, allowed: &[&str]| {
+            if allowed.contains(&value) {
+                Ok(())
+            } else {
+                Err(ConfigError::BadValue(format!(
+                    "{key} = \"{value}\" is not one of {}",
+                    allowed.join(", ")
+                )))
+            }
+        };
+        check(
+            "approval_policy",
+            &self.approval_policy,
+            &["untrusted", "onFailure", "never"],
+        )?;
+        check(
+            "sandbox",
+            &self.sandbox,
+            &["readOnly", "workspaceWrite", "dangerFullAccess"],
+        )?;
+        check(
+            "reasoning_effort",
+            &self.reasoning_effort,
+            &["none", "minimal", "low", "medium", "high"],
+        )?;
+        Ok(())
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+    use std::collections::HashMap;
+
+    struct FakeEnv(HashMap<&'static str, &'static str>);
+    impl Env for FakeEnv {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0.get(name).map(|v| v.to_string())
+        }
+    }
+
+    #[test]
+    fn precedence_is_override_then_env_then_file_then_default() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(
+            home.path().join("config.toml"),
+            "model = \"from-file\"\nauth_issuer = \"http://file\"\nlogin_callback_port = 1\n[model_providers.local]\nbase_url = \"http://x\"\nrequires_auth = false\n",
+        )
+        .unwrap();
+        let env = FakeEnv(HashMap::from([
+            ("AGENT_SERVER_AUTH_ISSUER", "http://env"),
+            ("AGENT_SERVER_LOGIN_PORT", "2"),
+        ]));
+        let config = Config::load(
+            home.path().to_path_buf(),
+            &[
+                "login_callback_port=3".into(),
+                "model_providers.local.name=Local".into(),
+                "store=true".into(),
+            ],
+            &env,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                config.model.as_str(),
+                config.auth_issuer.as_str(),
+                config.login_callback_port,
+                config.store
+            ),
+            ("from-file", "http://env", Some(3), true)
+        );
+        assert_eq!(
+            config.model_providers["local"].name.as_deref(),
+            Some("Local")
+        );
+        assert_eq!(config.model_providers["local"].requires_auth, Some(false));
+        assert_eq!(config.shell_timeout_ms, 60_000);
+    }
+
+    #[test]
+    fn a_malformed_file_names_the_path_and_line() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(
+            home.path().join("config.toml"),
+            "model = \"a\"\nmodel = = 3\n",
+        )
+        .unwrap();
+        let err = Config::load(home.path().to_path_buf(), &[], &FakeEnv(HashMap::new()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("config.toml") && err.contains("line 2"),
+            "{err}"
+        );
+        std::fs::write(home.path().join("config.toml"), "modle = \"a\"\n").unwrap();
+        let err = Config::load(home.path().to_path_buf(), &[], &FakeEnv(HashMap::new()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("modle"), "{err}");
+    }
+
+    #[test]
+    fn override_values_fall_back_to_strings() {
+        assert_eq!(
+            parse_override("model=gpt-5").unwrap().1,
+            toml::Value::String("gpt-5".into())
+        );
+        assert_eq!(
+            parse_override("max_message_bytes=1024").unwrap().1,
+            toml::Value::Integer(1024)
+        );
+        assert!(parse_override("novalue").is_err());
+    }
+}

@@ -1,2 +1,190 @@
-//! The `agent-server` binary.
-fn main() {}
+//! The `agent-server` binary: CLI, configuration, logging, and wiring the server together.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_server::api::{self, App, AppHooks};
+use agent_server::config::{self, Config, ProcessEnv};
+use agent_server::rpc::{Ended, Peer, ServeConfig, Server};
+use agent_server::transport::{self, FramingChoice};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+/// How long shutdown waits for interrupted turns to send their `turnCompleted`; the contract
+/// gives the whole stop 2 s.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "agent-server",
+    version,
+    about = "A headless AI coding agent served over JSON-RPC 2.0 on stdin/stdout"
+)]
+struct Cli {
+    /// Home directory (auth.json, config.toml, sessions/); default $AGENT_SERVER_HOME or ~/.agent-server.
+    #[arg(long, global = true)]
+    home: Option<PathBuf>,
+    /// Override a config.toml key: -c key=value (value parsed as TOML, else taken as a string).
+    #[arg(short = 'c', long = "config", value_name = "KEY=VALUE", global = true)]
+    overrides: Vec<String>,
+    /// Message framing on stdin/stdout.
+    #[arg(long, value_enum, default_value_t = FramingChoice::Auto)]
+    framing: FramingChoice,
+    /// Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; default $RUST_LOG or warn.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    /// Write logs to this file instead of stderr.
+    #[arg(long, global = true)]
+    log_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Write the protocol's JSON Schema into a directory.
+    Schema {
+        /// Output directory.
+        #[arg(long, default_value = "schema/json")]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _log_guard = match init_logging(cli.log_level.as_deref(), cli.log_file.as_deref()) {
+        Ok(guard) => guard,
+        Err(err) => return fail(&format!("cannot start logging: {err}")),
+    };
+    if let Some(Command::Schema { out }) = &cli.command {
+        return match agent_server_schema::export::write(out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => fail(&format!(
+                "cannot write the schema into {}: {err}",
+                out.display()
+            )),
+        };
+    }
+    let config = match load_config(&cli) {
+        Ok(config) => config,
+        Err(err) => return fail(&err.to_string()),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => return fail(&format!("cannot start the async runtime: {err}")),
+    };
+    match cli.command {
+        None | Some(Command::Schema { .. }) => runtime.block_on(serve(config, cli.framing)),
+    }
+}
+
+/// Reports a start-up failure on stderr and exits with status 2.
+fn fail(message: &str) -> ExitCode {
+    let _ = writeln!(std::io::stderr(), "agent-server: {message}");
+    ExitCode::from(2)
+}
+
+fn load_config(cli: &Cli) -> Result<Config, config::ConfigError> {
+    let home = config::resolve_home(cli.home.clone(), &ProcessEnv)?;
+    config::prepare_home(&home)?;
+    Config::load(home, &cli.overrides, &ProcessEnv)
+}
+
+/// Logs go to stderr or a file, never stdout: stdout belongs to the protocol.
+fn init_logging(
+    level: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> std::io::Result<Option<()>> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(level) => EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("warn")),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false);
+    match file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?;
+            builder.with_writer(Arc::new(file)).init();
+        }
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+    Ok(None)
+}
+
+async fn serve(config: Config, framing: FramingChoice) -> ExitCode {
+    let (writer, outbox) = transport::outbox();
+    let peer = Peer::new(writer);
+    let stop = CancellationToken::new();
+    let finish = CancellationToken::new();
+    let serve_config = ServeConfig {
+        framing,
+        max_message_bytes: config.max_message_bytes,
+    };
+    let app = App::new(config, Arc::clone(&peer), stop.clone());
+    let server = Server::new(
+        api::methods(Arc::clone(&app)),
+        Arc::new(AppHooks(Arc::clone(&app))),
+        Arc::clone(&peer),
+    );
+
+    let signals = stop_on_signal(stop.clone());
+    let (ended, writer_task) = server
+        .serve(
+            tokio::io::stdin(),
+            tokio::io::stdout(),
+            outbox,
+            serve_config,
+            stop.clone(),
+            finish.clone(),
+        )
+        .await;
+    signals.abort();
+    match ended {
+        Ended::InputClosed => {
+            tracing::info!("input closed: finishing running work");
+            // Nobody can answer approval requests any more: they are declined.
+            peer.close();
+            server.drain().await;
+        }
+        Ended::Stopped => {
+            tracing::info!("stopping");
+            server.cancel_all();
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, server.drain()).await;
+        }
+    }
+    finish.cancel();
+    if let Some(task) = writer_task {
+        let _ = tokio::time::timeout(Duration::from_millis(400), task).await;
+    }
+    ExitCode::SUCCESS
+}
+
+/// SIGTERM and SIGINT stop the server like `shutdown`.
+fn stop_on_signal(stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::warn!("cannot listen for signals");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM"),
+            _ = int.recv() => tracing::info!("SIGINT"),
+        }
+        stop.cancel();
+    })
+}

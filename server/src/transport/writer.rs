@@ -1,0 +1,157 @@
+//! The one owner of the output stream: a task that drains a bounded channel of messages.
+
+use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::Framing;
+
+/// Messages waiting to be written. 4096 absorbs a burst of events (each a few hundred bytes)
+/// while the client is slow to read; beyond it, senders wait, which slows the work producing
+/// them instead of growing memory without bound.
+const OUTBOX_CAPACITY: usize = 4096;
+
+/// Bytes written before a flush is forced even while more messages are waiting; keeps latency
+/// bounded during a long burst.
+const FLUSH_EVERY_BYTES: usize = 256 * 1024;
+
+/// A cheap, cloneable handle to the writer task.
+#[derive(Clone, Debug)]
+pub struct WriterHandle {
+    tx: mpsc::Sender<String>,
+}
+
+impl WriterHandle {
+    /// Queues one serialized message (no framing), waiting while the outbox is full.
+    /// Returns false when the writer has stopped (the output is closed).
+    pub async fn send(&self, message: String) -> bool {
+        self.tx.send(message).await.is_ok()
+    }
+
+    /// Whether the writer has stopped.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// Appends one framed message to `out`.
+pub fn frame_into(framing: Framing, message: &str, out: &mut Vec<u8>) {
+    match framing {
+        Framing::Ndjson => {
+            out.extend_from_slice(message.as_bytes());
+            out.push(b'\n');
+        }
+        Framing::ContentLength => {
+            out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", message.len()).as_bytes());
+            out.extend_from_slice(message.as_bytes());
+        }
+    }
+}
+
+/// The receiving end of the outbox, waiting for the framing to be known.
+#[derive(Debug)]
+pub struct Outbox {
+    rx: mpsc::Receiver<String>,
+}
+
+/// Creates the outbox: handles to queue messages, and the end the writer task drains. The
+/// writer starts later, once the first incoming byte decided the framing.
+pub fn outbox() -> (WriterHandle, Outbox) {
+    let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
+    (WriterHandle { tx }, Outbox { rx })
+}
+
+impl Outbox {
+    /// Starts the writer task. It ends, after writing everything queued and flushing, when
+    /// `finish` fires or every handle is dropped; it also ends when the output fails.
+    pub fn spawn<W>(self, output: W, framing: Framing, finish: CancellationToken) -> JoinHandle<()>
+    where
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        tokio::spawn(write_loop(output, framing, self.rx, finish))
+    }
+}
+
+/// Starts a writer at once (for tests and tools that know the framing up front).
+pub fn spawn_writer<W>(output: W, framing: Framing) -> (WriterHandle, JoinHandle<()>)
+where
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (handle, outbox) = outbox();
+    (
+        handle,
+        outbox.spawn(output, framing, CancellationToken::new()),
+    )
+}
+
+async fn next_message(
+    rx: &mut mpsc::Receiver<String>,
+    finish: &CancellationToken,
+) -> Option<String> {
+    tokio::select! {
+        biased;
+        message = rx.recv() => message,
+        () = finish.cancelled() => rx.try_recv().ok(),
+    }
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    output: W,
+    framing: Framing,
+    mut rx: mpsc::Receiver<String>,
+    finish: CancellationToken,
+) {
+    let mut out = BufWriter::with_capacity(64 * 1024, output);
+    let mut frame = Vec::with_capacity(4096);
+    while let Some(first) = next_message(&mut rx, &finish).await {
+        let mut written = 0;
+        let mut next = Some(first);
+        // Write everything already waiting, then flush once: one syscall for a burst.
+        while let Some(message) = next.take() {
+            frame.clear();
+            frame_into(framing, &message, &mut frame);
+            if let Err(err) = out.write_all(&frame).await {
+                tracing::debug!(%err, "output closed; the writer stops");
+                return;
+            }
+            written += frame.len();
+            if written < FLUSH_EVERY_BYTES {
+                next = rx.try_recv().ok();
+            }
+        }
+        if let Err(err) = out.flush().await {
+            tracing::debug!(%err, "output closed; the writer stops");
+            return;
+        }
+    }
+    let _ = out.flush().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn writes_exact_bytes_in_both_framings() {
+        for (framing, expected) in [
+            (Framing::Ndjson, "{\"a\":1}\n[]\n".to_string()),
+            (
+                Framing::ContentLength,
+                "Content-Length: 7\r\n\r\n{\"a\":1}Content-Length: 2\r\n\r\n[]".to_string(),
+            ),
+        ] {
+            let (client, server) = tokio::io::duplex(1024);
+            let (handle, task) = spawn_writer(server, framing);
+            assert!(handle.send("{\"a\":1}".into()).await);
+            assert!(handle.send("[]".into()).await);
+            drop(handle);
+            task.await.unwrap();
+            let mut got = String::new();
+            let mut client = client;
+            client.read_to_string(&mut got).await.unwrap();
+            assert_eq!(got, expected);
+        }
+    }
+}
