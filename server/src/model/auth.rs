@@ -48,6 +48,13 @@ pub trait UpstreamAuth: Send + Sync {
     /// Credentials to use now; a ChatGPT access token that is due is refreshed first.
     async fn credentials(&self) -> Result<UpstreamCredentials, CredentialError>;
 
+    /// The mode the next call would use, or `None` when there are no usable credentials.
+    /// Implementations should answer from what they hold, without refreshing; the default
+    /// asks [`UpstreamAuth::credentials`].
+    async fn mode(&self) -> Option<CredentialMode> {
+        self.credentials().await.ok().map(|c| c.mode)
+    }
+
     /// Called once after the model endpoint answered 401 to `rejected`: re-read the stored
     /// credentials (another process may have refreshed), refresh if they are unchanged, and
     /// return the credentials to retry with.

@@ -1,3 +1,33 @@
-//! The Responses API client: providers, auth-aware routing, SSE streaming, retries.
+//! The model client: providers, auth-aware routing, SSE streaming, retries.
+//!
+//! [`ModelClient::stream`] runs one model call against a [`Provider`] (see
+//! [`resolve_provider`]) and yields [`ResponseEvent`]s; credentials come through the
+//! [`auth::UpstreamAuth`] trait, which the auth domain implements.
 
 pub mod auth;
+mod call;
+mod chat_request;
+pub mod chat_stream;
+mod client;
+mod connect;
+mod error;
+mod event;
+mod failure;
+pub mod fixture;
+mod provider;
+mod request;
+mod retry;
+pub mod sse;
+
+pub use client::{ClientSettings, DEFAULT_BACKOFF_BASE, ModelClient};
+pub use error::ModelError;
+pub use event::{ResponseEvent, TokenUsage};
+pub use failure::Failure;
+pub use provider::{
+    DEFAULT_REQUEST_MAX_RETRIES, DEFAULT_STREAM_IDLE_TIMEOUT, DEFAULT_STREAM_MAX_RETRIES,
+    OPENAI_PROVIDER_ID, Provider, resolve_provider, resolve_provider_with_env,
+};
+pub use request::ModelRequest;
+
+#[cfg(test)]
+mod testkit;

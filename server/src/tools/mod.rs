@@ -1,1 +1,181 @@
-//! tools (placeholder until its issue lands).
+//! The agent's tools: shell commands, file patches and the plan, with approvals and a sandbox.
+//!
+//! The session calls [`dispatch`] for each function call of the model and sends the returned
+//! [`ToolOutcome::output`] back as the `function_call_output`. Tools reach the client only
+//! through [`ToolHost`]: events (`itemStarted`, `itemCompleted`, `commandOutputDelta`,
+//! `planUpdated`) and approval requests.
+//!
+//! - `shell` becomes a `commandExecution` item, `apply_patch` a `fileChange` item (also when
+//!   the patch comes as a command, `["apply_patch", PATCH]` or a `bash -lc` heredoc);
+//!   `update_plan` emits `planUpdated` and no item. Unknown tools and malformed arguments become
+//!   a failed `toolCall` item. The item id is the call's `call_id`.
+//! - Approvals follow the session's policy: `untrusted` asks before every command that is not
+//!   known read-only ([`safety`]) and before every file change; `onFailure` runs commands in the
+//!   sandbox without asking, and asks to re-run one without the sandbox when it fails there
+//!   (file changes the sandbox would not allow are asked about the same way); `never` never
+//!   asks. The `itemStarted` of an item always comes before its approval request.
+//! - The sandbox ([`sandbox`]) confines every command and bounds where patches may write; only
+//!   an approval under `onFailure` lets an action past it. Under `untrusted` an approved
+//!   command still runs in the sandbox, and a patch writing outside it is refused.
+//!   `approveForSession` remembers the exact argv (under `onFailure`: it then runs unsandboxed
+//!   without asking) or, for a file change, approves later file changes under the session cwd.
+//! - Commands run in their own process group with stdin closed and without credential-like
+//!   environment variables; the model gets `Exit code: N\nWall time: S seconds\nOutput:\n…`
+//!   with output over [`MAX_OUTPUT_BYTES`] or [`MAX_OUTPUT_LINES`] cut in the middle. A timeout,
+//!   an interrupt (`ToolContext::cancel`) or dropping the future kills the whole group.
+
+mod approval;
+mod edit;
+mod exec;
+mod output;
+pub mod patch;
+mod plan;
+pub mod safety;
+pub mod sandbox;
+mod shell;
+mod spec;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_server_schema::session::{
+    ApprovalDecision, ApprovalPolicy, Event, Item, ItemStatus, SandboxMode,
+};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+pub use approval::{ApprovalRequest, SessionApprovals};
+pub use output::{MAX_OUTPUT_BYTES, MAX_OUTPUT_LINES};
+pub use spec::tool_specs;
+
+/// How tools reach the client; the session implements it.
+#[async_trait::async_trait]
+pub trait ToolHost: Send + Sync {
+    /// Emits a session event: `itemStarted`, `itemCompleted`, `commandOutputDelta` or
+    /// `planUpdated`.
+    fn emit(&self, event: Event);
+    /// Asks the client to approve; returns `None` when the request was withdrawn (interrupt)
+    /// or the client is gone.
+    async fn request_approval(&self, request: ApprovalRequest) -> Option<ApprovalDecision>;
+}
+
+/// What the tools need to know about the session and the turn.
+#[derive(Debug, Clone)]
+pub struct ToolContext {
+    /// The session's working directory: commands run here, patch paths are relative to it, and
+    /// it is the writable root of `workspaceWrite`.
+    pub cwd: PathBuf,
+    /// When to ask the client.
+    pub approval_policy: ApprovalPolicy,
+    /// How commands are confined.
+    pub sandbox: SandboxMode,
+    /// Default timeout of a command (the model may set its own).
+    pub shell_timeout: Duration,
+    /// Whether the client declared `capabilities.approvals`; without it, whatever needs
+    /// approval is declined.
+    pub client_can_approve: bool,
+    /// Cancelled when the turn is interrupted: running commands are killed and pending
+    /// approvals count as withdrawn.
+    pub cancel: CancellationToken,
+    /// What the session approved for its whole life.
+    pub approvals: Arc<SessionApprovals>,
+}
+
+/// One function call of the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCall {
+    /// The call id; it becomes the item id.
+    pub call_id: String,
+    /// The tool's name.
+    pub name: String,
+    /// The arguments, a JSON string as the model wrote it.
+    pub arguments: String,
+}
+
+/// The result of a tool call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolOutcome {
+    /// The `function_call_output` text for the model.
+    pub output: String,
+    /// Whether the tool did what was asked.
+    pub success: bool,
+    /// The turn must end now: the user chose `abort`, an approval request was withdrawn, or
+    /// the turn was cancelled while the tool ran.
+    pub abort_turn: bool,
+}
+
+impl ToolOutcome {
+    fn failed(output: String) -> Self {
+        Self {
+            output,
+            success: false,
+            abort_turn: false,
+        }
+    }
+}
+
+/// Runs one function call of the model. Never panics on bad input: unknown tools and malformed
+/// arguments give the model an error output and a failed `toolCall` item.
+pub async fn dispatch(call: ToolCall, ctx: &ToolContext, host: &dyn ToolHost) -> ToolOutcome {
+    match call.name.as_str() {
+        "shell" | "container.exec" => {
+            match serde_json::from_str::<shell::ShellArgs>(&call.arguments) {
+                Ok(args) => shell::run(&call.call_id, args, ctx, host).await,
+                Err(e) => bad_call(&call, host, format!("{e}; expected {}", shell::EXPECTED)),
+            }
+        }
+        "apply_patch" => match patch_input(&call.arguments) {
+            Ok(input) => edit::run(&call.call_id, &input, &ctx.cwd, ctx, host).await,
+            Err(e) => bad_call(&call, host, format!("{e}; expected {}", edit::EXPECTED)),
+        },
+        "update_plan" => match serde_json::from_str::<plan::UpdatePlanArgs>(&call.arguments) {
+            Ok(args) => plan::update_plan(args, host),
+            Err(e) => bad_call(&call, host, format!("{e}; expected {}", plan::EXPECTED)),
+        },
+        other => {
+            let message = format!(
+                "unknown tool `{other}`; the available tools are shell, apply_patch and \
+                 update_plan"
+            );
+            failed_tool_call(&call, host, message)
+        }
+    }
+}
+
+/// The patch text: `{"input": PATCH}`, or the bare patch some models send.
+fn patch_input(arguments: &str) -> Result<String, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct Args {
+        input: String,
+    }
+    if arguments.trim_start().starts_with("*** Begin Patch") {
+        return Ok(arguments.to_owned());
+    }
+    serde_json::from_str::<Args>(arguments).map(|a| a.input)
+}
+
+fn bad_call(call: &ToolCall, host: &dyn ToolHost, detail: String) -> ToolOutcome {
+    let message = format!("invalid arguments for {}: {detail}", call.name);
+    failed_tool_call(call, host, message)
+}
+
+/// A `toolCall` item that failed at once.
+fn failed_tool_call(call: &ToolCall, host: &dyn ToolHost, message: String) -> ToolOutcome {
+    let item = |status, output| Item::ToolCall {
+        id: call.call_id.clone(),
+        name: call.name.clone(),
+        arguments: call.arguments.clone(),
+        status,
+        output,
+    };
+    host.emit(Event::ItemStarted {
+        item: item(ItemStatus::InProgress, None),
+    });
+    host.emit(Event::ItemCompleted {
+        item: item(ItemStatus::Failed, Some(message.clone())),
+    });
+    ToolOutcome::failed(message)
+}

@@ -1,0 +1,246 @@
+"""The client against the real ``agent-server`` binary: lifecycle, auth, session bookkeeping and
+error replies (everything that needs no model)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+from datetime import datetime
+from pathlib import Path
+from typing import Any, List
+
+import pytest
+
+from agent_server_client import AgentServerClient, AgentServerError, ConnectionClosedError, SyncClient
+from support import run, server_bin, server_env
+
+LOGGED_OUT = {
+    "authMode": None,
+    "source": None,
+    "email": None,
+    "planType": None,
+    "accountId": None,
+    "lastRefresh": None,
+    "requiresOpenaiAuth": True,
+    "error": None,
+}
+API_KEY_FROM_FILE = {**LOGGED_OUT, "authMode": "apiKey", "source": "authFile"}
+CLIENT_INFO = {"name": "py-test", "version": "9.9.9"}
+
+
+def client_for(home: Path, **env: str) -> AgentServerClient:
+    return AgentServerClient(server_bin(), env=server_env(home, **env))
+
+
+def test_initialize_reports_server_framing_home_and_auth(home: Path) -> None:
+    async def body() -> None:
+        async with client_for(home) as client:
+            result = await client.initialize({"clientInfo": CLIENT_INFO})
+            version = result["serverInfo"]["version"]
+            assert result == {
+                "protocolVersion": 1,
+                "serverInfo": {"name": "agent-server", "version": version},
+                "capabilities": {"approvals": False, "framing": "ndjson"},
+                "userAgent": f"agent-server/{version} (linux; x86_64) py-test/9.9.9",
+                "home": str(home),
+                "auth": LOGGED_OUT,
+            }
+
+    run(body())
+
+
+def test_initialize_declares_approvals_when_a_handler_is_set(home: Path) -> None:
+    async def body() -> None:
+        async with client_for(home) as client:
+            client.on_approval_request(lambda params: {"decision": "deny"})
+            result = await client.initialize()
+            assert result["capabilities"] == {"approvals": True, "framing": "ndjson"}
+
+    run(body())
+
+
+def test_initialize_errors(home: Path) -> None:
+    async def body() -> None:
+        async with client_for(home) as client:
+            with pytest.raises(AgentServerError) as unsupported:
+                await client.initialize({"protocolVersion": 99})
+            assert (unsupported.value.code, unsupported.value.data) == (
+                -32602,
+                {"kind": "unsupportedProtocolVersion", "supported": [1]},
+            )
+            await client.initialize({"protocolVersion": 1})
+            with pytest.raises(AgentServerError) as again:
+                await client.initialize()
+            assert (again.value.code, again.value.kind) == (-32600, "alreadyInitialized")
+
+        async with client_for(home) as client:
+            assert await client.auth_status() == LOGGED_OUT
+            with pytest.raises(AgentServerError) as late:
+                await client.initialize()
+            assert (late.value.code, late.value.kind) == (-32600, "initializeNotFirst")
+
+    run(body())
+
+
+def test_an_env_api_key_shows_in_auth_status_with_the_token_on_request(home: Path) -> None:
+    async def body() -> None:
+        async with client_for(home, OPENAI_API_KEY="sk-env-test") as client:
+            await client.initialize()
+            env_key = {**LOGGED_OUT, "authMode": "apiKey", "source": "env"}
+            assert await client.auth_status() == env_key
+            assert await client.auth_status({"includeToken": True}) == {**env_key, "authToken": "sk-env-test"}
+
+    run(body())
+
+
+def test_login_api_key_writes_auth_json_and_announces_the_change(home: Path) -> None:
+    async def body() -> None:
+        async with client_for(home) as client:
+            await client.initialize()
+            changes: List[Any] = []
+            logged_in = asyncio.Event()
+            logged_out = asyncio.Event()
+
+            def on_change(status: Any) -> None:
+                changes.append(status)
+                (logged_in if status["authMode"] == "apiKey" else logged_out).set()
+
+            client.on_notification("auth/statusChanged", on_change)
+            assert await client.login_api_key({"apiKey": "sk-file-test"}) == {}
+            await logged_in.wait()
+            assert await client.auth_status({"includeToken": True}) == {**API_KEY_FROM_FILE, "authToken": "sk-file-test"}
+            auth_file = home / "auth.json"
+            assert stat.S_IMODE(auth_file.stat().st_mode) == 0o600
+            stored = json.loads(auth_file.read_text())
+            assert (stored["auth_mode"], stored["OPENAI_API_KEY"]) == ("apikey", "sk-file-test")
+
+            assert await client.logout() == {}
+            await logged_out.wait()
+            assert await client.auth_status() == LOGGED_OUT
+            assert changes == [API_KEY_FROM_FILE, LOGGED_OUT]
+            assert not auth_file.exists()
+
+    run(body())
+
+
+def test_wrong_params_unknown_methods_and_unknown_sessions(home: Path) -> None:
+    async def body() -> None:
+        async with client_for(home) as client:
+            await client.initialize()
+            with pytest.raises(AgentServerError) as invalid:
+                await client.request("auth/loginApiKey", {})
+            assert (invalid.value.code, invalid.value.kind, (invalid.value.data or {}).get("field")) == (
+                -32602,
+                "invalidParams",
+                "apiKey",
+            )
+            with pytest.raises(AgentServerError) as unknown:
+                await client.request("no/such", {})
+            assert (unknown.value.code, unknown.value.kind) == (-32601, "methodNotFound")
+            assert await client.list_sessions() == {"sessions": []}
+            for call in (
+                client.close_session({"sessionId": "no-such-session"}),
+                client.interrupt({"sessionId": "no-such-session"}),
+            ):
+                with pytest.raises(AgentServerError) as missing:
+                    await call
+                assert (missing.value.code, missing.value.kind) == (-32602, "sessionNotFound")
+            assert await client.cancel_login({"loginId": "no-such-login"}) == {"status": "notFound"}
+
+    run(body())
+
+
+def test_sessions_need_auth(home: Path) -> None:
+    async def body() -> None:
+        async with client_for(home) as client:
+            await client.initialize()
+            with pytest.raises(AgentServerError) as caught:
+                await client.new_session({})
+            assert (caught.value.code, caught.value.kind) == (-32000, "authRequired")
+
+    run(body())
+
+
+def test_new_list_and_close_sessions(home: Path, workdir: Path) -> None:
+    async def body() -> None:
+        async with client_for(home, OPENAI_API_KEY="test") as client:
+            await client.initialize()
+            session = await client.new_session({"cwd": str(workdir), "approvalPolicy": "never", "sandbox": "readOnly"})
+            assert session == {
+                "sessionId": session["sessionId"],
+                "cwd": str(workdir),
+                "model": "gpt-5-codex",
+                "modelProvider": "openai",
+                "approvalPolicy": "never",
+                "sandbox": "readOnly",
+                "createdAt": session["createdAt"],
+                "status": "idle",
+            }
+            datetime.fromisoformat(session["createdAt"].replace("Z", "+00:00"))
+            assert await client.list_sessions() == {"sessions": [session]}
+            assert await client.close_session({"sessionId": session["sessionId"]}) == {}
+            assert await client.list_sessions() == {"sessions": []}
+
+    run(body())
+
+
+def test_a_cancelled_request_leaves_the_connection_usable(home: Path) -> None:
+    async def body() -> None:
+        async with client_for(home) as client:
+            await client.initialize()
+            task = asyncio.ensure_future(client.list_sessions())
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert await client.list_sessions() == {"sessions": []}
+
+    run(body())
+
+
+def test_close_shuts_down_with_status_0(home: Path) -> None:
+    async def body() -> None:
+        client = client_for(home)
+        await client.start()
+        await client.initialize()
+        assert await client.close() == 0
+        assert client.closed
+        with pytest.raises(ConnectionClosedError):
+            await client.list_sessions()
+
+    run(body())
+
+
+def test_a_missing_binary_names_agent_server_bin(tmp_path: Path) -> None:
+    async def body() -> None:
+        with pytest.raises(ConnectionClosedError, match="AGENT_SERVER_BIN"):
+            await AgentServerClient(str(tmp_path / "no-such-binary")).start()
+
+    run(body())
+
+
+def test_a_server_that_stops_at_start_shows_its_stderr(home: Path) -> None:
+    (home / "config.toml").write_text("model = [unclosed\n")
+
+    async def body() -> None:
+        client = AgentServerClient(server_bin(), args=["--home", str(home)], env=server_env(home))
+        await client.start()
+        with pytest.raises(ConnectionClosedError) as caught:
+            await client.initialize()
+        assert caught.value.returncode == 2
+        assert "config.toml" in caught.value.stderr
+        await client.close()
+
+    run(body())
+
+
+def test_sync_client(home: Path) -> None:
+    with SyncClient(server_bin(), env=server_env(home), timeout=30) as client:
+        result = client.initialize({"clientInfo": CLIENT_INFO})
+        assert result["capabilities"] == {"approvals": False, "framing": "ndjson"}
+        assert client.auth_status() == LOGGED_OUT
+        assert client.list_sessions() == {"sessions": []}
+        with pytest.raises(AgentServerError) as caught:
+            client.close_session({"sessionId": "no-such-session"})
+        assert caught.value.kind == "sessionNotFound"
+    assert client.client.returncode == 0

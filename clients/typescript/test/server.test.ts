@@ -1,0 +1,264 @@
+/**
+ * The client against the real `agent-server` binary: lifecycle, auth, session bookkeeping and
+ * error replies (everything that needs no model).
+ */
+
+import assert from "node:assert/strict";
+import { readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+
+import {
+  AgentServerClient,
+  AgentServerError,
+  ConnectionClosedError,
+  type AuthStatus,
+  type InitializeResult,
+} from "../src/index.js";
+import { serverBin, spawnServer, startServer, tempDir, waitFor } from "./harness.js";
+
+const TIMEOUT = { timeout: 30_000 };
+
+const loggedOut: AuthStatus = {
+  authMode: null,
+  source: null,
+  email: null,
+  planType: null,
+  accountId: null,
+  lastRefresh: null,
+  requiresOpenaiAuth: true,
+  error: null,
+};
+
+const apiKeyFromFile: AuthStatus = { ...loggedOut, authMode: "apiKey", source: "authFile" };
+
+test("initialize reports the server, the framing in use, the home and the auth status", TIMEOUT, async () => {
+  const { client, home, cleanup } = spawnServer();
+  try {
+    const result = await client.initialize({ clientInfo: { name: "ts-test", version: "9.9.9" } });
+    const version = result.serverInfo.version;
+    const expected: InitializeResult = {
+      protocolVersion: 1,
+      serverInfo: { name: "agent-server", version },
+      capabilities: { approvals: false, framing: "content-length" },
+      userAgent: `agent-server/${version} (linux; x86_64) ts-test/9.9.9`,
+      home,
+      auth: loggedOut,
+    };
+    assert.deepEqual(result, expected);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("initialize declares approvals when a handler is set", TIMEOUT, async () => {
+  const { client, cleanup } = spawnServer();
+  try {
+    client.onApprovalRequest(() => ({ decision: "deny" }));
+    const result = await client.initialize();
+    assert.deepEqual(result.capabilities, { approvals: true, framing: "content-length" });
+  } finally {
+    await cleanup();
+  }
+});
+
+test("a second initialize is rejected as alreadyInitialized", TIMEOUT, async () => {
+  const { client, cleanup } = await startServer();
+  try {
+    const error = await client.initialize().catch((e: unknown) => e);
+    assert.ok(error instanceof AgentServerError);
+    assert.deepEqual([error.code, error.kind], [-32600, "alreadyInitialized"]);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("an unsupported protocol version is rejected and may be retried", TIMEOUT, async () => {
+  const { client, cleanup } = spawnServer();
+  try {
+    const error = await client.initialize({ protocolVersion: 99 }).catch((e: unknown) => e);
+    assert.ok(error instanceof AgentServerError);
+    assert.deepEqual([error.code, error.data], [-32602, { kind: "unsupportedProtocolVersion", supported: [1] }]);
+    const result = await client.initialize({ protocolVersion: 1 });
+    assert.equal(result.protocolVersion, 1);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("initialize after another request is rejected as initializeNotFirst", TIMEOUT, async () => {
+  const { client, cleanup } = spawnServer();
+  try {
+    assert.deepEqual(await client.authStatus(), loggedOut);
+    const error = await client.initialize().catch((e: unknown) => e);
+    assert.ok(error instanceof AgentServerError);
+    assert.deepEqual([error.code, error.kind], [-32600, "initializeNotFirst"]);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("an API key in the environment shows in auth/status, with the token on request", TIMEOUT, async () => {
+  const { client, cleanup } = await startServer({ OPENAI_API_KEY: "sk-env-test" });
+  try {
+    const envKey: AuthStatus = { ...loggedOut, authMode: "apiKey", source: "env" };
+    assert.deepEqual(await client.authStatus(), envKey);
+    assert.deepEqual(await client.authStatus({ includeToken: true }), { ...envKey, authToken: "sk-env-test" });
+  } finally {
+    await cleanup();
+  }
+});
+
+test("loginApiKey writes auth.json and announces auth/statusChanged; logout undoes it", TIMEOUT, async () => {
+  const { client, home, cleanup } = await startServer();
+  try {
+    const changes: AuthStatus[] = [];
+    const loggedIn = waitFor<AuthStatus>((s) => s.authMode === "apiKey");
+    const loggedOutAgain = waitFor<AuthStatus>((s) => s.authMode === null);
+    client.onNotification("auth/statusChanged", (status) => {
+      changes.push(status);
+      loggedIn.push(status);
+      loggedOutAgain.push(status);
+    });
+
+    assert.deepEqual(await client.loginApiKey({ apiKey: "sk-file-test" }), {});
+    assert.deepEqual(await loggedIn.promise, apiKeyFromFile);
+    assert.deepEqual(await client.authStatus({ includeToken: true }), { ...apiKeyFromFile, authToken: "sk-file-test" });
+    const authFile = join(home, "auth.json");
+    assert.equal(statSync(authFile).mode & 0o777, 0o600);
+    const stored = JSON.parse(readFileSync(authFile, "utf8")) as Record<string, unknown>;
+    assert.deepEqual([stored.auth_mode, stored.OPENAI_API_KEY], ["apikey", "sk-file-test"]);
+
+    assert.deepEqual(await client.logout(), {});
+    assert.deepEqual(await loggedOutAgain.promise, loggedOut);
+    assert.deepEqual(await client.authStatus(), loggedOut);
+    assert.deepEqual(changes, [apiKeyFromFile, loggedOut]);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("params of the wrong shape are rejected as invalidParams naming the field", TIMEOUT, async () => {
+  const { client, cleanup } = await startServer();
+  try {
+    // Deliberately wrong: the typed API would not let this through.
+    const error = await client.request("auth/loginApiKey", {} as { apiKey: string }).catch((e: unknown) => e);
+    assert.ok(error instanceof AgentServerError);
+    assert.equal(error.code, -32602);
+    assert.equal(error.kind, "invalidParams");
+    assert.equal(error.data?.field, "apiKey");
+  } finally {
+    await cleanup();
+  }
+});
+
+test("cancelLogin of an unknown login answers notFound", TIMEOUT, async () => {
+  const { client, cleanup } = await startServer();
+  try {
+    assert.deepEqual(await client.cancelLogin({ loginId: "no-such-login" }), { status: "notFound" });
+  } finally {
+    await cleanup();
+  }
+});
+
+test("session/list starts empty and unknown sessions are sessionNotFound", TIMEOUT, async () => {
+  const { client, cleanup } = await startServer();
+  try {
+    assert.deepEqual(await client.listSessions(), { sessions: [] });
+    for (const call of [
+      () => client.closeSession({ sessionId: "no-such-session" }),
+      () => client.interrupt({ sessionId: "no-such-session" }),
+    ]) {
+      const error = await call().catch((e: unknown) => e);
+      assert.ok(error instanceof AgentServerError);
+      assert.deepEqual([error.code, error.kind], [-32602, "sessionNotFound"]);
+    }
+  } finally {
+    await cleanup();
+  }
+});
+
+test("a request cancelled before it is answered still settles exactly once", TIMEOUT, async () => {
+  const { client, cleanup } = await startServer();
+  try {
+    const controller = new AbortController();
+    controller.abort();
+    // The server may finish first (a normal result) or honour the cancel (-32800).
+    const outcome = await client.listSessions({ signal: controller.signal }).then(
+      (result) => result,
+      (error: unknown) => (error instanceof AgentServerError ? [error.code, error.kind] : error),
+    );
+    assert.ok(
+      JSON.stringify(outcome) === JSON.stringify({ sessions: [] }) ||
+        JSON.stringify(outcome) === JSON.stringify([-32800, "cancelled"]),
+      `unexpected outcome ${JSON.stringify(outcome)}`,
+    );
+    // The connection is still usable afterwards.
+    assert.deepEqual(await client.listSessions(), { sessions: [] });
+  } finally {
+    await cleanup();
+  }
+});
+
+test("sessions without auth fail with authRequired", TIMEOUT, async () => {
+  const { client, cleanup } = await startServer();
+  try {
+    const error = await client.newSession({}).catch((e: unknown) => e);
+    assert.ok(error instanceof AgentServerError);
+    assert.deepEqual([error.code, error.kind], [-32000, "authRequired"]);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("session/new, session/list and session/close keep the books", TIMEOUT, async () => {
+  const cwd = tempDir("cwd");
+  const { client, cleanup } = await startServer({ OPENAI_API_KEY: "test" });
+  try {
+    const session = await client.newSession({ cwd, approvalPolicy: "never", sandbox: "readOnly" });
+    assert.deepEqual(session, {
+      sessionId: session.sessionId,
+      cwd,
+      model: "gpt-5-codex",
+      modelProvider: "openai",
+      approvalPolicy: "never",
+      sandbox: "readOnly",
+      createdAt: session.createdAt,
+      status: "idle",
+    });
+    assert.ok(!Number.isNaN(Date.parse(session.createdAt)), `createdAt ${session.createdAt} is RFC 3339`);
+    assert.deepEqual(await client.listSessions(), { sessions: [session] });
+    assert.deepEqual(await client.closeSession({ sessionId: session.sessionId }), {});
+    assert.deepEqual(await client.listSessions(), { sessions: [] });
+  } finally {
+    await cleanup();
+  }
+});
+
+test("close sends shutdown and the server exits with status 0", TIMEOUT, async () => {
+  const { client } = await startServer();
+  assert.deepEqual(await client.close(), { code: 0, signal: null });
+  assert.equal(client.closed, true);
+  const error = await client.listSessions().catch((e: unknown) => e);
+  assert.ok(error instanceof ConnectionClosedError);
+});
+
+test("a binary that cannot start fails with a message naming AGENT_SERVER_BIN", TIMEOUT, async () => {
+  const client = AgentServerClient.spawn({ binaryPath: `${serverBin}-does-not-exist` });
+  const error = await client.initialize().catch((e: unknown) => e);
+  assert.ok(error instanceof ConnectionClosedError);
+  assert.match(error.message, /AGENT_SERVER_BIN/);
+  client.dispose();
+});
+
+test("a server that stops at start shows its stderr in the error", TIMEOUT, async () => {
+  const home = tempDir("badconfig");
+  const { writeFileSync } = await import("node:fs");
+  writeFileSync(join(home, "config.toml"), "model = [unclosed\n");
+  const client = AgentServerClient.spawn({ binaryPath: serverBin, args: ["--home", home] });
+  const error = await client.initialize().catch((e: unknown) => e);
+  assert.ok(error instanceof ConnectionClosedError);
+  assert.equal(error.exitCode, 2);
+  assert.match(error.stderr, /config\.toml/);
+  client.dispose();
+});

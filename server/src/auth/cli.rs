@@ -1,0 +1,410 @@
+//! The `login`, `logout` and `status` commands for people at a terminal.
+//!
+//! Output goes to the writer given (never straight to stdout, which is the protocol's when
+//! the server runs); `main.rs` maps its subcommands onto [`AuthCommand`].
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::{AuthError, AuthManager, AuthMode, AuthObserver, AuthSettings, AuthSource, AuthStatus};
+use crate::secret::Secret;
+
+/// One auth command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthCommand {
+    /// `login --api-key`: read a key from the input and store it.
+    LoginApiKey,
+    /// `login`: the ChatGPT browser login.
+    LoginChatGpt {
+        /// Open the authorize URL in the default browser (false with `--no-browser`).
+        open_browser: bool,
+    },
+    /// `logout`: delete `auth.json`.
+    Logout,
+    /// `status`: show the credentials in use.
+    Status {
+        /// Print the `AuthStatus` JSON instead of text.
+        json: bool,
+    },
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The auth domain refused or failed.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// Reading the key or writing the output failed.
+    #[error("could not read the input or write the output: {0}")]
+    Io(#[from] io::Error),
+    /// The browser login ended without success.
+    #[error("login failed: {0}")]
+    LoginFailed(String),
+}
+
+/// Runs `command` against the home in `settings`; `input` supplies the API key.
+pub async fn run(
+    command: AuthCommand,
+    settings: AuthSettings,
+    http: reqwest::Client,
+    input: &mut dyn Read,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let (observer, mut completions) = CompletionObserver::new();
+    let manager = AuthManager::new(settings, http, observer);
+    match command {
+        AuthCommand::LoginApiKey => login_api_key(&manager, input, out).await,
+        AuthCommand::LoginChatGpt { open_browser } => {
+            login_chatgpt(&manager, &mut completions, open_browser, out).await
+        }
+        AuthCommand::Logout => logout(&manager, out).await,
+        AuthCommand::Status { json } => status(&manager, json, out).await,
+    }
+}
+
+async fn login_api_key(
+    manager: &AuthManager,
+    input: &mut dyn Read,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let mut key = String::new();
+    input.read_to_string(&mut key)?;
+    manager.login_api_key(Secret::new(key.trim())).await?;
+    writeln!(
+        out,
+        "Logged in with an API key (saved to {}).",
+        manager.store.path().display()
+    )?;
+    if manager.env_key().is_some() {
+        writeln!(
+            out,
+            "Note: OPENAI_API_KEY is set in the environment and takes precedence."
+        )?;
+    }
+    Ok(())
+}
+
+async fn login_chatgpt(
+    manager: &Arc<AuthManager>,
+    completions: &mut mpsc::UnboundedReceiver<Completion>,
+    open_browser: bool,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let started = manager.start_chatgpt_login().await?;
+    writeln!(
+        out,
+        "To log in with ChatGPT, open this URL in a browser:\n\n  {}\n",
+        started.auth_url
+    )?;
+    if open_browser && let Err(e) = webbrowser::open(&started.auth_url) {
+        writeln!(
+            out,
+            "(Could not open a browser: {e}; open the URL yourself.)"
+        )?;
+    }
+    writeln!(
+        out,
+        "Waiting for the sign-in to finish (press Ctrl-C to cancel)..."
+    )?;
+    out.flush()?;
+    let completion = loop {
+        match completions.recv().await {
+            Some(c) if c.login_id == started.login_id => break c,
+            Some(_) => {}
+            None => {
+                return Err(CliError::LoginFailed(
+                    "the login ended without a result".to_owned(),
+                ));
+            }
+        }
+    };
+    if !completion.success {
+        return Err(CliError::LoginFailed(
+            completion
+                .error
+                .unwrap_or_else(|| "the login did not succeed".to_owned()),
+        ));
+    }
+    let status = manager.status(false, false).await?;
+    writeln!(
+        out,
+        "Logged in as {} ({} plan).",
+        status.email.as_deref().unwrap_or("an unknown email"),
+        status.plan_type.as_deref().unwrap_or("unknown")
+    )?;
+    Ok(())
+}
+
+async fn logout(manager: &AuthManager, out: &mut dyn Write) -> Result<(), CliError> {
+    manager.logout().await?;
+    writeln!(
+        out,
+        "Logged out ({} removed).",
+        manager.store.path().display()
+    )?;
+    if manager.env_key().is_some() {
+        writeln!(
+            out,
+            "OPENAI_API_KEY is still set in the environment and stays in use."
+        )?;
+    }
+    Ok(())
+}
+
+async fn status(manager: &AuthManager, json: bool, out: &mut dyn Write) -> Result<(), CliError> {
+    let status = manager.status(false, false).await?;
+    if json {
+        let text = serde_json::to_string_pretty(&status).map_err(io::Error::other)?;
+        writeln!(out, "{text}")?;
+    } else {
+        write_human(&status, &manager.store.path().display().to_string(), out)?;
+    }
+    Ok(())
+}
+
+/// The status as a few lines of text.
+fn write_human(status: &AuthStatus, path: &str, out: &mut dyn Write) -> io::Result<()> {
+    let source = match status.source {
+        Some(AuthSource::Env) => "the OPENAI_API_KEY environment variable".to_owned(),
+        Some(AuthSource::AuthFile) | None => path.to_owned(),
+    };
+    match status.auth_mode {
+        Some(AuthMode::ApiKey) => writeln!(out, "Logged in with an API key from {source}.")?,
+        Some(AuthMode::Chatgpt) => {
+            writeln!(out, "Logged in with ChatGPT ({source}).")?;
+            let fields = [
+                ("Email", &status.email),
+                ("Plan", &status.plan_type),
+                ("Account", &status.account_id),
+                ("Last refresh", &status.last_refresh),
+            ];
+            for (label, value) in fields {
+                if let Some(value) = value {
+                    writeln!(out, "  {label}: {value}")?;
+                }
+            }
+        }
+        None => writeln!(
+            out,
+            "Not logged in: run `agent-server login` or set OPENAI_API_KEY."
+        )?,
+    }
+    if let Some(error) = &status.error {
+        writeln!(out, "Problem: {error}")?;
+    }
+    if !status.requires_openai_auth {
+        writeln!(out, "The active model provider does not need OpenAI auth.")?;
+    }
+    Ok(())
+}
+
+/// A login completion, as the CLI waits for it.
+#[derive(Debug)]
+struct Completion {
+    login_id: String,
+    success: bool,
+    error: Option<String>,
+}
+
+/// Forwards login completions to the waiting command; status changes are not shown.
+#[derive(Debug)]
+struct CompletionObserver {
+    sender: mpsc::UnboundedSender<Completion>,
+}
+
+impl CompletionObserver {
+    fn new() -> (Arc<Self>, mpsc::UnboundedReceiver<Completion>) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        (Arc::new(Self { sender }), receiver)
+    }
+}
+
+impl AuthObserver for CompletionObserver {
+    fn status_changed(&self, _status: AuthStatus) {}
+
+    fn login_completed(&self, login_id: &str, success: bool, error: Option<String>) {
+        // The receiver lives as long as the command; a send can only fail after it returned.
+        let _ = self.sender.send(Completion {
+            login_id: login_id.to_owned(),
+            success,
+            error,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::test_support::{jwt, settings};
+    use pretty_assertions::assert_eq;
+    use serde_json::json;
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    async fn run_to_string(
+        command: AuthCommand,
+        settings: AuthSettings,
+        input: &str,
+    ) -> (Result<(), CliError>, String) {
+        let mut out = Vec::new();
+        let result = run(
+            command,
+            settings,
+            reqwest::Client::new(),
+            &mut input.as_bytes(),
+            &mut out,
+        )
+        .await;
+        (result, String::from_utf8(out).unwrap())
+    }
+
+    #[tokio::test]
+    async fn api_key_login_status_and_logout() {
+        let home = tempfile::tempdir().unwrap();
+        let s = settings(home.path(), "http://127.0.0.1:9");
+        let path = home.path().join("auth.json").display().to_string();
+
+        let (result, out) = run_to_string(AuthCommand::Status { json: false }, s.clone(), "").await;
+        assert!(result.is_ok());
+        assert_eq!(
+            out,
+            "Not logged in: run `agent-server login` or set OPENAI_API_KEY.\n"
+        );
+
+        let (result, out) = run_to_string(AuthCommand::LoginApiKey, s.clone(), "").await;
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            AuthError::InvalidApiKey.to_string()
+        );
+        assert_eq!(out, "");
+
+        let (result, out) = run_to_string(AuthCommand::LoginApiKey, s.clone(), "sk-cli\n").await;
+        assert!(result.is_ok());
+        assert_eq!(
+            out,
+            format!("Logged in with an API key (saved to {path}).\n")
+        );
+
+        let (_, out) = run_to_string(AuthCommand::Status { json: false }, s.clone(), "").await;
+        assert_eq!(out, format!("Logged in with an API key from {path}.\n"));
+        let (_, out) = run_to_string(AuthCommand::Status { json: true }, s.clone(), "").await;
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&out).unwrap(),
+            json!({"authMode": "apiKey", "source": "authFile", "email": null, "planType": null,
+                   "accountId": null, "lastRefresh": null, "requiresOpenaiAuth": true, "error": null})
+        );
+
+        let (result, out) = run_to_string(AuthCommand::Logout, s, "").await;
+        assert!(result.is_ok());
+        assert_eq!(out, format!("Logged out ({path} removed).\n"));
+        assert!(!home.path().join("auth.json").exists());
+    }
+
+    #[tokio::test]
+    async fn chatgpt_status_in_words() {
+        let home = tempfile::tempdir().unwrap();
+        let id = jwt(
+            json!({"email": "a@b.c", "https://api.openai.com/auth": {"chatgpt_plan_type": "plus"}}),
+        );
+        let access = jwt(json!({"exp": chrono::Utc::now().timestamp() + 3600}));
+        std::fs::write(
+            home.path().join("auth.json"),
+            json!({"tokens": {"id_token": id, "access_token": access, "refresh_token": "r", "account_id": "acc-1"},
+                   "last_refresh": "2026-11-23T10:00:00Z"})
+            .to_string(),
+        )
+        .unwrap();
+        let (_, out) = run_to_string(
+            AuthCommand::Status { json: false },
+            settings(home.path(), "http://127.0.0.1:9"),
+            "",
+        )
+        .await;
+        assert_eq!(
+            out,
+            format!(
+                "Logged in with ChatGPT ({}).\n  Email: a@b.c\n  Plan: plus\n  Account: acc-1\n  Last refresh: 2026-11-23T10:00:00Z\n",
+                home.path().join("auth.json").display()
+            )
+        );
+    }
+
+    /// Output that the test can read while the command is still running.
+    struct ChannelWriter(mpsc::UnboundedSender<Vec<u8>>);
+
+    impl Write for ChannelWriter {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let _ = self.0.send(buf.to_vec());
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn browser_login_prints_the_url_waits_and_reports_the_account() {
+        let home = tempfile::tempdir().unwrap();
+        let issuer = MockServer::start().await;
+        let id = jwt(
+            json!({"email": "a@b.c", "https://api.openai.com/auth": {"chatgpt_plan_type": "plus"}}),
+        );
+        Mock::given(method("POST"))
+            .and(path("/oauth/token"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "id_token": id, "access_token": "access", "refresh_token": "refresh"
+            })))
+            .expect(1)
+            .mount(&issuer)
+            .await;
+        let (sender, mut chunks) = mpsc::unbounded_channel();
+        let mut out = ChannelWriter(sender);
+        let mut input = io::empty();
+        let command = run(
+            AuthCommand::LoginChatGpt {
+                open_browser: false,
+            },
+            settings(home.path(), &issuer.uri()),
+            reqwest::Client::new(),
+            &mut input,
+            &mut out,
+        );
+        let browser = async {
+            let mut text = String::new();
+            let url = loop {
+                text.push_str(&String::from_utf8(chunks.recv().await.unwrap()).unwrap());
+                if let Some(line) = text.lines().find(|l| l.contains("/oauth/authorize?")) {
+                    break url::Url::parse(line.trim()).unwrap();
+                }
+            };
+            let params: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+            let mut callback = url::Url::parse(&params["redirect_uri"]).unwrap();
+            callback
+                .query_pairs_mut()
+                .extend_pairs([("code", "c"), ("state", params["state"].as_str())]);
+            let status = reqwest::Client::new()
+                .get(callback)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            (text, url, status)
+        };
+        let (result, (mut text, url, status)) = tokio::join!(command, browser);
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(status, 200);
+        drop(out);
+        while let Some(chunk) = chunks.recv().await {
+            text.push_str(&String::from_utf8(chunk).unwrap());
+        }
+        assert_eq!(
+            text,
+            format!(
+                "To log in with ChatGPT, open this URL in a browser:\n\n  {url}\n\nWaiting for the sign-in to finish (press Ctrl-C to cancel)...\nLogged in as a@b.c (plus plan).\n"
+            )
+        );
+    }
+}

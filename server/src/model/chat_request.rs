@@ -1,0 +1,142 @@
+//! Responses-style requests translated into Chat Completions requests (`wire_api = "chat"`).
+
+use serde_json::{Map, Value, json};
+
+use super::request::ModelRequest;
+
+/// The Chat Completions body for `request`. Reasoning items are dropped (chat providers have
+/// no place for them); `store` and `previous_response_id` do not exist there.
+pub(crate) fn chat_body(request: &ModelRequest) -> Value {
+    let mut messages: Vec<Value> = Vec::with_capacity(request.input.len() + 1);
+    if !request.instructions.is_empty() {
+        messages.push(json!({"role": "system", "content": request.instructions}));
+    }
+    for item in &request.input {
+        push_item(&mut messages, item);
+    }
+    let mut body = json!({
+        "model": request.model,
+        "messages": messages,
+        "stream": true,
+        "stream_options": {"include_usage": true},
+    });
+    let tools: Vec<Value> = request.tools.iter().filter_map(chat_tool).collect();
+    // Some chat servers reject an empty `tools` array, so it is sent only when non-empty.
+    if !tools.is_empty()
+        && let Some(obj) = body.as_object_mut()
+    {
+        obj.insert("tools".into(), Value::Array(tools));
+        obj.insert("tool_choice".into(), json!("auto"));
+    }
+    body
+}
+
+fn str_field<'a>(item: &'a Value, key: &str) -> &'a str {
+    item.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn push_item(messages: &mut Vec<Value>, item: &Value) {
+    match str_field(item, "type") {
+        "message" | "" => push_message(messages, item),
+        "function_call" => {
+            let call = json!({
+                "id": str_field(item, "call_id"),
+                "type": "function",
+                "function": {
+                    "name": str_field(item, "name"),
+                    "arguments": str_field(item, "arguments"),
+                },
+            });
+            push_tool_call(messages, call);
+        }
+        "function_call_output" => {
+            let output = match item.get("output") {
+                Some(Value::String(text)) => text.clone(),
+                Some(Value::Object(obj)) => match obj.get("content") {
+                    Some(Value::String(text)) => text.clone(),
+                    _ => Value::Object(obj.clone()).to_string(),
+                },
+                Some(other) => other.to_string(),
+                None => String::new(),
+            };
+            messages.push(json!({
+                "role": "tool",
+                "tool_call_id": str_field(item, "call_id"),
+                "content": output,
+            }));
+        }
+        // Reasoning and any other item kinds have no Chat Completions form.
+        _ => {}
+    }
+}
+
+fn push_message(messages: &mut Vec<Value>, item: &Value) {
+    let role = match str_field(item, "role") {
+        "developer" | "system" => "system",
+        "assistant" => "assistant",
+        _ => "user",
+    };
+    let mut parts = Vec::new();
+    let mut has_image = false;
+    match item.get("content") {
+        Some(Value::String(text)) => parts.push(json!({"type": "text", "text": text})),
+        Some(Value::Array(content)) => {
+            for part in content {
+                match str_field(part, "type") {
+                    "input_text" | "output_text" | "text" => {
+                        parts.push(json!({"type": "text", "text": str_field(part, "text")}));
+                    }
+                    "input_image" => {
+                        has_image = true;
+                        let url = str_field(part, "image_url");
+                        parts.push(json!({"type": "image_url", "image_url": {"url": url}}));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
+    }
+    // Plain text goes as a string, which every chat server accepts; parts only with images.
+    let content = if has_image && role == "user" {
+        Value::Array(parts)
+    } else {
+        let text: Vec<&str> = parts.iter().map(|p| str_field(p, "text")).collect();
+        Value::String(text.concat())
+    };
+    messages.push(json!({"role": role, "content": content}));
+}
+
+/// Adds a tool call to the preceding assistant message, or starts one, so that a text reply
+/// and the calls that follow it (or several calls) form one assistant turn as chat expects.
+fn push_tool_call(messages: &mut Vec<Value>, call: Value) {
+    if let Some(last) = messages.last_mut().and_then(Value::as_object_mut)
+        && last.get("role").and_then(Value::as_str) == Some("assistant")
+    {
+        match last.get_mut("tool_calls").and_then(Value::as_array_mut) {
+            Some(calls) => calls.push(call),
+            None => {
+                last.insert("tool_calls".into(), json!([call]));
+            }
+        }
+        return;
+    }
+    let mut message = Map::new();
+    message.insert("role".into(), json!("assistant"));
+    message.insert("content".into(), Value::Null);
+    message.insert("tool_calls".into(), json!([call]));
+    messages.push(Value::Object(message));
+}
+
+fn chat_tool(tool: &Value) -> Option<Value> {
+    if str_field(tool, "type") != "function" {
+        return None;
+    }
+    let mut function = Map::new();
+    for key in ["name", "description", "parameters"] {
+        if let Some(value) = tool.get(key) {
+            function.insert(key.into(), value.clone());
+        }
+    }
+    Some(json!({"type": "function", "function": function}))
+}

@@ -1,0 +1,105 @@
+//! Numbering and sending a session's events in order.
+//!
+//! Every event of a session, from the turn loop or from a running tool, goes through one FIFO
+//! queue to one forwarder task that assigns `seq` (from 1, no gaps) and hands it to the client
+//! link. So wire order is `seq` order whoever produced the event. Producers that can wait
+//! ([`EventSink::send`]) are held back while many events are queued, which slows a fast
+//! model stream down to the client's reading speed instead of growing memory.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use agent_server_schema::session::{Event, SessionEventNotification};
+use tokio::sync::{Notify, mpsc};
+
+use super::ClientLink;
+
+/// Queued events above which [`EventSink::send`] waits. 512 events are a few hundred KiB at
+/// most, and enough to keep the writer busy while the producer is paused.
+const HIGH_WATER: usize = 512;
+
+struct Shared {
+    pending: AtomicUsize,
+    drained: Notify,
+}
+
+/// The sending side of a session's event queue.
+#[derive(Clone)]
+pub struct EventSink {
+    tx: mpsc::UnboundedSender<(String, Event)>,
+    shared: Arc<Shared>,
+}
+
+impl EventSink {
+    /// Starts the forwarder of one session's events.
+    pub fn spawn(session_id: String, link: Arc<dyn ClientLink>) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            pending: AtomicUsize::new(0),
+            drained: Notify::new(),
+        });
+        tokio::spawn(forward(session_id, link, rx, Arc::clone(&shared)));
+        Self { tx, shared }
+    }
+
+    /// Queues an event without waiting (for synchronous callers such as tools).
+    pub fn emit(&self, turn_id: &str, event: Event) {
+        self.shared.pending.fetch_add(1, Ordering::AcqRel);
+        if self.tx.send((turn_id.to_string(), event)).is_err() {
+            self.shared.pending.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Queues an event, first waiting while the queue is above its high-water mark.
+    pub async fn send(&self, turn_id: &str, event: Event) {
+        while self.shared.pending.load(Ordering::Acquire) >= HIGH_WATER {
+            let notified = self.shared.drained.notified();
+            if self.shared.pending.load(Ordering::Acquire) < HIGH_WATER {
+                break;
+            }
+            notified.await;
+        }
+        self.emit(turn_id, event);
+    }
+
+    /// Waits until every queued event has been handed to the client link.
+    pub async fn flushed(&self) {
+        loop {
+            let notified = self.shared.drained.notified();
+            if self.shared.pending.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+async fn forward(
+    session_id: String,
+    link: Arc<dyn ClientLink>,
+    mut rx: mpsc::UnboundedReceiver<(String, Event)>,
+    shared: Arc<Shared>,
+) {
+    let mut seq = 0u64;
+    let mut notification = SessionEventNotification {
+        session_id,
+        turn_id: String::new(),
+        seq: 0,
+        event: Event::TurnStarted {
+            model: String::new(),
+        },
+    };
+    while let Some((turn_id, event)) = rx.recv().await {
+        seq += 1;
+        notification.turn_id = turn_id;
+        notification.seq = seq;
+        notification.event = event;
+        if !link.send_event(&notification).await {
+            tracing::debug!(session_id = %notification.session_id, "event not delivered: the client is gone");
+        }
+        let before = shared.pending.fetch_sub(1, Ordering::AcqRel);
+        if before <= HIGH_WATER || before == 1 {
+            shared.drained.notify_waiters();
+        }
+    }
+}

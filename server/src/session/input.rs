@@ -1,0 +1,122 @@
+//! User input items → a Responses `message` input item.
+
+use std::path::Path;
+
+use agent_server_schema::session::InputItem;
+use base64::Engine;
+use serde_json::{Value, json};
+
+/// Why the input could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    /// Neither `text` nor `input`, or both, or an empty list.
+    #[error("send either `text` or a non-empty `input` list")]
+    Empty,
+    /// A `localImage` file is missing or unreadable.
+    #[error(
+        "cannot read image `{path}`: {reason}; check the path (relative paths are taken from the session cwd)"
+    )]
+    Unreadable {
+        /// The path as given.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// An `image` URL is neither `data:` nor `https:`.
+    #[error("image url must start with data: or https:, not `{0}`")]
+    BadUrl(String),
+}
+
+impl InputError {
+    /// The params field this error is about.
+    pub fn field(&self) -> &'static str {
+        match self {
+            InputError::Empty => "input",
+            InputError::Unreadable { .. } => "input[].path",
+            InputError::BadUrl(_) => "input[].url",
+        }
+    }
+}
+
+/// Builds the user message, reading local images now so a bad path fails the submit.
+pub fn to_user_message(items: &[InputItem], cwd: &Path) -> Result<Value, InputError> {
+    if items.is_empty() {
+        return Err(InputError::Empty);
+    }
+    let mut content = Vec::with_capacity(items.len());
+    for item in items {
+        content.push(match item {
+            InputItem::Text { text } => json!({"type": "input_text", "text": text}),
+            InputItem::Image { url } => {
+                if !(url.starts_with("data:") || url.starts_with("https:")) {
+                    return Err(InputError::BadUrl(url.clone()));
+                }
+                json!({"type": "input_image", "image_url": url})
+            }
+            InputItem::LocalImage { path } => {
+                json!({"type": "input_image", "image_url": data_url(path, cwd)?})
+            }
+        });
+    }
+    Ok(json!({"type": "message", "role": "user", "content": content}))
+}
+
+fn data_url(path: &str, cwd: &Path) -> Result<String, InputError> {
+    let full = cwd.join(path);
+    let bytes = std::fs::read(&full).map_err(|e| InputError::Unreadable {
+        path: path.to_string(),
+        reason: e.to_string(),
+    })?;
+    let mime = match full
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("gif") => "image/gif",
+        Some("webp") => "image/webp",
+        _ => "application/octet-stream",
+    };
+    Ok(format!(
+        "data:{mime};base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn text_and_images_become_one_message() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.png"), [1u8, 2, 3]).unwrap();
+        let items = vec![
+            InputItem::Text { text: "hi".into() },
+            InputItem::Image {
+                url: "https://x/y.png".into(),
+            },
+            InputItem::LocalImage {
+                path: "a.png".into(),
+            },
+        ];
+        assert_eq!(
+            to_user_message(&items, dir.path()).unwrap(),
+            json!({"type":"message","role":"user","content":[
+                {"type":"input_text","text":"hi"},
+                {"type":"input_image","image_url":"https://x/y.png"},
+                {"type":"input_image","image_url":"data:image/png;base64,AQID"}]})
+        );
+        let missing = to_user_message(
+            &[InputItem::LocalImage {
+                path: "nope.png".into(),
+            }],
+            dir.path(),
+        )
+        .unwrap_err();
+        assert!(missing.to_string().contains("nope.png"));
+    }
+}

@@ -1,0 +1,216 @@
+//! `apply_patch` as a tool: the `fileChange` item, approvals and the sandbox's write bounds.
+
+use std::path::{Path, PathBuf};
+
+use agent_server_schema::session::{
+    ApprovalKind, ApprovalPolicy, Event, FileChange, FileChangeKind, Item, ItemStatus,
+};
+
+use super::approval::{Answer, ApprovalRequest, ask};
+use super::patch::{self, ChangeKind, Plan};
+use super::sandbox::{SandboxPolicy, mode_name};
+use super::{ToolContext, ToolHost, ToolOutcome};
+
+/// What the model must send, for error messages.
+pub(crate) const EXPECTED: &str =
+    r#"{"input": "*** Begin Patch\n…\n*** End Patch"} (see the tool's description)"#;
+
+/// Applies `input`, with paths relative to `base` (the session cwd, or the directory a shell
+/// command changed to).
+pub(crate) async fn run(
+    call_id: &str,
+    input: &str,
+    base: &Path,
+    ctx: &ToolContext,
+    host: &dyn ToolHost,
+) -> ToolOutcome {
+    let item = FileChangeItem { id: call_id, host };
+    let planned = match patch::parse(input) {
+        Ok(parsed) => patch::plan(&parsed, base, &ctx.cwd).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let plan = match planned {
+        Ok(plan) => plan,
+        Err(message) => {
+            item.started(Vec::new());
+            item.completed(Vec::new(), ItemStatus::Failed);
+            return ToolOutcome::failed(format!("apply_patch failed: {message}"));
+        }
+    };
+    let changes = wire_changes(&plan);
+    item.started(changes.clone());
+
+    let touched = touched(&plan);
+    let sandbox = SandboxPolicy::new(ctx.sandbox, &ctx.cwd);
+    let outside: Vec<&PathBuf> = touched
+        .iter()
+        .filter(|p| !sandbox.allows_write(p))
+        .collect();
+    let remembered = ctx.approvals.are_file_changes_approved(&touched);
+    let refusal = || {
+        let paths: Vec<String> = outside.iter().map(|p| p.display().to_string()).collect();
+        format!(
+            "apply_patch refused: the {} sandbox does not allow writing {}. Change only files \
+             under {}.",
+            mode_name(ctx.sandbox),
+            paths.join(", "),
+            ctx.cwd.display()
+        )
+    };
+
+    let must_ask = match ctx.approval_policy {
+        ApprovalPolicy::Untrusted => {
+            if !outside.is_empty() {
+                item.completed(changes, ItemStatus::Failed);
+                return ToolOutcome::failed(refusal());
+            }
+            (!remembered).then_some(None)
+        }
+        ApprovalPolicy::OnFailure => (!outside.is_empty() && !remembered).then(|| {
+            let paths: Vec<String> = outside.iter().map(|p| p.display().to_string()).collect();
+            Some(format!(
+                "The patch writes outside what the sandbox allows: {}",
+                paths.join(", ")
+            ))
+        }),
+        ApprovalPolicy::Never => {
+            if !outside.is_empty() {
+                item.completed(changes, ItemStatus::Failed);
+                return ToolOutcome::failed(refusal());
+            }
+            None
+        }
+    };
+
+    if let Some(reason) = must_ask {
+        let answer = ask(
+            ctx,
+            host,
+            ApprovalRequest {
+                item_id: call_id.to_owned(),
+                kind: ApprovalKind::FileChange,
+                command: None,
+                cwd: None,
+                changes: Some(changes.clone()),
+                reason,
+            },
+        )
+        .await;
+        if let Some(message) = answer.declined_message("file change") {
+            item.completed(changes, ItemStatus::Declined);
+            return ToolOutcome {
+                output: message,
+                success: false,
+                abort_turn: answer.aborts_turn(),
+            };
+        }
+        if answer == (Answer::Approved { for_session: true }) {
+            ctx.approvals.approve_file_changes_under(&ctx.cwd);
+        }
+        // The files may have changed while the user was deciding; apply only what was shown.
+        let replanned = patch::parse(input)
+            .map_err(|e| e.to_string())
+            .and_then(|p| patch::plan(&p, base, &ctx.cwd).map_err(|e| e.to_string()));
+        match replanned {
+            Ok(fresh) if wire_changes(&fresh) == changes => return commit(&fresh, changes, &item),
+            Ok(_) => {
+                item.completed(changes, ItemStatus::Failed);
+                return ToolOutcome::failed(
+                    "apply_patch failed: the files changed while waiting for approval; read \
+                     them again and send a new patch"
+                        .to_owned(),
+                );
+            }
+            Err(message) => {
+                item.completed(changes, ItemStatus::Failed);
+                return ToolOutcome::failed(format!("apply_patch failed: {message}"));
+            }
+        }
+    }
+    commit(&plan, changes, &item)
+}
+
+fn commit(plan: &Plan, changes: Vec<FileChange>, item: &FileChangeItem<'_>) -> ToolOutcome {
+    match plan.commit() {
+        Ok(()) => {
+            item.completed(changes, ItemStatus::Completed);
+            ToolOutcome {
+                output: summary(plan),
+                success: true,
+                abort_turn: false,
+            }
+        }
+        Err(e) => {
+            item.completed(changes, ItemStatus::Failed);
+            ToolOutcome::failed(format!("apply_patch failed: {e}"))
+        }
+    }
+}
+
+/// `Success. Updated the following files:` and one `A|M|D path` line per operation.
+fn summary(plan: &Plan) -> String {
+    let mut out = "Success. Updated the following files:".to_owned();
+    for change in &plan.changes {
+        let letter = match change.kind {
+            ChangeKind::Add => 'A',
+            ChangeKind::Delete => 'D',
+            ChangeKind::Update => 'M',
+        };
+        out.push_str(&format!("\n{letter} {}", change.path.display()));
+    }
+    out
+}
+
+/// Every path the patch writes or deletes (a move touches both ends).
+fn touched(plan: &Plan) -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    for change in &plan.changes {
+        paths.push(change.path.clone());
+        if let Some(from) = &change.moved_from {
+            paths.push(from.clone());
+        }
+    }
+    paths
+}
+
+/// The item's changes. A move is an `update` whose `path` is the destination and whose diff
+/// header names both paths (`--- a/old`, `+++ b/new`).
+fn wire_changes(plan: &Plan) -> Vec<FileChange> {
+    plan.changes
+        .iter()
+        .map(|c| FileChange {
+            path: c.path.display().to_string(),
+            kind: match c.kind {
+                ChangeKind::Add => FileChangeKind::Add,
+                ChangeKind::Delete => FileChangeKind::Delete,
+                ChangeKind::Update => FileChangeKind::Update,
+            },
+            diff: c.diff.clone(),
+        })
+        .collect()
+}
+
+struct FileChangeItem<'a> {
+    id: &'a str,
+    host: &'a dyn ToolHost,
+}
+
+impl FileChangeItem<'_> {
+    fn item(&self, changes: Vec<FileChange>, status: ItemStatus) -> Item {
+        Item::FileChange {
+            id: self.id.to_owned(),
+            changes,
+            status,
+        }
+    }
+
+    fn started(&self, changes: Vec<FileChange>) {
+        let item = self.item(changes, ItemStatus::InProgress);
+        self.host.emit(Event::ItemStarted { item });
+    }
+
+    fn completed(&self, changes: Vec<FileChange>, status: ItemStatus) {
+        let item = self.item(changes, status);
+        self.host.emit(Event::ItemCompleted { item });
+    }
+}

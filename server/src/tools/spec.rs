@@ -1,0 +1,154 @@
+//! The function-tool specs sent to the model in the Responses `tools` array.
+
+use serde_json::{Value, json};
+
+/// The Responses API function-tool specs for `shell`, `apply_patch` and `update_plan`.
+pub fn tool_specs() -> Vec<Value> {
+    vec![shell(), apply_patch(), update_plan()]
+}
+
+fn shell() -> Value {
+    json!({
+        "type": "function",
+        "name": "shell",
+        "description": "Runs a command and returns its exit code, wall time and combined \
+            stdout/stderr (long output is cut in the middle). `command` is an argv list, run \
+            without a shell: use [\"bash\", \"-lc\", \"<script>\"] for pipes, redirection or \
+            globs. The command runs in the session's working directory unless `workdir` is \
+            given; stdin is closed, so never run anything interactive. Prefer `rg` over `grep` \
+            and read files with `sed -n 'A,Bp' FILE` or `cat`. Do not edit files with shell \
+            commands: use the apply_patch tool. The command may be sandboxed (no network, \
+            writes only in the workspace) and may need the user's approval; if it is \
+            declined, do not retry it.",
+        "strict": false,
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "command": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "The program and its arguments, e.g. [\"ls\", \"-la\"]."
+                },
+                "workdir": {
+                    "type": "string",
+                    "description": "Directory to run in, relative to the session's working \
+                        directory (default: that directory)."
+                },
+                "timeout_ms": {
+                    "type": "number",
+                    "description": "Kill the command after this many milliseconds (default: \
+                        the session's shell timeout)."
+                }
+            },
+            "required": ["command"],
+            "additionalProperties": false
+        }
+    })
+}
+
+fn apply_patch() -> Value {
+    json!({
+        "type": "function",
+        "name": "apply_patch",
+        "description": "Creates, changes, moves and deletes text files. `input` is a patch in \
+            this format (paths relative to the session's working directory):\n\
+            *** Begin Patch\n\
+            *** Add File: path/new.txt\n\
+            +first line of the new file\n\
+            +second line\n\
+            *** Update File: path/existing.py\n\
+            *** Move to: path/renamed.py   (optional, only to rename)\n\
+            @@ def some_function():        (a line just above the change, to locate it)\n\
+            \x20    unchanged context line\n\
+            -    line to remove\n\
+            +    line to add\n\
+            \x20    unchanged context line\n\
+            *** Delete File: path/obsolete.txt\n\
+            *** End Patch\n\
+            In an update, every line starts with ' ' (context), '-' (remove) or '+' (add); give \
+            about 3 lines of context above and below each change, copied exactly from the \
+            file, and start each further hunk with another `@@` line. Add `*** End of File` \
+            after a hunk that ends at the end of the file. Every line of an added file starts \
+            with '+'. The patch is applied all or nothing: if a hunk does not match, nothing \
+            is changed and the error says which lines were not found.",
+        "strict": false,
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "input": {
+                    "type": "string",
+                    "description": "The whole patch, from `*** Begin Patch` to `*** End Patch`."
+                }
+            },
+            "required": ["input"],
+            "additionalProperties": false
+        }
+    })
+}
+
+fn update_plan() -> Value {
+    json!({
+        "type": "function",
+        "name": "update_plan",
+        "description": "Shows the user your plan for the task as a list of short steps and \
+            their status, and updates it as you go. Send the whole plan each time. Keep at \
+            most one step in_progress; mark steps completed as soon as they are done. Skip \
+            the plan for simple tasks.",
+        "strict": false,
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "explanation": {
+                    "type": "string",
+                    "description": "Why the plan changed (optional)."
+                },
+                "plan": {
+                    "type": "array",
+                    "description": "The steps, in order.",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "step": {"type": "string", "description": "What the step does."},
+                            "status": {
+                                "type": "string",
+                                "enum": ["pending", "in_progress", "completed"]
+                            }
+                        },
+                        "required": ["step", "status"],
+                        "additionalProperties": false
+                    }
+                }
+            },
+            "required": ["plan"],
+            "additionalProperties": false
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn every_spec_is_a_named_function_with_an_object_schema() {
+        let summary: Vec<(String, String, Value)> = tool_specs()
+            .into_iter()
+            .map(|s| {
+                (
+                    s["type"].as_str().unwrap_or_default().to_owned(),
+                    s["name"].as_str().unwrap_or_default().to_owned(),
+                    s["parameters"]["required"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("function".into(), "shell".into(), json!(["command"])),
+                ("function".into(), "apply_patch".into(), json!(["input"])),
+                ("function".into(), "update_plan".into(), json!(["plan"])),
+            ]
+        );
+    }
+}
