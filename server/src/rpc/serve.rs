@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::message::{Incoming, classify};
+use super::message::{Incoming, classify, present};
 use super::peer::Peer;
 use super::{RequestContext, RpcError};
 use crate::transport::{FramingChoice, Inbound, MessageReader, Outbox};
@@ -479,10 +479,6 @@ struct ResponseParts<'a> {
     result: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
     error: Option<&'a RawValue>,
-}
-
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
-    <&RawValue>::deserialize(d).map(Some)
 }
 
 /// Re-renders jsonrpsee's response with the id exactly as the client sent it.
