@@ -263,6 +263,10 @@ def test_the_end_of_the_connection_fails_pending_requests_and_ends_streams() -> 
         assert client.closed
         with pytest.raises(ConnectionClosedError):
             await client.auth_status()
+        # Subscribing after the end is harmless: the stream is empty, submit_and_wait raises.
+        assert [n async for n in client.events("s-1")] == []
+        with pytest.raises(ConnectionClosedError):
+            await client.submit_and_wait({"text": "x"})
 
     run(body())
 

@@ -216,6 +216,9 @@ test("the end of the connection rejects pending requests and ends event iterator
   assert.equal(client.closed, true);
   const late = await client.authStatus().catch((e: unknown) => e);
   assert.equal(late, error);
+  // Subscribing after the end is harmless: the iterator is already done, submitAndWait rejects.
+  assert.deepEqual(await client.events("s-1").next(), { done: true, value: undefined });
+  assert.equal(await client.submitAndWait({ text: "x" }).catch((e: unknown) => e), error);
   peer.dispose();
 });
 
