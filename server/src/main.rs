@@ -7,10 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent_server::api::{self, App, AppHooks};
+use agent_server::auth::AuthSettings;
+use agent_server::auth::cli::{self, AuthCommand};
 use agent_server::config::{self, Config, ProcessEnv};
 use agent_server::rpc::{Ended, Peer, ServeConfig, Server};
 use agent_server::transport::{self, FramingChoice};
 use clap::{Parser, Subcommand};
+
+mod exec;
 use tokio_util::sync::CancellationToken;
 
 /// How long shutdown waits for interrupted turns to send their `turnCompleted`; the contract
@@ -51,6 +55,25 @@ enum Command {
         #[arg(long, default_value = "schema/json")]
         out: PathBuf,
     },
+    /// Log in: with --api-key the key is read from stdin; otherwise the ChatGPT browser login.
+    Login {
+        /// Read an OpenAI API key from stdin (never from the command line).
+        #[arg(long)]
+        api_key: bool,
+        /// Print the login URL but do not open a browser.
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// Log out: delete auth.json.
+    Logout,
+    /// Show the credentials in use.
+    Status {
+        /// Print the status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one prompt through a server child process and print the conversation.
+    Exec(exec::ExecArgs),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +104,45 @@ fn main() -> ExitCode {
     };
     match cli.command {
         None | Some(Command::Schema { .. }) => runtime.block_on(serve(config, cli.framing)),
+        Some(Command::Exec(args)) => {
+            runtime.block_on(exec::run(&args, cli.home.as_deref(), &cli.overrides))
+        }
+        Some(Command::Login {
+            api_key,
+            no_browser,
+        }) => {
+            let command = if api_key {
+                AuthCommand::LoginApiKey
+            } else {
+                AuthCommand::LoginChatGpt {
+                    open_browser: !no_browser,
+                }
+            };
+            runtime.block_on(auth_command(command, &config))
+        }
+        Some(Command::Logout) => runtime.block_on(auth_command(AuthCommand::Logout, &config)),
+        Some(Command::Status { json }) => {
+            runtime.block_on(auth_command(AuthCommand::Status { json }, &config))
+        }
+    }
+}
+
+async fn auth_command(command: AuthCommand, config: &Config) -> ExitCode {
+    let http = match api::http_client() {
+        Ok(http) => http,
+        Err(err) => return fail(&format!("cannot build the HTTP client: {err}")),
+    };
+    let requires = agent_server::model::resolve_provider(config, &config.model_provider)
+        .map(|p| p.requires_auth && p.bearer.is_none())
+        .unwrap_or(true);
+    let settings = AuthSettings::from_config(config, requires);
+    let mut out = std::io::stdout();
+    match cli::run(command, settings, http, &mut std::io::stdin(), &mut out).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(std::io::stderr(), "agent-server: {err}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -131,7 +193,11 @@ async fn serve(config: Config, framing: FramingChoice) -> ExitCode {
         framing,
         max_message_bytes: config.max_message_bytes,
     };
-    let app = App::new(config, Arc::clone(&peer), stop.clone());
+    let http = match api::http_client() {
+        Ok(http) => http,
+        Err(err) => return fail(&format!("cannot build the HTTP client: {err}")),
+    };
+    let app = App::new(config, Arc::clone(&peer), stop.clone(), http);
     let server = Server::new(
         api::methods(Arc::clone(&app)),
         Arc::new(AppHooks(Arc::clone(&app))),
@@ -156,11 +222,13 @@ async fn serve(config: Config, framing: FramingChoice) -> ExitCode {
             // Nobody can answer approval requests any more: they are declined.
             peer.close();
             server.drain().await;
+            app.sessions.wait_all_idle().await;
         }
         Ended::Stopped => {
             tracing::info!("stopping");
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, app.sessions.interrupt_all()).await;
             server.cancel_all();
-            let _ = tokio::time::timeout(SHUTDOWN_GRACE, server.drain()).await;
+            let _ = tokio::time::timeout(Duration::from_millis(200), server.drain()).await;
         }
     }
     finish.cancel();

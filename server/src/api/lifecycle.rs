@@ -88,6 +88,12 @@ pub fn register(table: &mut MethodTable<App>) {
     });
     table.add::<Shutdown, _, _>(|app: Arc<App>, _params, request| async move {
         tracing::info!("shutdown requested");
+        // Running turns end first, each with its `turnCompleted`; then the reply; then exit.
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_millis(1500),
+            app.sessions.interrupt_all(),
+        )
+        .await;
         // The process stops once this reply is written.
         let stop = app.stop.clone();
         tokio::spawn(async move {
@@ -139,6 +145,13 @@ async fn initialize(app: &App, params: InitializeParams) -> Result<InitializeRes
         },
         user_agent: lifecycle.user_agent(),
         home: app.config.home.display().to_string(),
-        auth: AuthStatus::default(),
+        auth: app
+            .auth
+            .status(false, false)
+            .await
+            .unwrap_or_else(|err| AuthStatus {
+                error: Some(err.to_string()),
+                ..AuthStatus::default()
+            }),
     })
 }

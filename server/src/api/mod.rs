@@ -1,7 +1,9 @@
 //! The method table: one small file per area turning params into domain calls and results
 //! back. This is the only place that knows method names.
 
+mod auth;
 mod lifecycle;
+mod session;
 
 use std::sync::Arc;
 
@@ -9,10 +11,13 @@ use jsonrpsee::Methods;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{AuthManager, AuthSettings};
 use crate::config::Config;
+use crate::model::auth::UpstreamAuth;
 use crate::rpc::{Hooks, MethodTable, Peer, RpcError};
+use crate::session::Sessions;
 
-pub use lifecycle::Lifecycle;
+pub use lifecycle::{Lifecycle, VERSION};
 
 /// Everything the handlers share.
 pub struct App {
@@ -21,19 +26,53 @@ pub struct App {
     /// The connection to the client.
     pub peer: Arc<Peer>,
     /// Handshake state.
-    pub lifecycle: Lifecycle,
+    pub lifecycle: Arc<Lifecycle>,
     /// Fires when the process should stop serving (`shutdown` answered, or `exit`).
     pub stop: CancellationToken,
+    /// Credentials.
+    pub auth: Arc<AuthManager>,
+    /// The open sessions.
+    pub sessions: Arc<Sessions>,
+}
+
+/// Builds the HTTP client every upstream call shares (rustls only).
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(30))
+        .build()
 }
 
 impl App {
     /// The shared state of one connection.
-    pub fn new(config: Config, peer: Arc<Peer>, stop: CancellationToken) -> Arc<Self> {
+    pub fn new(
+        config: Config,
+        peer: Arc<Peer>,
+        stop: CancellationToken,
+        http: reqwest::Client,
+    ) -> Arc<Self> {
+        let lifecycle = Arc::new(Lifecycle::default());
+        let requires_openai_auth = crate::model::resolve_provider(&config, &config.model_provider)
+            .map(|p| p.requires_auth && p.bearer.is_none())
+            .unwrap_or(true);
+        let observer = auth::PeerAuthObserver::spawn(Arc::clone(&peer));
+        let auth = AuthManager::new(
+            AuthSettings::from_config(&config, requires_openai_auth),
+            http.clone(),
+            observer,
+        );
+        let link = Arc::new(session::PeerLink {
+            peer: Arc::clone(&peer),
+            lifecycle: Arc::clone(&lifecycle),
+        });
+        let upstream: Arc<dyn UpstreamAuth> = auth.clone();
+        let sessions = Arc::new(Sessions::new(config.clone(), Some(upstream), http, link));
         Arc::new(Self {
             config,
             peer,
-            lifecycle: Lifecycle::default(),
+            lifecycle,
             stop,
+            auth,
+            sessions,
         })
     }
 }
@@ -42,6 +81,8 @@ impl App {
 pub fn methods(app: Arc<App>) -> Methods {
     let mut table = MethodTable::new(app);
     lifecycle::register(&mut table);
+    auth::register(&mut table);
+    session::register(&mut table);
     table.into_methods()
 }
 

@@ -21,9 +21,6 @@ pub(crate) enum Trigger {
     Forced,
 }
 
-/// The message when an API key is refused by the model endpoint.
-const API_KEY_REJECTED: &str = "the API key was rejected by the model endpoint (HTTP 401): set a valid OPENAI_API_KEY or log in again with `agent-server login --api-key`";
-
 fn api_key_credentials(key: Secret) -> UpstreamCredentials {
     UpstreamCredentials {
         mode: CredentialMode::ApiKey,
@@ -157,22 +154,7 @@ impl AuthManager {
             }
         };
         let before = identity(&tokens);
-        let mut new_tokens = tokens;
-        if let Some(id_token) = refreshed.id_token {
-            new_tokens.id_token = id_token;
-            if let Some(account_id) = Claims::decode(new_tokens.id_token.expose())
-                .ok()
-                .and_then(|c| c.account_id)
-            {
-                new_tokens.account_id = Some(account_id);
-            }
-        }
-        if let Some(access_token) = refreshed.access_token {
-            new_tokens.access_token = access_token;
-        }
-        if let Some(refresh_token) = refreshed.refresh_token {
-            new_tokens.refresh_token = refresh_token;
-        }
+        let new_tokens = refreshed.apply_to(tokens);
         let after = identity(&new_tokens);
         let credentials = chatgpt_credentials(&new_tokens);
         file.tokens = Some(new_tokens);
@@ -225,16 +207,10 @@ impl UpstreamAuth for AuthManager {
                 self.refresh_under_lock(Trigger::Rejected(rejected.bearer.clone()))
                     .await
             }
-            CredentialMode::ApiKey => {
-                // An API key cannot be refreshed; only a different one (a new login in the
-                // meantime) is worth a retry.
-                let current = self.credentials().await?;
-                if current.bearer == rejected.bearer {
-                    Err(CredentialError::LoginRequired(API_KEY_REJECTED.to_owned()))
-                } else {
-                    Ok(current)
-                }
-            }
+            // An API key cannot be refreshed: retry with whatever is current now (a new login
+            // may have replaced it). If that is the rejected key again, its second 401 fails
+            // the turn as `unauthorized`, which is what a wrong key is.
+            CredentialMode::ApiKey => self.credentials().await,
         }
     }
 }

@@ -24,7 +24,6 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 pub use agent_server_schema::auth::{AuthMode, AuthSource, AuthStatus, LoginChatGptResult};
-pub use claims::{Claims, ClaimsError};
 pub use error::AuthError;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

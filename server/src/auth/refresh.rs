@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::claims::Claims;
+use super::store::Tokens;
 use crate::secret::Secret;
 
 /// How long a refresh request may take.
@@ -56,6 +57,29 @@ pub(crate) struct Refreshed {
     pub access_token: Option<Secret>,
     /// A new refresh token (the old one stops working when one is returned).
     pub refresh_token: Option<Secret>,
+}
+
+impl Refreshed {
+    /// `tokens` with whatever the issuer returned in place of the old values; the account id
+    /// follows a new id token.
+    pub(crate) fn apply_to(self, mut tokens: Tokens) -> Tokens {
+        if let Some(id_token) = self.id_token {
+            if let Some(account_id) = Claims::decode(id_token.expose())
+                .ok()
+                .and_then(|c| c.account_id)
+            {
+                tokens.account_id = Some(account_id);
+            }
+            tokens.id_token = id_token;
+        }
+        if let Some(access_token) = self.access_token {
+            tokens.access_token = access_token;
+        }
+        if let Some(refresh_token) = self.refresh_token {
+            tokens.refresh_token = refresh_token;
+        }
+        tokens
+    }
 }
 
 /// Why a refresh failed.

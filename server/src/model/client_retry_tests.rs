@@ -87,10 +87,10 @@ async fn http_retries_exhausted() {
         ),
         (
             3,
-            json!({"kind": "upstream", "message": "the model endpoint answered HTTP 502: bad gateway",
+            json!({"kind": "upstream", "message": "the model endpoint answered HTTP 502: bad gateway; retries exhausted",
                    "httpStatus": 502, "resetsAt": null, "planType": null}),
             3,
-            json!({"kind": "rateLimited", "message": "the model endpoint answered HTTP 429: slow down",
+            json!({"kind": "rateLimited", "message": "the model endpoint answered HTTP 429: slow down; retries exhausted",
                    "httpStatus": 429, "resetsAt": null, "planType": null}),
         )
     );

@@ -392,3 +392,12 @@ async fn transient_refresh_failure_is_retried_then_succeeds() {
 
 #[path = "client_retry_tests.rs"]
 mod retry_tests;
+
+#[test]
+fn client_and_its_stream_can_cross_threads() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    fn sendable<T: Send + 'static>(_: &T) {}
+    shareable::<ModelClient>();
+    let client = client(openai_at(None), None, settings());
+    sendable(&client.stream(request(), CancellationToken::new()));
+}

@@ -12,7 +12,7 @@ pub enum ModelError {
     #[error("{0}")]
     LoginRequired(String),
     /// The model endpoint answered 401 again after the credentials were recovered.
-    #[error("the model endpoint rejected the credentials (HTTP 401): {0}; log in again")]
+    #[error("{0}")]
     Unauthorized(String),
     /// The ChatGPT plan's usage limit is reached until `resets_at`.
     #[error("{message}")]

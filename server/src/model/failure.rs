@@ -141,30 +141,32 @@ pub(crate) fn classify(details: ErrorDetails, origin: Origin, hint: Option<Durat
     if rate_limited {
         let delay = hint.or_else(|| delay_from_message(&upstream_text));
         return Failure::Retry {
-            message: message.clone(),
-            delay,
             exhausted: ModelError::RateLimited {
-                message,
+                message: format!("{message}; retries exhausted"),
                 http_status,
             },
+            message,
+            delay,
         };
     }
     let server_side = match origin {
         Origin::Http(status) => status >= 500,
         Origin::Stream => details.is("server_error"),
     };
-    let error = ModelError::Upstream {
-        message: message.clone(),
-        http_status,
-    };
     if server_side {
         Failure::Retry {
+            exhausted: ModelError::Upstream {
+                message: format!("{message}; retries exhausted"),
+                http_status,
+            },
             message,
             delay: hint,
-            exhausted: error,
         }
     } else {
-        Failure::Fatal(error)
+        Failure::Fatal(ModelError::Upstream {
+            message,
+            http_status,
+        })
     }
 }
 
@@ -223,7 +225,7 @@ mod tests {
                     message: "the model stream failed: Slow down. Please try again in 15ms.".into(),
                     delay: Some(Duration::from_millis(15)),
                     exhausted: ModelError::RateLimited {
-                        message: "the model stream failed: Slow down. Please try again in 15ms."
+                        message: "the model stream failed: Slow down. Please try again in 15ms.; retries exhausted"
                             .into(),
                         http_status: None
                     },
@@ -232,7 +234,7 @@ mod tests {
                     message: "the model stream failed: oops".into(),
                     delay: None,
                     exhausted: ModelError::Upstream {
-                        message: "the model stream failed: oops".into(),
+                        message: "the model stream failed: oops; retries exhausted".into(),
                         http_status: None
                     },
                 },

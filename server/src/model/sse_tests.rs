@@ -189,7 +189,7 @@ async fn failures_in_stream() {
                 message: "the model stream failed: boom".into(),
                 delay: None,
                 exhausted: ModelError::Upstream {
-                    message: "the model stream failed: boom".into(),
+                    message: "the model stream failed: boom; retries exhausted".into(),
                     http_status: None
                 }
             }),
@@ -201,7 +201,9 @@ async fn failures_in_stream() {
                 message: "the model stream failed: nested form, try again in 2s".into(),
                 delay: Some(std::time::Duration::from_secs(2)),
                 exhausted: ModelError::RateLimited {
-                    message: "the model stream failed: nested form, try again in 2s".into(),
+                    message:
+                        "the model stream failed: nested form, try again in 2s; retries exhausted"
+                            .into(),
                     http_status: None
                 }
             }),

@@ -34,7 +34,10 @@ impl EventSink {
     /// Starts the forwarder of one session's events.
     pub fn spawn(session_id: String, link: Arc<dyn ClientLink>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared { pending: AtomicUsize::new(0), drained: Notify::new() });
+        let shared = Arc::new(Shared {
+            pending: AtomicUsize::new(0),
+            drained: Notify::new(),
+        });
         tokio::spawn(forward(session_id, link, rx, Arc::clone(&shared)));
         Self { tx, shared }
     }
@@ -82,7 +85,9 @@ async fn forward(
         session_id,
         turn_id: String::new(),
         seq: 0,
-        event: Event::TurnStarted { model: String::new() },
+        event: Event::TurnStarted {
+            model: String::new(),
+        },
     };
     while let Some((turn_id, event)) = rx.recv().await {
         seq += 1;

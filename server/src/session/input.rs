@@ -13,7 +13,9 @@ pub enum InputError {
     #[error("send either `text` or a non-empty `input` list")]
     Empty,
     /// A `localImage` file is missing or unreadable.
-    #[error("cannot read image `{path}`: {reason}; check the path (relative paths are taken from the session cwd)")]
+    #[error(
+        "cannot read image `{path}`: {reason}; check the path (relative paths are taken from the session cwd)"
+    )]
     Unreadable {
         /// The path as given.
         path: String,
@@ -51,7 +53,9 @@ pub fn to_user_message(items: &[InputItem], cwd: &Path) -> Result<Value, InputEr
                 }
                 json!({"type": "input_image", "image_url": url})
             }
-            InputItem::LocalImage { path } => json!({"type": "input_image", "image_url": data_url(path, cwd)?}),
+            InputItem::LocalImage { path } => {
+                json!({"type": "input_image", "image_url": data_url(path, cwd)?})
+            }
         });
     }
     Ok(json!({"type": "message", "role": "user", "content": content}))
@@ -59,16 +63,26 @@ pub fn to_user_message(items: &[InputItem], cwd: &Path) -> Result<Value, InputEr
 
 fn data_url(path: &str, cwd: &Path) -> Result<String, InputError> {
     let full = cwd.join(path);
-    let bytes = std::fs::read(&full)
-        .map_err(|e| InputError::Unreadable { path: path.to_string(), reason: e.to_string() })?;
-    let mime = match full.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+    let bytes = std::fs::read(&full).map_err(|e| InputError::Unreadable {
+        path: path.to_string(),
+        reason: e.to_string(),
+    })?;
+    let mime = match full
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         Some("png") => "image/png",
         Some("jpg" | "jpeg") => "image/jpeg",
         Some("gif") => "image/gif",
         Some("webp") => "image/webp",
         _ => "application/octet-stream",
     };
-    Ok(format!("data:{mime};base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes)))
+    Ok(format!(
+        "data:{mime};base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    ))
 }
 
 #[cfg(test)]
@@ -82,8 +96,12 @@ mod tests {
         std::fs::write(dir.path().join("a.png"), [1u8, 2, 3]).unwrap();
         let items = vec![
             InputItem::Text { text: "hi".into() },
-            InputItem::Image { url: "https://x/y.png".into() },
-            InputItem::LocalImage { path: "a.png".into() },
+            InputItem::Image {
+                url: "https://x/y.png".into(),
+            },
+            InputItem::LocalImage {
+                path: "a.png".into(),
+            },
         ];
         assert_eq!(
             to_user_message(&items, dir.path()).unwrap(),
@@ -92,7 +110,13 @@ mod tests {
                 {"type":"input_image","image_url":"https://x/y.png"},
                 {"type":"input_image","image_url":"data:image/png;base64,AQID"}]})
         );
-        let missing = to_user_message(&[InputItem::LocalImage { path: "nope.png".into() }], dir.path()).unwrap_err();
+        let missing = to_user_message(
+            &[InputItem::LocalImage {
+                path: "nope.png".into(),
+            }],
+            dir.path(),
+        )
+        .unwrap_err();
         assert!(missing.to_string().contains("nope.png"));
     }
 }

@@ -4,15 +4,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use agent_server_schema::session::{
-    ApprovalPolicy, InputItem, NewSessionParams, ReasoningEffort, SandboxMode, Session as SessionInfo, SubmitParams,
+    ApprovalPolicy, InputItem, NewSessionParams, ReasoningEffort, SandboxMode,
+    Session as SessionInfo, SubmitParams,
 };
 use tokio_util::sync::CancellationToken;
 
+use super::ClientLink;
 use super::events::EventSink;
 use super::input::{InputError, to_user_message};
 use super::instructions::BASE_INSTRUCTIONS;
-use super::session::{Session, SessionParts};
-use super::ClientLink;
+use super::worker::{Session, SessionParts};
 use crate::config::Config;
 use crate::model::auth::{CredentialError, UpstreamAuth};
 use crate::model::{ClientSettings, ModelClient, resolve_provider};
@@ -58,17 +59,34 @@ fn parse_wire<T: serde::de::DeserializeOwned>(value: &str) -> Option<T> {
 
 impl Sessions {
     /// An empty set of sessions.
-    pub fn new(config: Config, auth: Option<Arc<dyn UpstreamAuth>>, http: reqwest::Client, link: Arc<dyn ClientLink>) -> Self {
-        Self { config, auth, http, link, open: Mutex::new(Vec::new()) }
+    pub fn new(
+        config: Config,
+        auth: Option<Arc<dyn UpstreamAuth>>,
+        http: reqwest::Client,
+        link: Arc<dyn ClientLink>,
+    ) -> Self {
+        Self {
+            config,
+            auth,
+            http,
+            link,
+            open: Mutex::new(Vec::new()),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Session>>> {
-        self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Finds a session.
     pub fn get(&self, id: &str) -> Result<Arc<Session>, SessionError> {
-        self.lock().iter().find(|s| s.id == id).cloned().ok_or_else(|| SessionError::NotFound(id.to_string()))
+        self.lock()
+            .iter()
+            .find(|s| s.id == id)
+            .cloned()
+            .ok_or_else(|| SessionError::NotFound(id.to_string()))
     }
 
     /// Creates a session; fails with `AuthRequired` when its provider needs OpenAI auth and none is available.
@@ -77,21 +95,33 @@ impl Sessions {
         let cwd = match params.cwd {
             Some(cwd) => {
                 let path = PathBuf::from(&cwd);
-                let path = if path.is_absolute() { path } else { std::env::current_dir().unwrap_or_default().join(path) };
+                let path = if path.is_absolute() {
+                    path
+                } else {
+                    std::env::current_dir().unwrap_or_default().join(path)
+                };
                 if !path.is_dir() {
                     return Err(SessionError::InvalidParams(
                         "cwd".into(),
                         "an existing directory".into(),
-                        format!("cwd `{cwd}` is not an existing directory; pass a directory that exists"),
+                        format!(
+                            "cwd `{cwd}` is not an existing directory; pass a directory that exists"
+                        ),
                     ));
                 }
                 path
             }
             None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
         };
-        let provider_id = params.model_provider.unwrap_or_else(|| config.model_provider.clone());
+        let provider_id = params
+            .model_provider
+            .unwrap_or_else(|| config.model_provider.clone());
         let provider = resolve_provider(config, &provider_id).map_err(|e| {
-            SessionError::InvalidParams("modelProvider".into(), "a configured provider id".into(), e.to_string())
+            SessionError::InvalidParams(
+                "modelProvider".into(),
+                "a configured provider id".into(),
+                e.to_string(),
+            )
         })?;
         if provider.requires_auth && provider.bearer.is_none() && config.sse_fixture.is_none() {
             self.check_auth().await?;
@@ -100,15 +130,25 @@ impl Sessions {
             .approval_policy
             .or_else(|| parse_wire(&config.approval_policy))
             .unwrap_or(ApprovalPolicy::Untrusted);
-        let sandbox = params.sandbox.or_else(|| parse_wire(&config.sandbox)).unwrap_or(SandboxMode::WorkspaceWrite);
-        let reasoning_effort =
-            params.reasoning_effort.or_else(|| parse_wire(&config.reasoning_effort)).unwrap_or(ReasoningEffort::Medium);
+        let sandbox = params
+            .sandbox
+            .or_else(|| parse_wire(&config.sandbox))
+            .unwrap_or(SandboxMode::WorkspaceWrite);
+        let reasoning_effort = params
+            .reasoning_effort
+            .or_else(|| parse_wire(&config.reasoning_effort))
+            .unwrap_or(ReasoningEffort::Medium);
         let instructions = match params.instructions {
             Some(extra) if !extra.trim().is_empty() => format!("{BASE_INSTRUCTIONS}\n\n{extra}"),
             _ => BASE_INSTRUCTIONS.to_string(),
         };
         let id = uuid::Uuid::new_v4().to_string();
-        let client = ModelClient::new(ClientSettings::from_config(config), provider, self.auth.clone(), self.http.clone());
+        let client = ModelClient::new(
+            ClientSettings::from_config(config),
+            provider,
+            self.auth.clone(),
+            self.http.clone(),
+        );
         let session = Session::new(SessionParts {
             sink: EventSink::spawn(id.clone(), Arc::clone(&self.link)),
             id,
@@ -134,21 +174,34 @@ impl Sessions {
         };
         match auth.credentials().await {
             Ok(_) | Err(CredentialError::Transient(_)) => Ok(()),
-            Err(CredentialError::LoginRequired(message)) => Err(SessionError::LoginRequired(message)),
+            Err(CredentialError::LoginRequired(message)) => {
+                Err(SessionError::LoginRequired(message))
+            }
             Err(CredentialError::NotLoggedIn) => Err(SessionError::AuthRequired(not_logged_in())),
-            Err(CredentialError::Unusable(message)) => Err(SessionError::AuthRequired(format!("{message}; {}", not_logged_in()))),
+            Err(CredentialError::Unusable(message)) => Err(SessionError::AuthRequired(format!(
+                "{message}; {}",
+                not_logged_in()
+            ))),
         }
     }
 
     /// Queues a turn (creating a session with defaults when no id is given). The turn's events
     /// wait for `start_after`, which fires when the reply has been written.
-    pub async fn submit(&self, params: SubmitParams, start_after: CancellationToken) -> Result<(String, String), SessionError> {
+    pub async fn submit(
+        &self,
+        params: SubmitParams,
+        start_after: CancellationToken,
+    ) -> Result<(String, String), SessionError> {
         let items = match (params.input, params.text) {
             (Some(items), None) if !items.is_empty() => items,
             (None, Some(text)) => vec![InputItem::Text { text }],
             _ => {
                 let err = InputError::Empty;
-                return Err(SessionError::InvalidParams("input".into(), "either `text` or a non-empty `input`".into(), err.to_string()));
+                return Err(SessionError::InvalidParams(
+                    "input".into(),
+                    "either `text` or a non-empty `input`".into(),
+                    err.to_string(),
+                ));
             }
         };
         let session = match params.session_id {
@@ -156,7 +209,11 @@ impl Sessions {
             None => self.create(NewSessionParams::default()).await?,
         };
         let message = to_user_message(&items, &session.cwd).map_err(|err| {
-            SessionError::InvalidParams(err.field().into(), "a readable image file or a data:/https: URL".into(), err.to_string())
+            SessionError::InvalidParams(
+                err.field().into(),
+                "a readable image file or a data:/https: URL".into(),
+                err.to_string(),
+            )
         })?;
         let turn_id = session.submit(message, start_after);
         Ok((session.id.clone(), turn_id))
@@ -168,7 +225,9 @@ impl Sessions {
         if session.interrupt(turn_id) {
             Ok(())
         } else {
-            Err(SessionError::TurnNotFound(turn_id.unwrap_or_default().to_string()))
+            Err(SessionError::TurnNotFound(
+                turn_id.unwrap_or_default().to_string(),
+            ))
         }
     }
 
@@ -181,7 +240,10 @@ impl Sessions {
     pub async fn close(&self, id: &str) -> Result<(), SessionError> {
         let session = {
             let mut open = self.lock();
-            let index = open.iter().position(|s| s.id == id).ok_or_else(|| SessionError::NotFound(id.to_string()))?;
+            let index = open
+                .iter()
+                .position(|s| s.id == id)
+                .ok_or_else(|| SessionError::NotFound(id.to_string()))?;
             open.remove(index)
         };
         session.interrupt(None);

@@ -7,17 +7,19 @@ mod events;
 mod input;
 mod instructions;
 mod manager;
-mod session;
+mod worker;
 mod turn;
 
-use agent_server_schema::session::{ApprovalDecision, RequestApprovalParams, SessionEventNotification};
+use agent_server_schema::session::{
+    ApprovalDecision, RequestApprovalParams, SessionEventNotification,
+};
 use tokio_util::sync::CancellationToken;
 
 pub use events::EventSink;
 pub use input::{InputError, to_user_message};
 pub use instructions::BASE_INSTRUCTIONS;
 pub use manager::{NewSession, SessionError, Sessions, SessionsConfig, info};
-pub use session::Session;
+pub use worker::Session;
 
 /// How sessions reach the client.
 #[async_trait::async_trait]

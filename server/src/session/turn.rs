@@ -5,13 +5,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use agent_server_schema::session::{
-    ApprovalDecision, Event, Item, RequestApprovalParams, TurnError, TurnErrorKind, TurnStatus, Usage,
+    ApprovalDecision, Event, Item, RequestApprovalParams, TurnError, TurnErrorKind, TurnStatus,
+    Usage,
 };
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::session::{QueuedTurn, Session};
+use super::worker::{QueuedTurn, Session};
 use crate::model::{ModelError, ModelRequest, ResponseEvent, TokenUsage};
 use crate::tools::{self, ApprovalRequest, ToolCall, ToolContext, ToolHost};
 
@@ -45,17 +46,27 @@ impl Conversation {
 
 /// Runs one turn to its end. Never panics on bad upstream data; the caller sends `turnCompleted`.
 pub(crate) async fn run(session: Arc<Session>, turn: QueuedTurn) -> TurnOutcome {
-    let mut state = TurnState { usage: Usage::default(), last_agent_message: None };
+    let mut state = TurnState {
+        usage: Usage::default(),
+        last_agent_message: None,
+    };
     if turn.cancel.is_cancelled() {
         return state.interrupted();
     }
-    session.conversation.lock().await.push_own(turn.message.clone());
+    session
+        .conversation
+        .lock()
+        .await
+        .push_own(turn.message.clone());
     let store = session.client.store_enabled().await;
     loop {
         let request = {
             let conversation = session.conversation.lock().await;
             let (input, previous) = if store && conversation.last_response_id.is_some() {
-                (conversation.unsent.clone(), conversation.last_response_id.clone())
+                (
+                    conversation.unsent.clone(),
+                    conversation.last_response_id.clone(),
+                )
             } else {
                 (conversation.history.clone(), None)
             };
@@ -77,7 +88,11 @@ pub(crate) async fn run(session: Arc<Session>, turn: QueuedTurn) -> TurnOutcome 
         if calls.is_empty() {
             return state.completed();
         }
-        let host = TurnHost { session: Arc::clone(&session), turn_id: turn.turn_id.clone(), cancel: turn.cancel.clone() };
+        let host = TurnHost {
+            session: Arc::clone(&session),
+            turn_id: turn.turn_id.clone(),
+            cancel: turn.cancel.clone(),
+        };
         let context = ToolContext {
             cwd: session.cwd.clone(),
             approval_policy: session.approval_policy,
@@ -138,7 +153,8 @@ impl TurnState {
     }
 
     fn failed(&self, err: &ModelError) -> TurnOutcome {
-        let kind: TurnErrorKind = serde_json::from_value(json!(err.kind())).unwrap_or(TurnErrorKind::Internal);
+        let kind: TurnErrorKind =
+            serde_json::from_value(json!(err.kind())).unwrap_or(TurnErrorKind::Internal);
         if kind == TurnErrorKind::Interrupted {
             return self.interrupted();
         }
@@ -150,7 +166,9 @@ impl TurnState {
                 kind,
                 message: err.to_string(),
                 http_status: err.http_status(),
-                resets_at: err.resets_at().map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                resets_at: err
+                    .resets_at()
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
                 plan_type: err.plan_type(),
             }),
         }
@@ -192,24 +210,45 @@ async fn model_call(
         match event {
             ResponseEvent::Created { .. } | ResponseEvent::FunctionCallArgumentsDelta { .. } => {}
             ResponseEvent::OutputItemAdded { item } => {
-                let Some(upstream_id) = item.get("id").and_then(Value::as_str) else { continue };
+                let Some(upstream_id) = item.get("id").and_then(Value::as_str) else {
+                    continue;
+                };
                 let started = match item.get("type").and_then(Value::as_str) {
-                    Some("message") => Item::AgentMessage { id: new_item_id("msg"), text: String::new() },
-                    Some("reasoning") => Item::Reasoning { id: new_item_id("rs"), summary: Vec::new() },
+                    Some("message") => Item::AgentMessage {
+                        id: new_item_id("msg"),
+                        text: String::new(),
+                    },
+                    Some("reasoning") => Item::Reasoning {
+                        id: new_item_id("rs"),
+                        summary: Vec::new(),
+                    },
                     _ => continue,
                 };
                 let id = started.id().to_string();
-                attempt.open.insert(upstream_id.to_string(), OpenItem { id, text: String::new(), summary: Vec::new() });
-                sink.send(turn_id, Event::ItemStarted { item: started }).await;
+                attempt.open.insert(
+                    upstream_id.to_string(),
+                    OpenItem {
+                        id,
+                        text: String::new(),
+                        summary: Vec::new(),
+                    },
+                );
+                sink.send(turn_id, Event::ItemStarted { item: started })
+                    .await;
             }
             ResponseEvent::OutputTextDelta { item_id, delta } => {
                 if let Some(open) = attempt.open.get_mut(&item_id) {
                     open.text.push_str(&delta);
                     let item_id = open.id.clone();
-                    sink.send(turn_id, Event::AgentMessageDelta { item_id, delta }).await;
+                    sink.send(turn_id, Event::AgentMessageDelta { item_id, delta })
+                        .await;
                 }
             }
-            ResponseEvent::ReasoningSummaryDelta { item_id, summary_index, delta } => {
+            ResponseEvent::ReasoningSummaryDelta {
+                item_id,
+                summary_index,
+                delta,
+            } => {
                 if let Some(open) = attempt.open.get_mut(&item_id) {
                     let index = summary_index as usize;
                     if open.summary.len() <= index {
@@ -217,22 +256,47 @@ async fn model_call(
                     }
                     open.summary[index].push_str(&delta);
                     let item_id = open.id.clone();
-                    sink.send(turn_id, Event::ReasoningDelta { item_id, delta }).await;
+                    sink.send(turn_id, Event::ReasoningDelta { item_id, delta })
+                        .await;
                 }
             }
-            ResponseEvent::OutputItemDone { item } => item_done(sink, turn_id, &mut attempt, item, state).await,
+            ResponseEvent::OutputItemDone { item } => {
+                item_done(sink, turn_id, &mut attempt, item, state).await
+            }
             ResponseEvent::Completed { response_id, usage } => {
-                return Ok(finish_response(session, turn_id, attempt, Some(response_id), usage, state).await);
+                return Ok(finish_response(
+                    session,
+                    turn_id,
+                    attempt,
+                    Some(response_id),
+                    usage,
+                    state,
+                )
+                .await);
             }
             ResponseEvent::Incomplete { reason, usage } => {
                 tracing::warn!(?reason, "the response ended incomplete");
                 return Ok(finish_response(session, turn_id, attempt, None, usage, state).await);
             }
-            ResponseEvent::Retrying { attempt: n, max_attempts, delay, message } => {
+            ResponseEvent::Retrying {
+                attempt: n,
+                max_attempts,
+                delay,
+                message,
+            } => {
                 // Items the failed attempt started are abandoned; the new attempt starts new ones.
                 attempt = Attempt::default();
                 let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-                sink.send(turn_id, Event::Retrying { attempt: n, max_attempts, delay_ms, message }).await;
+                sink.send(
+                    turn_id,
+                    Event::Retrying {
+                        attempt: n,
+                        max_attempts,
+                        delay_ms,
+                        message,
+                    },
+                )
+                .await;
             }
         }
     }
@@ -271,27 +335,54 @@ fn output_text(item: &Value) -> Option<String> {
 
 fn summary_texts(item: &Value) -> Option<Vec<String>> {
     let parts = item.get("summary")?.as_array()?;
-    Some(parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str).map(str::to_string)).collect())
+    Some(
+        parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str).map(str::to_string))
+            .collect(),
+    )
 }
 
-async fn item_done(sink: &super::EventSink, turn_id: &str, attempt: &mut Attempt, item: Value, state: &mut TurnState) {
-    let upstream_id = item.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+async fn item_done(
+    sink: &super::EventSink,
+    turn_id: &str,
+    attempt: &mut Attempt,
+    item: Value,
+    state: &mut TurnState,
+) {
+    let upstream_id = item
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     match item.get("type").and_then(Value::as_str) {
         Some("message") => {
             let open = attempt.open.remove(&upstream_id);
-            let text = output_text(&item).or_else(|| open.as_ref().map(|o| o.text.clone())).unwrap_or_default();
+            let text = output_text(&item)
+                .or_else(|| open.as_ref().map(|o| o.text.clone()))
+                .unwrap_or_default();
             let id = match open {
                 Some(open) => open.id,
                 None => {
                     // Done without added: announce it now so every item has a start and an end.
                     let id = new_item_id("msg");
-                    let started = Item::AgentMessage { id: id.clone(), text: String::new() };
-                    sink.send(turn_id, Event::ItemStarted { item: started }).await;
+                    let started = Item::AgentMessage {
+                        id: id.clone(),
+                        text: String::new(),
+                    };
+                    sink.send(turn_id, Event::ItemStarted { item: started })
+                        .await;
                     id
                 }
             };
             state.last_agent_message = Some(text.clone());
-            sink.send(turn_id, Event::ItemCompleted { item: Item::AgentMessage { id, text } }).await;
+            sink.send(
+                turn_id,
+                Event::ItemCompleted {
+                    item: Item::AgentMessage { id, text },
+                },
+            )
+            .await;
             attempt.done.push(for_history(item));
         }
         Some("reasoning") => {
@@ -304,17 +395,40 @@ async fn item_done(sink: &super::EventSink, turn_id: &str, attempt: &mut Attempt
                 Some(open) => open.id,
                 None => {
                     let id = new_item_id("rs");
-                    sink.send(turn_id, Event::ItemStarted { item: Item::Reasoning { id: id.clone(), summary: Vec::new() } })
-                        .await;
+                    sink.send(
+                        turn_id,
+                        Event::ItemStarted {
+                            item: Item::Reasoning {
+                                id: id.clone(),
+                                summary: Vec::new(),
+                            },
+                        },
+                    )
+                    .await;
                     id
                 }
             };
-            sink.send(turn_id, Event::ItemCompleted { item: Item::Reasoning { id, summary } }).await;
+            sink.send(
+                turn_id,
+                Event::ItemCompleted {
+                    item: Item::Reasoning { id, summary },
+                },
+            )
+            .await;
             attempt.done.push(for_history(item));
         }
         Some("function_call") => {
-            let field = |name: &str| item.get(name).and_then(Value::as_str).unwrap_or_default().to_string();
-            attempt.calls.push(ToolCall { call_id: field("call_id"), name: field("name"), arguments: field("arguments") });
+            let field = |name: &str| {
+                item.get(name)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            attempt.calls.push(ToolCall {
+                call_id: field("call_id"),
+                name: field("name"),
+                arguments: field("arguments"),
+            });
             attempt.done.push(for_history(item));
         }
         _ => attempt.done.push(for_history(item)),
@@ -343,7 +457,10 @@ async fn finish_response(
         conversation.total
     };
     if usage.is_some() {
-        session.sink.send(turn_id, Event::TokenUsage { last, total }).await;
+        session
+            .sink
+            .send(turn_id, Event::TokenUsage { last, total })
+            .await;
     }
     attempt.calls
 }
@@ -384,6 +501,9 @@ impl ToolHost for TurnHost {
             changes: request.changes,
             reason: request.reason,
         };
-        self.session.link.request_approval(params, &self.cancel).await
+        self.session
+            .link
+            .request_approval(params, &self.cancel)
+            .await
     }
 }

@@ -1,5 +1,8 @@
 //! Running one command: its own process group, stdin closed, output streamed and kept bounded,
-//! and no process of the group left behind when it ends, times out or is cancelled.
+//! and no process of the group left behind when it ends, times out, is cancelled or its future
+//! is dropped (SIGKILL to the whole group; background processes do not outlive the command).
+//! Environment variables that look like credentials (`*KEY*`, `*SECRET*`, `*TOKEN*`) are not
+//! passed on, so the server's own API key never reaches a command.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -89,10 +92,15 @@ pub enum ExecError {
     Sandbox(#[from] SandboxError),
     /// The program could not be started (not found, not executable, or the sandbox setup in the
     /// child failed).
-    #[error("could not start `{program}`: {source}")]
+    #[error(
+        "could not start `{program}`{}: {source}",
+        if *sandboxed { " in the sandbox" } else { "" }
+    )]
     Spawn {
         /// The program.
         program: String,
+        /// Whether it was to run confined (the confinement itself may have failed).
+        sandboxed: bool,
         /// The error from the OS.
         source: std::io::Error,
     },
@@ -141,15 +149,16 @@ pub async fn execute(
     let started = Instant::now();
     let spawn_error = |source| ExecError::Spawn {
         program: program.clone(),
+        sandboxed: confinement.is_some(),
         source,
     };
     let mut child = command.spawn().map_err(spawn_error)?;
-    // The confinement's fds are only needed until the child has exec'd.
-    drop(confinement);
     let group = ProcessGroup::new(child.id());
     let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(spawn_error(std::io::Error::other("no output pipes")));
     };
+    // The confinement's fds are only needed until the child has exec'd.
+    drop(confinement);
 
     let mut output = HeadTail::default();
     let mut streamed = 0usize;
@@ -165,7 +174,11 @@ pub async fn execute(
         }
     };
 
-    let deadline = tokio::time::Instant::now() + request.timeout;
+    // A timeout too large to add is as good as none.
+    let now = tokio::time::Instant::now();
+    let deadline = now
+        .checked_add(request.timeout)
+        .unwrap_or(now + Duration::from_secs(365 * 24 * 3600));
     let mut stdout_buf = vec![0u8; 8192];
     let mut stderr_buf = vec![0u8; 8192];
     let (mut stdout_open, mut stderr_open) = (true, true);
@@ -268,24 +281,31 @@ impl ProcessGroup {
         }
     }
 
-    /// Waits until no process of the group exists any more, zombies included (their new
-    /// parent, init, reaps them), for at most [`REAP_GRACE`].
+    /// Waits until no process of the group exists any more (see [`wait_group_gone`]).
     async fn wait_gone(&self) {
-        let Some(pgid) = self.pgid else {
-            return;
-        };
-        let give_up = Instant::now() + REAP_GRACE;
-        let mut pause = Duration::from_millis(1);
-        while group_exists(pgid) {
-            if Instant::now() >= give_up {
-                tracing::warn!(pgid, "processes of a killed command are still not reaped");
-                return;
-            }
-            signal_group(pgid, libc::SIGKILL);
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
+        if let Some(pgid) = self.pgid
+            && !wait_group_gone(pgid).await
+        {
+            tracing::warn!(pgid, "processes of a killed command are still not reaped");
         }
     }
+}
+
+/// Kills group `pgid` until none of its processes exists any more, zombies included (their new
+/// parent, usually init, reaps them; nothing signals that, so this polls), for at most
+/// [`REAP_GRACE`]. Returns whether the group is gone.
+pub(crate) async fn wait_group_gone(pgid: i32) -> bool {
+    let give_up = Instant::now() + REAP_GRACE;
+    let mut pause = Duration::from_millis(1);
+    while group_exists(pgid) {
+        if Instant::now() >= give_up {
+            return false;
+        }
+        signal_group(pgid, libc::SIGKILL);
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+    true
 }
 
 impl Drop for ProcessGroup {

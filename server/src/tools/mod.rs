@@ -17,6 +17,12 @@
 //! - The sandbox ([`sandbox`]) confines every command and bounds where patches may write; only
 //!   an approval under `onFailure` lets an action past it. Under `untrusted` an approved
 //!   command still runs in the sandbox, and a patch writing outside it is refused.
+//!   `approveForSession` remembers the exact argv (under `onFailure`: it then runs unsandboxed
+//!   without asking) or, for a file change, approves later file changes under the session cwd.
+//! - Commands run in their own process group with stdin closed and without credential-like
+//!   environment variables; the model gets `Exit code: N\nWall time: S seconds\nOutput:\n…`
+//!   with output over [`MAX_OUTPUT_BYTES`] or [`MAX_OUTPUT_LINES`] cut in the middle. A timeout,
+//!   an interrupt (`ToolContext::cancel`) or dropping the future kills the whole group.
 
 mod approval;
 mod edit;

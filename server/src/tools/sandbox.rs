@@ -124,6 +124,7 @@ impl SandboxPolicy {
 
     /// Opens what the child needs (the Landlock ruleset) in the parent, where allocating and
     /// failing are safe, and checks that the kernel enforces all of it.
+    #[cfg(target_os = "linux")]
     pub(crate) fn prepare(&self) -> Result<Option<Confinement>, SandboxError> {
         if !self.confines() {
             return Ok(None);
@@ -138,6 +139,18 @@ impl SandboxPolicy {
         Ok(Some(Confinement {
             child: child::Plan::new(ruleset, self.net),
         }))
+    }
+
+    /// Elsewhere than on Linux nothing can be confined, so confined modes refuse to run.
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn prepare(&self) -> Result<Option<Confinement>, SandboxError> {
+        if !self.confines() {
+            return Ok(None);
+        }
+        Err(SandboxError::Unsupported {
+            mode: mode_name(self.mode),
+            reason: "the sandbox is implemented on Linux only".to_owned(),
+        })
     }
 }
 
@@ -175,17 +188,22 @@ fn real_path(path: &Path) -> PathBuf {
 /// What a child process applies to itself before `exec`.
 #[derive(Debug)]
 pub(crate) struct Confinement {
+    #[cfg(target_os = "linux")]
     child: child::Plan,
 }
 
 impl Confinement {
     /// Makes the command's child confine itself before it executes the program.
     pub(crate) fn install(&self, command: &mut tokio::process::Command) {
+        #[cfg(target_os = "linux")]
         self.child.install(command);
+        #[cfg(not(target_os = "linux"))]
+        let _ = command;
     }
 }
 
 /// Landlock rules built in the parent.
+#[cfg(target_os = "linux")]
 mod landlock_rules {
     use std::os::fd::OwnedFd;
     use std::path::PathBuf;
@@ -259,6 +277,7 @@ mod landlock_rules {
     reason = "pre_exec and the raw unshare/prctl/landlock/seccomp system calls have no safe \
               wrapper; the code below runs in the forked child before exec"
 )]
+#[cfg(target_os = "linux")]
 mod child {
     use std::ffi::CString;
     use std::io;
@@ -373,79 +392,101 @@ mod child {
         }
     }
 
-    #[cfg(target_arch = "x86_64")]
-    const AUDIT_ARCH: u32 = 0xC000_003E;
-    #[cfg(target_arch = "aarch64")]
-    const AUDIT_ARCH: u32 = 0xC000_00B7;
-    /// x32 system calls on x86_64 have this bit set; they must not bypass the filter.
-    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    use seccomp::deny_inet_sockets;
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    use unsupported_arch::deny_inet_sockets;
 
-    const fn stmt(code: u32, k: u32) -> libc::sock_filter {
-        libc::sock_filter {
-            code: code as u16,
-            jt: 0,
-            jf: 0,
-            k,
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    mod unsupported_arch {
+        use std::io;
+
+        /// The filter is written for x86_64 and aarch64 only: elsewhere the fallback is
+        /// unavailable, and a command that cannot get a network namespace is refused.
+        pub(super) fn deny_inet_sockets() -> io::Result<()> {
+            Err(io::Error::from_raw_os_error(libc::ENOSYS))
         }
     }
 
-    const fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
-        libc::sock_filter {
-            code: code as u16,
-            jt,
-            jf,
-            k,
+    /// The seccomp fallback that keeps a command off the network.
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    mod seccomp {
+        use std::io;
+
+        #[cfg(target_arch = "x86_64")]
+        const AUDIT_ARCH: u32 = 0xC000_003E;
+        #[cfg(target_arch = "aarch64")]
+        const AUDIT_ARCH: u32 = 0xC000_00B7;
+        /// x32 system calls on x86_64 have this bit set; they must not bypass the filter.
+        const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+        const fn stmt(code: u32, k: u32) -> libc::sock_filter {
+            libc::sock_filter {
+                code: code as u16,
+                jt: 0,
+                jf: 0,
+                k,
+            }
         }
-    }
 
-    const LOAD: u32 = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
-    const JEQ: u32 = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
-    const JGE: u32 = libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K;
-    const RET: u32 = libc::BPF_RET | libc::BPF_K;
-    const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
-    const DENY: u32 = libc::SECCOMP_RET_ERRNO | (libc::EPERM as u32 & libc::SECCOMP_RET_DATA);
-
-    /// Offsets in `struct seccomp_data`: nr, arch, then args[0] (its low half on little-endian).
-    const NR: u32 = 0;
-    const ARCH: u32 = 4;
-    const ARG0: u32 = 16;
-
-    /// Denies other architectures' and x32 system calls, `io_uring_setup` (it can open sockets
-    /// outside the filter's sight), and `socket()` for IPv4, IPv6 and raw packets.
-    const FILTER: [libc::sock_filter; 14] = [
-        stmt(LOAD, ARCH),
-        jump(JEQ, AUDIT_ARCH, 1, 0),
-        stmt(RET, DENY),
-        stmt(LOAD, NR),
-        jump(JGE, X32_SYSCALL_BIT, 8, 0),
-        jump(JEQ, libc::SYS_io_uring_setup as u32, 7, 0),
-        jump(JEQ, libc::SYS_socket as u32, 1, 0),
-        stmt(RET, ALLOW),
-        stmt(LOAD, ARG0),
-        jump(JEQ, libc::AF_INET as u32, 3, 0),
-        jump(JEQ, libc::AF_INET6 as u32, 2, 0),
-        jump(JEQ, libc::AF_PACKET as u32, 1, 0),
-        stmt(RET, ALLOW),
-        stmt(RET, DENY),
-    ];
-
-    fn deny_inet_sockets() -> io::Result<()> {
-        let program = libc::sock_fprog {
-            len: FILTER.len() as u16,
-            filter: FILTER.as_ptr().cast_mut(),
-        };
-        // SAFETY: the program points at a static filter of the stated length; no_new_privs is
-        // already set, as the kernel requires for an unprivileged filter.
-        let status = unsafe {
-            libc::prctl(
-                libc::PR_SET_SECCOMP,
-                libc::SECCOMP_MODE_FILTER,
-                &program as *const libc::sock_fprog,
-            )
-        };
-        if status != 0 {
-            return Err(last_error());
+        const fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+            libc::sock_filter {
+                code: code as u16,
+                jt,
+                jf,
+                k,
+            }
         }
-        Ok(())
+
+        const LOAD: u32 = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+        const JEQ: u32 = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
+        const JGE: u32 = libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K;
+        const RET: u32 = libc::BPF_RET | libc::BPF_K;
+        const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
+        const DENY: u32 = libc::SECCOMP_RET_ERRNO | (libc::EPERM as u32 & libc::SECCOMP_RET_DATA);
+
+        /// Offsets in `struct seccomp_data`: nr, arch, then args[0] (its low half on little-endian).
+        const NR: u32 = 0;
+        const ARCH: u32 = 4;
+        const ARG0: u32 = 16;
+
+        /// Denies other architectures' and x32 system calls, `io_uring_setup` (it can open sockets
+        /// outside the filter's sight), and `socket()` for IPv4, IPv6 and raw packets.
+        const FILTER: [libc::sock_filter; 14] = [
+            stmt(LOAD, ARCH),
+            jump(JEQ, AUDIT_ARCH, 1, 0),
+            stmt(RET, DENY),
+            stmt(LOAD, NR),
+            jump(JGE, X32_SYSCALL_BIT, 8, 0),
+            jump(JEQ, libc::SYS_io_uring_setup as u32, 7, 0),
+            jump(JEQ, libc::SYS_socket as u32, 1, 0),
+            stmt(RET, ALLOW),
+            stmt(LOAD, ARG0),
+            jump(JEQ, libc::AF_INET as u32, 3, 0),
+            jump(JEQ, libc::AF_INET6 as u32, 2, 0),
+            jump(JEQ, libc::AF_PACKET as u32, 1, 0),
+            stmt(RET, ALLOW),
+            stmt(RET, DENY),
+        ];
+
+        pub(super) fn deny_inet_sockets() -> io::Result<()> {
+            let program = libc::sock_fprog {
+                len: FILTER.len() as u16,
+                filter: FILTER.as_ptr().cast_mut(),
+            };
+            // SAFETY: the program points at a static filter of the stated length; no_new_privs is
+            // already set, as the kernel requires for an unprivileged filter.
+            let status = unsafe {
+                libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &program as *const libc::sock_fprog,
+                )
+            };
+            if status != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        }
     }
 }

@@ -128,14 +128,15 @@ fn sandbox_failure(
             )),
         },
         Err(ExecError::Sandbox(e)) => Some(format!("{e}. Run it without the sandbox?")),
-        Err(ExecError::Spawn { source, .. })
-            if source.kind() == std::io::ErrorKind::PermissionDenied =>
-        {
-            Some(format!(
-                "The command could not start in the {mode} sandbox ({source}). Run it without \
-                 the sandbox?"
-            ))
-        }
+        // A program that exists but cannot start confined: the confinement may be the cause.
+        Err(ExecError::Spawn {
+            source,
+            sandboxed: true,
+            ..
+        }) if source.kind() != std::io::ErrorKind::NotFound => Some(format!(
+            "The command could not start in the {mode} sandbox ({source}). Run it without the \
+             sandbox?"
+        )),
         Err(_) => None,
     }
 }

@@ -14,7 +14,7 @@ use pretty_assertions::assert_eq;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::exec::group_exists;
+use super::exec::{group_exists, wait_group_gone};
 use super::*;
 
 /// What the host saw, in order.
@@ -547,8 +547,8 @@ async fn never_runs_everything_without_asking_and_reports_failures() {
                 abort_turn: false
             },
             ToolOutcome {
-                output: "Failed to run the command: could not start `no-such-program-x`: No such \
-                         file or directory (os error 2)"
+                output: "Failed to run the command: could not start `no-such-program-x` in the \
+                         sandbox: No such file or directory (os error 2)"
                     .into(),
                 success: false,
                 abort_turn: false
@@ -671,7 +671,7 @@ async fn a_timeout_kills_the_whole_process_group() {
         name: "shell".into(),
         arguments: serde_json::json!({
             "command": ["sh", "-c", "echo $$; sleep 30 & sleep 30; wait"],
-            "timeout_ms": 500
+            "timeout_ms": 1000
         })
         .to_string(),
     };
@@ -685,7 +685,7 @@ async fn a_timeout_kills_the_whole_process_group() {
             output: ran(
                 124,
                 &format!(
-                    "{pgid}\n[command timed out after 500 ms; it and every process it started \
+                    "{pgid}\n[command timed out after 1000 ms; it and every process it started \
                      were killed]"
                 )
             ),
@@ -734,6 +734,25 @@ async fn an_interrupt_kills_the_whole_process_group_and_ends_the_turn() {
             duration_ms: Some(0),
         }))
     );
+    assert_eq!(group_exists(pgid), false);
+}
+
+#[tokio::test]
+async fn dropping_a_running_call_kills_the_whole_process_group() {
+    let dir = workspace();
+    let cwd = dir.path();
+    let host = FakeHost::default();
+    let ctx = context(cwd, ApprovalPolicy::Never, SandboxMode::WorkspaceWrite);
+    let cmd = ["sh", "-c", "echo $$; sleep 30 & sleep 30; wait"];
+
+    tokio::select! {
+        _ = dispatch(shell_call("c1", &cmd), &ctx, &host) => {}
+        () = host.first_output.notified() => {}
+    }
+
+    // The processes were killed when the call was dropped; their parent reaps them.
+    let pgid = printed_pgid(&host);
+    assert_eq!(wait_group_gone(pgid).await, true);
     assert_eq!(group_exists(pgid), false);
 }
 

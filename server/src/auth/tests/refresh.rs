@@ -272,7 +272,7 @@ async fn a_401_uses_tokens_another_process_saved_or_refreshes() {
 }
 
 #[tokio::test]
-async fn a_401_on_an_api_key_needs_a_new_key() {
+async fn a_401_on_an_api_key_retries_with_the_current_key() {
     let h = Harness::new().await;
     h.write_auth(&json!({"OPENAI_API_KEY": "sk-new"}));
     let rejected = |bearer: &str| UpstreamCredentials {
@@ -289,10 +289,16 @@ async fn a_401_on_an_api_key_needs_a_new_key() {
             .expose(),
         "sk-new"
     );
-    assert!(matches!(
-        h.manager.recover_unauthorized(&rejected("sk-new")).await,
-        Err(CredentialError::LoginRequired(_))
-    ));
+    // Unchanged: the same key again, whose second 401 the model client reports.
+    assert_eq!(
+        h.manager
+            .recover_unauthorized(&rejected("sk-new"))
+            .await
+            .unwrap()
+            .bearer
+            .expose(),
+        "sk-new"
+    );
 }
 
 #[tokio::test]

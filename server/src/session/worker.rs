@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use agent_server_schema::session::{
-    ApprovalPolicy, Event, ReasoningEffort, SandboxMode, SessionStatus, TurnError, TurnErrorKind, TurnStatus, Usage,
+    ApprovalPolicy, Event, ReasoningEffort, SandboxMode, SessionStatus, TurnError, TurnErrorKind,
+    TurnStatus, Usage,
 };
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -103,19 +104,34 @@ impl Session {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Whether a turn is running or queued.
     pub fn status(&self) -> SessionStatus {
         let queue = self.lock();
-        if queue.running.is_some() || !queue.waiting.is_empty() { SessionStatus::Running } else { SessionStatus::Idle }
+        if queue.running.is_some() || !queue.waiting.is_empty() {
+            SessionStatus::Running
+        } else {
+            SessionStatus::Idle
+        }
     }
 
     /// Queues a turn; it runs after the turns before it. Returns the turn id.
-    pub(crate) fn submit(self: &Arc<Self>, message: Value, start_after: CancellationToken) -> String {
+    pub(crate) fn submit(
+        self: &Arc<Self>,
+        message: Value,
+        start_after: CancellationToken,
+    ) -> String {
         let turn_id = uuid::Uuid::new_v4().to_string();
-        let turn = QueuedTurn { turn_id: turn_id.clone(), message, cancel: CancellationToken::new(), start_after };
+        let turn = QueuedTurn {
+            turn_id: turn_id.clone(),
+            message,
+            cancel: CancellationToken::new(),
+            start_after,
+        };
         let start_worker = {
             let mut queue = self.lock();
             queue.waiting.push_back(turn);
@@ -180,7 +196,14 @@ impl Session {
             };
             turn.start_after.cancelled().await;
             let turn_id = turn.turn_id.clone();
-            self.sink.send(&turn_id, Event::TurnStarted { model: self.model.clone() }).await;
+            self.sink
+                .send(
+                    &turn_id,
+                    Event::TurnStarted {
+                        model: self.model.clone(),
+                    },
+                )
+                .await;
             // The turn runs in its own task so that even a panic inside it ends in a
             // `turnCompleted`: this worker is the guard that always sends it.
             let outcome = match tokio::spawn(turn::run(Arc::clone(&self), turn)).await {
@@ -189,7 +212,9 @@ impl Session {
                     tracing::error!(session_id = %self.id, turn_id, %err, "a turn crashed");
                     TurnOutcome::failed(
                         TurnErrorKind::Internal,
-                        format!("the turn crashed inside the server ({err}); submit again, and report this bug"),
+                        format!(
+                            "the turn crashed inside the server ({err}); submit again, and report this bug"
+                        ),
                         Usage::default(),
                     )
                 }
@@ -198,9 +223,24 @@ impl Session {
                 let mut queue = self.lock();
                 queue.running = None;
             }
-            let TurnOutcome { status, last_agent_message, usage, error } = outcome;
+            let TurnOutcome {
+                status,
+                last_agent_message,
+                usage,
+                error,
+            } = outcome;
             let error = error.filter(|_| status == TurnStatus::Failed);
-            self.sink.send(&turn_id, Event::TurnCompleted { status, last_agent_message, usage, error }).await;
+            self.sink
+                .send(
+                    &turn_id,
+                    Event::TurnCompleted {
+                        status,
+                        last_agent_message,
+                        usage,
+                        error,
+                    },
+                )
+                .await;
         }
     }
 }
@@ -211,7 +251,13 @@ impl TurnOutcome {
             status: TurnStatus::Failed,
             last_agent_message: None,
             usage,
-            error: Some(TurnError { kind, message, http_status: None, resets_at: None, plan_type: None }),
+            error: Some(TurnError {
+                kind,
+                message,
+                http_status: None,
+                resets_at: None,
+                plan_type: None,
+            }),
         }
     }
 }

@@ -1,0 +1,111 @@
+//! `session/*` methods, and the client link sessions use to send events and ask approvals.
+
+use std::sync::Arc;
+
+use agent_server_schema::lifecycle::EmptyResult;
+use agent_server_schema::methods::{
+    CloseSession, Interrupt, ListSessions, NewSession, RequestApproval, SessionEvent, Submit,
+};
+use agent_server_schema::rpc::ErrorKind;
+use agent_server_schema::session::{
+    ApprovalDecision, CloseSessionParams, InterruptParams, ListSessionsResult, NewSessionParams,
+    RequestApprovalParams, SessionEventNotification, SubmitParams, SubmitResult,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::{App, Lifecycle};
+use crate::rpc::{MethodTable, Peer, PeerError, RpcError};
+use crate::session::{ClientLink, SessionError, info};
+
+impl From<SessionError> for RpcError {
+    fn from(err: SessionError) -> Self {
+        let message = err.to_string();
+        match err {
+            SessionError::NotFound(_) => RpcError::new(ErrorKind::SessionNotFound, message),
+            SessionError::TurnNotFound(_) => RpcError::new(ErrorKind::TurnNotFound, message),
+            SessionError::AuthRequired(_) => RpcError::new(ErrorKind::AuthRequired, message),
+            SessionError::LoginRequired(_) => RpcError::new(ErrorKind::LoginRequired, message),
+            SessionError::InvalidParams(field, expected, _) => {
+                RpcError::invalid_params(field, expected, message)
+            }
+        }
+    }
+}
+
+/// Registers the session methods.
+pub fn register(table: &mut MethodTable<App>) {
+    table.add::<NewSession, _, _>(|app: Arc<App>, params: NewSessionParams, _| async move {
+        let session = app.sessions.create(params).await?;
+        Ok(info(&session))
+    });
+    table.add::<Submit, _, _>(|app: Arc<App>, params: SubmitParams, request| async move {
+        let (session_id, turn_id) = app
+            .sessions
+            .submit(params, request.reply_sent.clone())
+            .await?;
+        Ok(SubmitResult {
+            session_id,
+            turn_id,
+        })
+    });
+    table.add::<Interrupt, _, _>(|app: Arc<App>, params: InterruptParams, _| async move {
+        app.sessions
+            .interrupt(&params.session_id, params.turn_id.as_deref())?;
+        Ok(EmptyResult {})
+    });
+    table.add::<ListSessions, _, _>(|app: Arc<App>, _params, _| async move {
+        Ok(ListSessionsResult {
+            sessions: app.sessions.list(),
+        })
+    });
+    table.add::<CloseSession, _, _>(|app: Arc<App>, params: CloseSessionParams, _| async move {
+        app.sessions.close(&params.session_id).await?;
+        Ok(EmptyResult {})
+    });
+}
+
+/// Sessions reach the client through the rpc peer.
+pub struct PeerLink {
+    /// The connection.
+    pub peer: Arc<Peer>,
+    /// What `initialize` said about the client.
+    pub lifecycle: Arc<Lifecycle>,
+}
+
+#[async_trait::async_trait]
+impl ClientLink for PeerLink {
+    async fn send_event(&self, event: &SessionEventNotification) -> bool {
+        self.peer.notify::<SessionEvent>(event).await
+    }
+
+    async fn request_approval(
+        &self,
+        params: RequestApprovalParams,
+        cancel: &CancellationToken,
+    ) -> Option<ApprovalDecision> {
+        if !self.lifecycle.client_can_approve() {
+            return Some(ApprovalDecision::Deny);
+        }
+        match self
+            .peer
+            .request::<RequestApproval>(&params, cancel, None)
+            .await
+        {
+            Ok(result) => Some(result.decision),
+            Err(PeerError::Withdrawn) => None,
+            Err(err) => {
+                // The client cannot answer any more (stdin closed) or answered nonsense: decline.
+                tracing::warn!(%err, item_id = %params.item_id, "approval request failed; declining");
+                Some(ApprovalDecision::Deny)
+            }
+        }
+    }
+
+    fn can_approve(&self) -> bool {
+        self.lifecycle.client_can_approve()
+    }
+
+    fn user_agent(&self) -> String {
+        self.lifecycle.user_agent()
+    }
+}

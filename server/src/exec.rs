@@ -1,0 +1,228 @@
+//! `agent-server exec "prompt"`: runs one turn through a real server child process over
+//! pipes, exactly as an IDE would, and prints the conversation for a person (or the raw
+//! `session/event` lines with `--json`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+
+use agent_server_schema::session::{Event, Item, ItemStatus, TurnStatus};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// Arguments of `exec`.
+#[derive(clap::Args, Debug)]
+pub struct ExecArgs {
+    /// The prompt.
+    prompt: String,
+    /// Print each `session/event` notification as a JSON line instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Working directory of the session (default: the current directory).
+    #[arg(long = "cd")]
+    cwd: Option<PathBuf>,
+    /// Approval policy for this run (untrusted, onFailure, never).
+    #[arg(long)]
+    approval_policy: Option<String>,
+}
+
+/// Runs the prompt; exit status 0 when the turn completed, 1 otherwise.
+pub async fn run(args: &ExecArgs, home: Option<&Path>, overrides: &[String]) -> ExitCode {
+    match drive(args, home, overrides).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(err) => {
+            let _ = writeln!(std::io::stderr(), "agent-server exec: {err}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn drive(args: &ExecArgs, home: Option<&Path>, overrides: &[String]) -> anyhow::Result<bool> {
+    let exe = std::env::current_exe()?;
+    let mut command = tokio::process::Command::new(exe);
+    if let Some(home) = home {
+        command.arg("--home").arg(home);
+    }
+    for o in overrides {
+        command.arg("-c").arg(o);
+    }
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdin"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let mut lines = BufReader::new(stdout).lines();
+
+    let cwd = match &args.cwd {
+        Some(dir) => dir.clone(),
+        None => std::env::current_dir()?,
+    };
+    let mut session = json!({"cwd": cwd.display().to_string()});
+    if let Some(policy) = &args.approval_policy {
+        session["approvalPolicy"] = json!(policy);
+    }
+    let requests = [
+        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"clientInfo":{"name":"agent-server-exec","version":env!("CARGO_PKG_VERSION")}}}),
+        json!({"jsonrpc":"2.0","id":2,"method":"session/new","params":session}),
+    ];
+    for request in &requests {
+        stdin.write_all(format!("{request}\n").as_bytes()).await?;
+    }
+    let mut out = std::io::stdout().lock();
+    let mut printer = Printer::default();
+    let mut completed = None;
+    while let Some(line) = lines.next_line().await? {
+        let message: Value = serde_json::from_str(&line)?;
+        if let Some(error) = message.get("error") {
+            anyhow::bail!(
+                "the server answered request {} with an error: {}",
+                message["id"],
+                error["message"]
+            );
+        }
+        if message["id"] == json!(2) {
+            let session_id = message["result"]["sessionId"].clone();
+            let submit = json!({"jsonrpc":"2.0","id":3,"method":"session/submit","params":{"sessionId":session_id,"text":args.prompt}});
+            stdin.write_all(format!("{submit}\n").as_bytes()).await?;
+            continue;
+        }
+        if message["method"] != json!("session/event") {
+            continue;
+        }
+        if args.json {
+            writeln!(out, "{line}")?;
+        }
+        let event: Event = serde_json::from_value(message["params"]["event"].clone())?;
+        if !args.json {
+            printer.print(&event, &mut out)?;
+        }
+        if let Event::TurnCompleted { status, .. } = event {
+            completed = Some(status);
+            break;
+        }
+    }
+    out.flush()?;
+    stdin
+        .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"shutdown\"}\n")
+        .await?;
+    drop(stdin);
+    let _ = child.wait().await;
+    match completed {
+        Some(status) => Ok(status == TurnStatus::Completed),
+        None => anyhow::bail!("the server stopped before the turn completed"),
+    }
+}
+
+/// Renders events as a readable conversation.
+#[derive(Default)]
+struct Printer {
+    in_text: bool,
+}
+
+impl Printer {
+    fn end_text(&mut self, out: &mut dyn Write) -> std::io::Result<()> {
+        if std::mem::take(&mut self.in_text) {
+            writeln!(out)?;
+        }
+        Ok(())
+    }
+
+    fn print(&mut self, event: &Event, out: &mut dyn Write) -> std::io::Result<()> {
+        match event {
+            Event::TurnStarted { model } => writeln!(out, "── turn started ({model})"),
+            Event::AgentMessageDelta { delta, .. } => {
+                if !self.in_text {
+                    write!(out, "assistant: ")?;
+                    self.in_text = true;
+                }
+                write!(out, "{delta}")?;
+                out.flush()
+            }
+            Event::ReasoningDelta { .. }
+            | Event::CommandOutputDelta { .. }
+            | Event::TokenUsage { .. } => Ok(()),
+            Event::ItemStarted { item } => match item {
+                Item::CommandExecution { command, cwd, .. } => {
+                    self.end_text(out)?;
+                    writeln!(out, "$ {}    (in {cwd})", command.join(" "))
+                }
+                _ => Ok(()),
+            },
+            Event::ItemCompleted { item } => {
+                self.end_text(out)?;
+                match item {
+                    Item::Reasoning { summary, .. } if !summary.is_empty() => {
+                        writeln!(out, "thinking: {}", summary.join(" "))
+                    }
+                    Item::CommandExecution {
+                        status,
+                        exit_code,
+                        output,
+                        ..
+                    } => {
+                        if let Some(output) = output {
+                            for line in output.lines().take(20) {
+                                writeln!(out, "  {line}")?;
+                            }
+                        }
+                        match (status, exit_code) {
+                            (ItemStatus::Declined, _) => writeln!(out, "  (declined)"),
+                            (_, Some(code)) => writeln!(out, "  (exit code {code})"),
+                            _ => writeln!(out, "  ({status:?})"),
+                        }
+                    }
+                    Item::FileChange {
+                        changes, status, ..
+                    } => {
+                        for change in changes {
+                            writeln!(out, "patch {:?}: {} ({status:?})", change.kind, change.path)?;
+                        }
+                        Ok(())
+                    }
+                    Item::ToolCall { name, status, .. } => {
+                        writeln!(out, "tool {name} ({status:?})")
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Event::PlanUpdated { plan, .. } => {
+                self.end_text(out)?;
+                for step in plan {
+                    writeln!(out, "plan [{:?}] {}", step.status, step.step)?;
+                }
+                Ok(())
+            }
+            Event::Retrying {
+                attempt,
+                max_attempts,
+                message,
+                ..
+            } => {
+                writeln!(out, "retrying ({attempt}/{max_attempts}): {message}")
+            }
+            Event::TurnCompleted {
+                status,
+                usage,
+                error,
+                ..
+            } => {
+                self.end_text(out)?;
+                writeln!(out, "── turn {status:?}: {} tokens", usage.total_tokens)?;
+                if let Some(error) = error {
+                    writeln!(out, "error ({:?}): {}", error.kind, error.message)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
