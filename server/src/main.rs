@@ -102,7 +102,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(err) => return fail(&format!("cannot start the async runtime: {err}")),
     };
-    match cli.command {
+    let code = match cli.command {
         None | Some(Command::Schema { .. }) => runtime.block_on(serve(config, cli.framing)),
         Some(Command::Exec(args)) => {
             runtime.block_on(exec::run(&args, cli.home.as_deref(), &cli.overrides))
@@ -124,7 +124,10 @@ fn main() -> ExitCode {
         Some(Command::Status { json }) => {
             runtime.block_on(auth_command(AuthCommand::Status { json }, &config))
         }
-    }
+    };
+    // The blocking thread reading stdin may still be parked in read(2); do not wait for it.
+    runtime.shutdown_background();
+    code
 }
 
 async fn auth_command(command: AuthCommand, config: &Config) -> ExitCode {

@@ -589,7 +589,7 @@ impl TestServer {
     }
 
     fn remember_sent(&mut self, raw: &str) {
-        self.sent.push_back(shorten(raw));
+        self.sent.push_back(shorten(raw.trim_end()));
         while self.sent.len() > RECENT_SHOWN / 2 {
             self.sent.pop_front();
         }

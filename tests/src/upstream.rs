@@ -138,3 +138,15 @@ pub async fn responses_requests(server: &MockServer) -> Vec<Value> {
         })
         .collect()
 }
+
+/// The `output` text of the `function_call_output` for `call_id` in a Responses request body.
+pub fn function_call_output(request: &Value, call_id: &str) -> Option<String> {
+    request["input"].as_array()?.iter().find_map(|item| {
+        (item["type"] == "function_call_output" && item["call_id"] == call_id).then(
+            || match &item["output"] {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            },
+        )
+    })
+}

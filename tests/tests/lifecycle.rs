@@ -14,8 +14,8 @@ use agent_server_tests::schema::lifecycle::{
 };
 use agent_server_tests::schema::methods::Initialize;
 use agent_server_tests::upstream::{
-    ev_completed, ev_created, ev_function_call, ev_message_done, mount_sse_once, responses_usage,
-    sse, sse_response,
+    ev_completed, ev_created, ev_function_call, ev_message_done, function_call_output,
+    mount_sse_once, responses_requests, responses_usage, sse, sse_response,
 };
 use agent_server_tests::{DEFAULT_TIMEOUT, SIGINT, SIGTERM, TestServer, VERSION, run_to_end};
 use pretty_assertions::assert_eq;
@@ -185,6 +185,172 @@ async fn a_second_initialize_is_refused() {
         redact(server.read_message().await),
         kind_error(1, -32600, "alreadyInitialized")
     );
+}
+
+// ---- what initialize changes later ----
+
+/// An upstream whose first call asks to run `touch made-by-tool` (not read-only, so
+/// `untrusted` needs approval) and whose second call answers with text.
+async fn upstream_asking_to_touch() -> MockServer {
+    let upstream = MockServer::start().await;
+    let arguments = json!({"command": ["touch", "made-by-tool"]}).to_string();
+    mount_sse_once(
+        &upstream,
+        sse([
+            ev_created("resp_1"),
+            ev_function_call("call_1", "shell", &arguments),
+            ev_completed("resp_1", responses_usage(10, 0, 5, 0)),
+        ]),
+    )
+    .await;
+    mount_sse_once(
+        &upstream,
+        sse([
+            ev_created("resp_2"),
+            ev_message_done("msg_1", "fine"),
+            ev_completed("resp_2", responses_usage(20, 0, 2, 0)),
+        ]),
+    )
+    .await;
+    upstream
+}
+
+/// Opens an `untrusted` session in `cwd` and submits one turn.
+async fn submit_untrusted(server: &mut TestServer, cwd: &Path) {
+    let session = server
+        .request_raw(
+            "session/new",
+            Some(json!({"cwd": cwd, "approvalPolicy": "untrusted", "sandbox": "workspaceWrite"})),
+        )
+        .await;
+    let session_id = session["result"]["sessionId"].clone();
+    assert!(session_id.is_string(), "{session}");
+    let reply = server
+        .request_raw(
+            "session/submit",
+            Some(json!({"sessionId": session_id, "text": "touch it"})),
+        )
+        .await;
+    assert!(reply.get("result").is_some(), "{reply}");
+}
+
+fn command_item_status(message: &Value) -> Option<String> {
+    let event = &message["params"]["event"];
+    (event["type"] == "itemCompleted" && event["item"]["type"] == "commandExecution").then(|| {
+        event["item"]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    })
+}
+
+#[tokio::test]
+async fn the_user_agent_is_sent_upstream() {
+    let upstream = upstream_answering_after(Duration::ZERO).await;
+    let mut server = server_with_upstream(&upstream).await;
+    server.send_json(contract_initialize(0)).await;
+    let user_agent = server.read_message().await["result"]["userAgent"].clone();
+    assert_eq!(
+        user_agent,
+        json!(format!(
+            "agent-server/{VERSION} ({}) my-ide/1.2.0",
+            os_and_arch()
+        ))
+    );
+    start_turn(&mut server).await;
+    server
+        .wait_for_notification("session/event", |p| p["event"]["type"] == "turnCompleted")
+        .await;
+    let requests = upstream.received_requests().await.unwrap_or_default();
+    let sent: Vec<Option<&str>> = requests
+        .iter()
+        .map(|r| r.headers.get("user-agent").and_then(|v| v.to_str().ok()))
+        .collect();
+    assert_eq!(sent, vec![user_agent.as_str()]);
+}
+
+#[tokio::test]
+async fn without_the_approvals_capability_actions_needing_approval_are_declined() {
+    let upstream = upstream_asking_to_touch().await;
+    let workdir = tempfile::tempdir().unwrap();
+    let mut server = server_with_upstream(&upstream).await;
+    let reply = server
+        .request_raw(
+            "initialize",
+            Some(json!({"clientInfo": {"name": "script"}, "capabilities": {"approvals": false}})),
+        )
+        .await;
+    assert_eq!(reply["result"]["capabilities"]["approvals"], json!(false));
+    submit_untrusted(&mut server, workdir.path()).await;
+    let done = server
+        .wait_for_notification("session/event", |p| p["event"]["type"] == "turnCompleted")
+        .await;
+    assert_eq!(
+        done["params"]["event"]["status"],
+        json!("completed"),
+        "{done}"
+    );
+    server.close_stdin().await;
+    let rest = server.read_to_end().await;
+    let asked: Vec<&Value> = rest
+        .iter()
+        .filter(|m| m.get("id").is_some() && m.get("method").is_some())
+        .collect();
+    assert!(asked.is_empty(), "no approval may be asked: {asked:#?}");
+    let statuses: Vec<String> = rest.iter().filter_map(command_item_status).collect();
+    assert_eq!(statuses, vec!["declined".to_owned()]);
+    assert!(!workdir.path().join("made-by-tool").exists());
+    let requests = responses_requests(&upstream).await;
+    let told = requests
+        .last()
+        .and_then(|r| function_call_output(r, "call_1"))
+        .unwrap_or_default();
+    assert!(
+        told.contains("declined"),
+        "the model must be told: {told:?}"
+    );
+}
+
+#[tokio::test]
+async fn with_the_approvals_capability_the_client_is_asked() {
+    let upstream = upstream_asking_to_touch().await;
+    let workdir = tempfile::tempdir().unwrap();
+    let mut server = server_with_upstream(&upstream).await;
+    server.send_json(contract_initialize(0)).await;
+    let reply = server.read_message().await;
+    assert_eq!(reply["result"]["capabilities"]["approvals"], json!(true));
+    submit_untrusted(&mut server, workdir.path()).await;
+    let started = server
+        .wait_for_notification("session/event", |p| {
+            p["event"]["type"] == "itemStarted" && p["event"]["item"]["type"] == "commandExecution"
+        })
+        .await;
+    let ask = server.next_server_request().await;
+    assert_eq!(ask["method"], json!("session/requestApproval"), "{ask}");
+    assert_eq!(
+        (
+            &ask["params"]["kind"],
+            &ask["params"]["command"],
+            &ask["params"]["itemId"]
+        ),
+        (
+            &json!("commandExecution"),
+            &json!(["touch", "made-by-tool"]),
+            &started["params"]["event"]["item"]["id"]
+        )
+    );
+    server
+        .respond(ask["id"].clone(), json!({"decision": "deny"}))
+        .await;
+    let done = server
+        .wait_for_notification("session/event", |p| p["event"]["type"] == "turnCompleted")
+        .await;
+    assert_eq!(
+        done["params"]["event"]["status"],
+        json!("completed"),
+        "{done}"
+    );
+    assert!(!workdir.path().join("made-by-tool").exists());
 }
 
 // ---- how the process ends ----

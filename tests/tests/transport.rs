@@ -7,10 +7,10 @@ use std::time::Duration;
 use agent_server_tests::auth::ChatGptAccount;
 use agent_server_tests::replies::{kind_error, ok_reply, redact};
 use agent_server_tests::upstream::{
-    ev_completed, ev_created, ev_function_call, ev_message_done, mount_sse_once,
-    responses_requests, responses_usage, sse,
+    ev_completed, ev_created, ev_function_call, ev_message_done, function_call_output, mount_sse,
+    mount_sse_once, responses_requests, responses_usage, sse,
 };
-use agent_server_tests::{Framing, TestServer, run_to_end};
+use agent_server_tests::{Framing, TestServer, fixture, run_to_end};
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
@@ -36,7 +36,7 @@ fn content_length(body: &str) -> String {
 // ---- ndjson framing ----
 
 #[tokio::test]
-async fn a_reply_is_one_compact_line_ending_in_lf() {
+async fn a_reply_is_one_line_ending_in_lf() {
     let mut server = TestServer::start().await;
     // An id holding a newline and a quote: the reply must escape both to stay on one line.
     let id = json!("line\nbreak \"quoted\"");
@@ -520,6 +520,61 @@ async fn ten_thousand_pipelined_requests_are_all_answered() {
     assert!(seen[1..].iter().all(|s| *s));
 }
 
+// ---- concurrency and ordering ----
+
+#[tokio::test]
+async fn a_slow_request_does_not_hold_up_the_next_one() {
+    let (mut server, issuer) = server_with_slow_refresh().await;
+    let slow = server
+        .send_request("auth/status", Some(json!({"refreshToken": true})))
+        .await;
+    wait_until_requested(&issuer, "/oauth/token").await;
+    server.send_json(list_sessions(json!("fast"))).await;
+    // The slow reply cannot come for 30 s, so the first message must be the fast one.
+    assert_eq!(server.read_message().await, ok_reply("fast", no_sessions()));
+    server
+        .send_notification("$/cancelRequest", Some(json!({ "id": slow })))
+        .await;
+}
+
+#[tokio::test]
+async fn session_events_arrive_in_seq_order() {
+    let upstream = MockServer::start().await;
+    mount_sse(&upstream, fixture("text_answer.sse")).await;
+    let mut server = TestServer::builder()
+        .env("OPENAI_API_KEY", "sk-test")
+        .env("OPENAI_BASE_URL", upstream.uri())
+        .spawn()
+        .await;
+    let submitted = server
+        .request_raw("session/submit", Some(json!({"text": "say hello"})))
+        .await;
+    let session_id = submitted["result"]["sessionId"].clone();
+    assert!(session_id.is_string(), "{submitted}");
+    let mut events = Vec::new();
+    loop {
+        let message = server
+            .wait_for_notification("session/event", |_| true)
+            .await;
+        let params = message["params"].clone();
+        assert_eq!(params["sessionId"], session_id, "{params}");
+        let last = params["event"]["type"] == "turnCompleted";
+        events.push(params);
+        if last {
+            break;
+        }
+    }
+    let seqs: Vec<u64> = events.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    let expected: Vec<u64> = (1..=events.len() as u64).collect();
+    assert_eq!(seqs, expected, "{events:#?}");
+    assert_eq!(events[0]["event"]["type"], json!("turnStarted"));
+    let completed = &events[events.len() - 1]["event"];
+    assert_eq!(
+        (&completed["status"], &completed["lastAgentMessage"]),
+        (&json!("completed"), &json!("Hello there!"))
+    );
+}
+
 // ---- cancellation ----
 
 /// A server whose `auth/status {"refreshToken":true}` hangs: its issuer answers the token
@@ -687,19 +742,12 @@ async fn tool_processes_inherit_neither_stdin_nor_stdout() {
         "{done}"
     );
     let requests = responses_requests(&upstream).await;
-    let output = requests
+    let text = requests
         .last()
-        .and_then(|r| r["input"].as_array())
-        .and_then(|items| {
-            items
-                .iter()
-                .find(|i| i["type"] == "function_call_output")
-                .cloned()
-        })
-        .unwrap_or_else(|| panic!("no function_call_output sent upstream: {requests:?}"));
-    let text = output["output"].as_str().unwrap_or_default();
+        .and_then(|r| function_call_output(r, "call_1"))
+        .unwrap_or_else(|| panic!("no function_call_output sent upstream: {requests:#?}"));
     assert!(
         text.contains("leaked") && text.contains("done"),
-        "the command's output should go to the model: {output}"
+        "the command's output should go to the model: {text}"
     );
 }

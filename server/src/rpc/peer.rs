@@ -118,6 +118,11 @@ impl Peer {
             self.lock().remove(&id);
             return Err(PeerError::Closed);
         }
+        // If the caller drops this future (e.g. a turn ends while asking), withdraw the request.
+        let mut guard = Withdraw {
+            peer: self,
+            id: Some(id.clone()),
+        };
         let deadline = async {
             match timeout {
                 Some(t) => tokio::time::sleep(t).await,
@@ -129,6 +134,7 @@ impl Peer {
             () = cancel.cancelled() => Err(PeerError::Withdrawn),
             () = deadline => Err(PeerError::TimedOut),
         };
+        guard.id = None;
         let value = match outcome {
             Ok(Ok(value)) => value,
             Ok(Err(error)) => return Err(PeerError::Rejected(error)),
@@ -172,6 +178,28 @@ impl Peer {
         self.pending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Withdraws a pending request whose waiter went away without an answer.
+struct Withdraw<'a> {
+    peer: &'a Peer,
+    id: Option<String>,
+}
+
+impl Drop for Withdraw<'_> {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else { return };
+        if self.peer.lock().remove(&id).is_none() || self.peer.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let writer = self.peer.writer.clone();
+        let text = serde_json::json!({"jsonrpc": "2.0", "method": CancelRequest::NAME, "params": {"id": id}}).to_string();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                writer.send(text).await;
+            });
+        }
     }
 }
 

@@ -7,8 +7,8 @@ mod events;
 mod input;
 mod instructions;
 mod manager;
-mod worker;
 mod turn;
+mod worker;
 
 use agent_server_schema::session::{
     ApprovalDecision, RequestApprovalParams, SessionEventNotification,
