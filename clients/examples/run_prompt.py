@@ -67,7 +67,7 @@ async def main() -> int:
         done = await client.submit_and_wait({"sessionId": session["sessionId"], "text": args.prompt}, on_event=show)
         print()
         if done["status"] != "completed":
-            error = done.get("error") or {}
+            error: Any = done.get("error") or {}
             print(f"turn {done['status']}: {error.get('message', '')}", file=sys.stderr)
             return 1
         return 0

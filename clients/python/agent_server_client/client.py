@@ -97,6 +97,8 @@ class EventStream:
     def __init__(self, client: "AgentServerClient", session_id: str) -> None:
         self._queue: "asyncio.Queue[Any]" = asyncio.Queue()
         self._closed = False
+        self._unsubscribe_event: Unsubscribe = lambda: None
+        self._unsubscribe_close: Unsubscribe = lambda: None
 
         def on_event(notification: SessionEventNotification) -> None:
             if notification["sessionId"] == session_id:
@@ -169,7 +171,7 @@ class AgentServerClient:
         self._ids = itertools.count(1)
         self._pending: Dict[Any, Tuple[str, "asyncio.Future[Any]"]] = {}
         self._incoming: Dict[str, "asyncio.Task[Any]"] = {}
-        self._withdrawn: set = set()
+        self._withdrawn: "set[str]" = set()
         self._listeners: List[AnyNotificationCallback] = []
         self._close_listeners: List[Callable[[ConnectionClosedError], None]] = []
         self._approval_handler: Optional[ApprovalHandler] = None
@@ -417,6 +419,8 @@ class AgentServerClient:
         ``on_event`` gets every event of this turn in order. Cancelling the awaiting task
         interrupts the turn (``session/interrupt``) and raises ``CancelledError``.
         """
+        if self._closed_error is not None:
+            raise self._closed_error
         loop = asyncio.get_running_loop()
         done: "asyncio.Future[TurnCompletedEvent]" = loop.create_future()
         early: List[SessionEventNotification] = []
@@ -429,7 +433,7 @@ class AgentServerClient:
                 on_event(notification)
             event = notification["event"]
             if event["type"] == "turnCompleted":
-                done.set_result(cast(TurnCompletedEvent, event))
+                done.set_result(event)
 
         def listener(notification: SessionEventNotification) -> None:
             if target is None:
@@ -460,6 +464,8 @@ class AgentServerClient:
         finally:
             unsubscribe()
             unsubscribe_close()
+            if done.done() and not done.cancelled():
+                done.exception()  # Retrieved: a closed connection was already raised by submit.
 
     # ---- approvals --------------------------------------------------------------------------
 

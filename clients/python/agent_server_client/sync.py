@@ -53,7 +53,7 @@ class SyncClient:
         timeout: Optional[float] = None,
     ) -> None:
         """``timeout`` (seconds) bounds every call; a call that runs out raises ``TimeoutError``
-        after cancelling the request on the server."""
+        after cancelling the request on the server (``asyncio.TimeoutError`` on Python 3.10)."""
         self._loop = asyncio.new_event_loop()
         self._timeout = timeout
         self._client = AgentServerClient(binary, args=args, env=env, cwd=cwd, stderr=stderr)

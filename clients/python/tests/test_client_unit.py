@@ -263,6 +263,10 @@ def test_the_end_of_the_connection_fails_pending_requests_and_ends_streams() -> 
         assert client.closed
         with pytest.raises(ConnectionClosedError):
             await client.auth_status()
+        # Subscribing after the end is harmless: the stream is empty, submit_and_wait raises.
+        assert [n async for n in client.events("s-1")] == []
+        with pytest.raises(ConnectionClosedError):
+            await client.submit_and_wait({"text": "x"})
 
     run(body())
 
@@ -280,5 +284,37 @@ def test_cancelling_submit_and_wait_interrupts_the_turn() -> None:
             await task
         interrupt = await peer.next()
         assert (interrupt["method"], interrupt["params"]) == ("session/interrupt", {"sessionId": "s-1", "turnId": "t-1"})
+
+    run(body())
+
+
+def test_every_client_request_of_the_schema_has_a_typed_wrapper() -> None:
+    from agent_server_client.protocol import CLIENT_REQUESTS
+
+    async def body() -> None:
+        client, peer = connect()
+        wrappers = {
+            "initialize": lambda: client.initialize(),
+            "shutdown": lambda: client.shutdown(),
+            "auth/status": lambda: client.auth_status(),
+            "auth/loginApiKey": lambda: client.login_api_key({"apiKey": "sk-x"}),
+            "auth/loginChatGPT": lambda: client.login_chatgpt(),
+            "auth/cancelLogin": lambda: client.cancel_login({"loginId": "l"}),
+            "auth/logout": lambda: client.logout(),
+            "session/new": lambda: client.new_session(),
+            "session/submit": lambda: client.submit({"text": "x"}),
+            "session/interrupt": lambda: client.interrupt({"sessionId": "s"}),
+            "session/list": lambda: client.list_sessions(),
+            "session/close": lambda: client.close_session({"sessionId": "s"}),
+        }
+        assert sorted(wrappers) == sorted(CLIENT_REQUESTS)
+        seen = []
+        for method in CLIENT_REQUESTS:
+            task = asyncio.ensure_future(wrappers[method]())
+            request = await peer.next()
+            seen.append(request["method"])
+            peer.send({"jsonrpc": "2.0", "id": request["id"], "result": None if method == "shutdown" else {}})
+            await task
+        assert seen == list(CLIENT_REQUESTS)
 
     run(body())

@@ -141,6 +141,7 @@ export class AgentServerClient {
   private closing = false;
   private exitStatus: ExitStatus | undefined;
   private readonly exitPromise: Promise<ExitStatus>;
+  private resolveExit: (status: ExitStatus) => void = () => undefined;
 
   /**
    * Wraps an existing connection: `input` is the server's stdout, `output` its stdin. Use
@@ -151,7 +152,14 @@ export class AgentServerClient {
     this.output = output;
     this.connection = createMessageConnection(new StreamMessageReader(input), new StreamMessageWriter(output));
     this.connection.onNotification((method: string, params: unknown) => {
-      for (const listener of [...this.listeners]) listener(method, params);
+      for (const listener of [...this.listeners]) {
+        try {
+          listener(method, params);
+        } catch (error) {
+          // One listener's bug must not keep the others (or submitAndWait) from the message.
+          console.error(`agent-server client: a listener for ${method} threw`, error);
+        }
+      }
     });
     this.connection.onRequest("session/requestApproval", (params: RequestApprovalParams, token: CancellationToken) =>
       this.answerApproval(params, token),
@@ -161,17 +169,14 @@ export class AgentServerClient {
       // A broken pipe on write means the server is gone; reads keep their own close event.
       if ((error as NodeJS.ErrnoException).code === "EPIPE") this.streamClosed();
     });
+    this.exitPromise = new Promise<ExitStatus>((resolve) => (this.resolveExit = resolve));
     if (child === undefined) {
-      this.exitPromise = new Promise<ExitStatus>((resolve) =>
-        this.closeListeners.add(() => resolve({ code: null, signal: null })),
-      );
+      this.closeListeners.add(() => this.resolveExit({ code: null, signal: null }));
     } else {
-      this.exitPromise = new Promise<ExitStatus>((resolve) => {
-        // `close` rather than `exit`: it comes after stderr is drained, so errors carry all of it.
-        child.once("close", (code, signal) => {
-          this.exitStatus = { code, signal };
-          resolve(this.exitStatus);
-        });
+      // `close` rather than `exit`: it comes after stderr is drained, so errors carry all of it.
+      child.once("close", (code, signal) => {
+        this.exitStatus = { code, signal };
+        this.resolveExit(this.exitStatus);
       });
     }
     this.connection.listen();
@@ -196,6 +201,8 @@ export class AgentServerClient {
       options.onStderr?.(chunk);
     });
     child.once("error", (error) => {
+      // A process that never started emits no `close`; its exit status is unknown.
+      if (child.pid === undefined) client.resolveExit({ code: null, signal: null });
       client.markClosed(
         `could not start ${binary}: ${error.message}; set AGENT_SERVER_BIN or pass binaryPath`,
       );
@@ -387,16 +394,18 @@ export class AgentServerClient {
    */
   events(sessionId: string, options: { signal?: AbortSignal } = {}): AsyncIterableIterator<SessionEventNotification> {
     const { signal } = options;
+    let subscription: Disposable | undefined;
+    let closing: Disposable | undefined;
     const onAbort = () => queue.end();
-    const subscription = this.onEvent((notification) => {
-      if (notification.sessionId === sessionId) queue.push(notification);
-    });
-    const closing = this.onClose(() => queue.end());
     const queue = new AsyncQueue<SessionEventNotification>(() => {
-      subscription.dispose();
-      closing.dispose();
+      subscription?.dispose();
+      closing?.dispose();
       signal?.removeEventListener("abort", onAbort);
     });
+    subscription = this.onEvent((notification) => {
+      if (notification.sessionId === sessionId) queue.push(notification);
+    });
+    closing = this.onClose(() => queue.end());
     if (signal?.aborted) queue.end();
     else signal?.addEventListener("abort", onAbort, { once: true });
     return queue;
@@ -409,6 +418,10 @@ export class AgentServerClient {
   submitAndWait(params: SubmitParams, options: SubmitAndWaitOptions = {}): Promise<TurnCompletedEvent> {
     const { signal, onEvent, onSubmitted } = options;
     return new Promise<TurnCompletedEvent>((resolve, reject) => {
+      if (this.closedError !== undefined) {
+        reject(this.closedError);
+        return;
+      }
       let turn: SubmitResult | undefined;
       let settled = false;
       const early: SessionEventNotification[] = [];

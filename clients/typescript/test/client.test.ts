@@ -4,8 +4,10 @@
  */
 
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { PassThrough } from "node:stream";
 import { test } from "node:test";
+import { fileURLToPath } from "node:url";
 import {
   CancellationTokenSource,
   createMessageConnection,
@@ -19,7 +21,9 @@ import {
 import {
   AgentServerClient,
   AgentServerError,
+  CLIENT_REQUEST_METHODS,
   ConnectionClosedError,
+  type ClientRequestMethod,
   type Event,
   type RequestApprovalParams,
   type SessionEventNotification,
@@ -216,6 +220,9 @@ test("the end of the connection rejects pending requests and ends event iterator
   assert.equal(client.closed, true);
   const late = await client.authStatus().catch((e: unknown) => e);
   assert.equal(late, error);
+  // Subscribing after the end is harmless: the iterator is already done, submitAndWait rejects.
+  assert.deepEqual(await client.events("s-1").next(), { done: true, value: undefined });
+  assert.equal(await client.submitAndWait({ text: "x" }).catch((e: unknown) => e), error);
   peer.dispose();
 });
 
@@ -241,4 +248,38 @@ test("aborting submitAndWait after the turn started interrupts that turn and rej
   assert.deepEqual(interrupted, [{ sessionId: "s-1", turnId: "t-1" }]);
   client.dispose();
   peer.dispose();
+});
+
+test("every client → server request of the schema has a typed wrapper", async () => {
+  const { client, peer } = pair();
+  const seen: string[] = [];
+  peer.onRequest((method: string) => {
+    seen.push(method);
+    return method === "shutdown" ? null : {};
+  });
+  peer.listen();
+  const wrappers: Record<ClientRequestMethod, () => Promise<unknown>> = {
+    initialize: () => client.initialize(),
+    shutdown: () => client.shutdown(),
+    "auth/status": () => client.authStatus(),
+    "auth/loginApiKey": () => client.loginApiKey({ apiKey: "sk-x" }),
+    "auth/loginChatGPT": () => client.loginChatGPT(),
+    "auth/cancelLogin": () => client.cancelLogin({ loginId: "l" }),
+    "auth/logout": () => client.logout(),
+    "session/new": () => client.newSession(),
+    "session/submit": () => client.submit({ text: "x" }),
+    "session/interrupt": () => client.interrupt({ sessionId: "s" }),
+    "session/list": () => client.listSessions(),
+    "session/close": () => client.closeSession({ sessionId: "s" }),
+  };
+  for (const method of CLIENT_REQUEST_METHODS) await wrappers[method]();
+  assert.deepEqual(seen, [...CLIENT_REQUEST_METHODS]);
+  client.dispose();
+  peer.dispose();
+});
+
+test("the generated types match the schema", () => {
+  const script = fileURLToPath(new URL("../../scripts/generate.mjs", import.meta.url));
+  const result = spawnSync(process.execPath, [script, "--check"], { encoding: "utf8" });
+  assert.deepEqual([result.status, result.stderr], [0, ""]);
 });
