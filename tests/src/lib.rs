@@ -24,6 +24,7 @@ mod fixtures;
 mod framing;
 pub mod replies;
 mod server;
+pub mod turns;
 pub mod upstream;
 
 use std::time::Duration;

@@ -1,0 +1,125 @@
+//! Helpers for tests that run turns: a server wired to a mock upstream, sessions, submits, the
+//! events of one turn, and id normalisation for whole-sequence comparisons.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+use wiremock::MockServer;
+
+use crate::{TestServer, TestServerBuilder};
+
+/// A builder for a server in API-key mode whose `openai` provider points at `upstream`.
+pub fn api_key_builder(upstream: &MockServer) -> TestServerBuilder {
+    TestServer::builder()
+        .env("OPENAI_API_KEY", "test")
+        .env("OPENAI_BASE_URL", format!("{}/v1", upstream.uri()))
+}
+
+/// Sends `initialize` with `capabilities.approvals` as given and checks it succeeded.
+pub async fn initialize(server: &mut TestServer, approvals: bool) {
+    let reply = server
+        .request_raw(
+            "initialize",
+            Some(
+                json!({"clientInfo": {"name": "tests"}, "capabilities": {"approvals": approvals}}),
+            ),
+        )
+        .await;
+    assert!(reply.get("result").is_some(), "initialize failed: {reply}");
+}
+
+/// `session/new` with `params`; returns the session id (panics on an error reply).
+pub async fn new_session(server: &mut TestServer, params: Value) -> String {
+    let reply = server.request_raw("session/new", Some(params)).await;
+    reply["result"]["sessionId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("session/new failed: {reply}"))
+        .to_owned()
+}
+
+/// `session/submit` of `text` to `session_id`; returns the turn id.
+pub async fn submit(server: &mut TestServer, session_id: &str, text: &str) -> String {
+    let reply = server
+        .request_raw(
+            "session/submit",
+            Some(json!({"sessionId": session_id, "text": text})),
+        )
+        .await;
+    reply["result"]["turnId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("session/submit failed: {reply}"))
+        .to_owned()
+}
+
+/// The `session/event` params of turn `turn_id`, in arrival order, up to and including its
+/// `turnCompleted`.
+pub async fn turn_events(server: &mut TestServer, turn_id: &str) -> Vec<Value> {
+    let mut events = Vec::new();
+    loop {
+        let message = server
+            .wait_for_notification("session/event", |p| p["turnId"] == turn_id)
+            .await;
+        let params = message["params"].clone();
+        let done = params["event"]["type"] == "turnCompleted";
+        events.push(params);
+        if done {
+            return events;
+        }
+    }
+}
+
+/// Just the `event` members of `events` (see [`turn_events`]).
+pub fn just_events(events: &[Value]) -> Vec<Value> {
+    events.iter().map(|p| p["event"].clone()).collect()
+}
+
+/// The `turnCompleted` event of a turn's events.
+pub fn completion(events: &[Value]) -> Value {
+    let last = events
+        .last()
+        .unwrap_or_else(|| panic!("a turn without events"));
+    assert_eq!(last["event"]["type"], "turnCompleted", "{last}");
+    last["event"].clone()
+}
+
+/// Replaces random ids with stable names: every distinct string under an `id` or `itemId` key
+/// becomes `id1`, `id2`, … in order of first appearance, wherever it appears.
+pub fn normalize_ids(value: &Value) -> Value {
+    let mut names = HashMap::new();
+    collect_ids(value, &mut names);
+    rename(value, &names)
+}
+
+fn collect_ids(value: &Value, names: &mut HashMap<String, String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, member) in map {
+                if (key == "id" || key == "itemId")
+                    && let Value::String(id) = member
+                    && !names.contains_key(id)
+                {
+                    let name = format!("id{}", names.len() + 1);
+                    names.insert(id.clone(), name);
+                }
+                collect_ids(member, names);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_ids(v, names)),
+        _ => {}
+    }
+}
+
+fn rename(value: &Value, names: &HashMap<String, String>) -> Value {
+    match value {
+        Value::String(s) => names
+            .get(s)
+            .map_or_else(|| value.clone(), |n| Value::String(n.clone())),
+        Value::Array(items) => Value::Array(items.iter().map(|v| rename(v, names)).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), rename(v, names)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
