@@ -196,6 +196,12 @@ impl UpstreamAuth for AuthManager {
         credentials_of(snapshot)
     }
 
+    async fn mode(&self) -> Option<CredentialMode> {
+        // Answered from what is stored, without refreshing: asking the mode must not cost a
+        // round trip to the issuer.
+        credentials_of(self.snapshot().await).ok().map(|c| c.mode)
+    }
+
     async fn recover_unauthorized(
         &self,
         rejected: &UpstreamCredentials,

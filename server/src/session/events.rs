@@ -98,7 +98,9 @@ async fn forward(
             tracing::debug!(session_id = %notification.session_id, "event not delivered: the client is gone");
         }
         let before = shared.pending.fetch_sub(1, Ordering::AcqRel);
-        if before <= HIGH_WATER || before == 1 {
+        // Wake producers when the queue drops below the high-water mark, and `flushed`
+        // waiters when it is empty; not on every event.
+        if before == HIGH_WATER || before == 1 {
             shared.drained.notify_waiters();
         }
     }

@@ -110,12 +110,30 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         // Write everything already waiting, then flush once: one syscall for a burst.
         while let Some(message) = next.take() {
             frame.clear();
-            frame_into(framing, &message, &mut frame);
-            if let Err(err) = out.write_all(&frame).await {
+            match framing {
+                // The common case writes the message and its newline without an extra copy.
+                Framing::Ndjson => frame.push(b'\n'),
+                Framing::ContentLength => {
+                    frame.extend_from_slice(
+                        format!("Content-Length: {}\r\n\r\n", message.len()).as_bytes(),
+                    );
+                }
+            }
+            let result = match framing {
+                Framing::Ndjson => match out.write_all(message.as_bytes()).await {
+                    Ok(()) => out.write_all(&frame).await,
+                    Err(err) => Err(err),
+                },
+                Framing::ContentLength => match out.write_all(&frame).await {
+                    Ok(()) => out.write_all(message.as_bytes()).await,
+                    Err(err) => Err(err),
+                },
+            };
+            if let Err(err) = result {
                 tracing::debug!(%err, "output closed; the writer stops");
                 return;
             }
-            written += frame.len();
+            written += frame.len() + message.len();
             if written < FLUSH_EVERY_BYTES {
                 next = rx.try_recv().ok();
             }
