@@ -5,7 +5,6 @@
 use std::os::unix::fs::PermissionsExt;
 
 use agent_server_tests::auth::ChatGptAccount;
-use agent_server_tests::replies::{kind_error, redact};
 use agent_server_tests::turns::{completion, new_session, submit, turn_events};
 use agent_server_tests::upstream::{
     ev_completed, ev_created, ev_message_done, responses_requests, responses_usage, sse,
@@ -268,14 +267,17 @@ async fn a_permanent_refresh_failure_after_a_401_fails_the_turn_with_login_requi
 }
 
 #[tokio::test]
-async fn an_expired_login_that_cannot_be_refreshed_is_login_required_at_session_new() {
+async fn an_expired_login_that_cannot_be_refreshed_fails_the_turn_with_login_required() {
     let chatgpt = ChatGpt::new().await;
     mount_permanent_refresh_failure(&chatgpt.issuer).await;
     let mut server = chatgpt.builder(chatgpt.expired()).spawn().await;
-    let reply = server.request_raw("session/new", Some(json!({}))).await;
+    // Creating the session only checks that a login exists; the refresh happens before the
+    // first model call, and its permanent failure ends that turn.
+    let done = one_turn(&mut server).await;
     assert_eq!(
-        redact(reply.clone()),
-        kind_error(reply["id"].clone(), -32000, "loginRequired")
+        (&done["status"], &done["error"]["kind"]),
+        (&json!("failed"), &json!("loginRequired")),
+        "{done}"
     );
     assert_eq!(chatgpt.headers_seen().await, Vec::new());
 }

@@ -24,7 +24,6 @@ impl From<SessionError> for RpcError {
             SessionError::NotFound(_) => RpcError::new(ErrorKind::SessionNotFound, message),
             SessionError::TurnNotFound(_) => RpcError::new(ErrorKind::TurnNotFound, message),
             SessionError::AuthRequired(_) => RpcError::new(ErrorKind::AuthRequired, message),
-            SessionError::LoginRequired(_) => RpcError::new(ErrorKind::LoginRequired, message),
             SessionError::InvalidParams(field, expected, _) => {
                 RpcError::invalid_params(field, expected, message)
             }

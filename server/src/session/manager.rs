@@ -15,7 +15,7 @@ use super::input::{InputError, to_user_message};
 use super::instructions::BASE_INSTRUCTIONS;
 use super::worker::{Session, SessionParts};
 use crate::config::Config;
-use crate::model::auth::{CredentialError, UpstreamAuth};
+use crate::model::auth::UpstreamAuth;
 use crate::model::{ClientSettings, ModelClient, resolve_provider};
 
 /// Why a session call failed; the api layer maps each to its contract error.
@@ -30,9 +30,6 @@ pub enum SessionError {
     /// The provider needs OpenAI auth and none is available.
     #[error("{0}")]
     AuthRequired(String),
-    /// The stored login can no longer be used.
-    #[error("{0}")]
-    LoginRequired(String),
     /// A param is wrong: field, expectation, message.
     #[error("{2}")]
     InvalidParams(String, String, String),
@@ -168,20 +165,15 @@ impl Sessions {
         Ok(session)
     }
 
+    /// Whether a login or key exists; a due refresh is left to the first model call, so that
+    /// its failure ends that turn (`loginRequired`) rather than the session's creation.
     async fn check_auth(&self) -> Result<(), SessionError> {
         let Some(auth) = &self.auth else {
             return Err(SessionError::AuthRequired(not_logged_in()));
         };
-        match auth.credentials().await {
-            Ok(_) | Err(CredentialError::Transient(_)) => Ok(()),
-            Err(CredentialError::LoginRequired(message)) => {
-                Err(SessionError::LoginRequired(message))
-            }
-            Err(CredentialError::NotLoggedIn) => Err(SessionError::AuthRequired(not_logged_in())),
-            Err(CredentialError::Unusable(message)) => Err(SessionError::AuthRequired(format!(
-                "{message}; {}",
-                not_logged_in()
-            ))),
+        match auth.mode().await {
+            Some(_) => Ok(()),
+            None => Err(SessionError::AuthRequired(not_logged_in())),
         }
     }
 
