@@ -814,3 +814,39 @@ async fn the_sse_fixture_replays_without_credentials() {
     );
     assert_eq!(events.len(), 10);
 }
+
+#[tokio::test]
+async fn deltas_of_an_item_never_announced_still_make_a_whole_item() {
+    let upstream = MockServer::start().await;
+    mount_sse(
+        &upstream,
+        sse([
+            ev_created("resp_U"),
+            ev_output_text_delta("m9", "Hel"),
+            ev_output_text_delta("m9", "lo"),
+            ev_message_done("m9", "Hello"),
+            ev_completed("resp_U", responses_usage(10, 0, 2, 0)),
+        ]),
+    )
+    .await;
+    let mut server = api_key_builder(&upstream).spawn().await;
+    let session = new_session(&mut server, json!({})).await;
+    let turn = submit(&mut server, &session, "hi").await;
+    let events = just_events(&turn_events(&mut server, &turn).await);
+    let items: Vec<Value> = events
+        .iter()
+        .filter(|e| {
+            e["type"] != "tokenUsage" && e["type"] != "turnStarted" && e["type"] != "turnCompleted"
+        })
+        .cloned()
+        .collect();
+    assert_eq!(
+        normalize_ids(&Value::Array(items)),
+        json!([
+            {"type": "itemStarted", "item": {"type": "agentMessage", "id": "id1", "text": ""}},
+            {"type": "agentMessageDelta", "itemId": "id1", "delta": "Hel"},
+            {"type": "agentMessageDelta", "itemId": "id1", "delta": "lo"},
+            {"type": "itemCompleted", "item": {"type": "agentMessage", "id": "id1", "text": "Hello"}},
+        ])
+    );
+}

@@ -224,19 +224,24 @@ async fn model_call(
                     },
                     _ => continue,
                 };
-                let id = started.id().to_string();
-                attempt.open.insert(
+                open_item(
+                    sink,
+                    turn_id,
+                    &mut attempt,
                     upstream_id.to_string(),
-                    OpenItem {
-                        id,
-                        text: String::new(),
-                        summary: Vec::new(),
-                    },
-                );
-                sink.send(turn_id, Event::ItemStarted { item: started })
-                    .await;
+                    started,
+                )
+                .await;
             }
             ResponseEvent::OutputTextDelta { item_id, delta } => {
+                if !attempt.open.contains_key(&item_id) {
+                    // A delta for an item never announced: start it now rather than lose text.
+                    let started = Item::AgentMessage {
+                        id: new_item_id("msg"),
+                        text: String::new(),
+                    };
+                    open_item(sink, turn_id, &mut attempt, item_id.clone(), started).await;
+                }
                 if let Some(open) = attempt.open.get_mut(&item_id) {
                     open.text.push_str(&delta);
                     let item_id = open.id.clone();
@@ -249,6 +254,13 @@ async fn model_call(
                 summary_index,
                 delta,
             } => {
+                if !attempt.open.contains_key(&item_id) {
+                    let started = Item::Reasoning {
+                        id: new_item_id("rs"),
+                        summary: Vec::new(),
+                    };
+                    open_item(sink, turn_id, &mut attempt, item_id.clone(), started).await;
+                }
                 if let Some(open) = attempt.open.get_mut(&item_id) {
                     let index = summary_index as usize;
                     if open.summary.len() <= index {
@@ -307,6 +319,26 @@ async fn model_call(
         message: "the model stream ended before the response completed; submit again".into(),
         http_status: None,
     }))
+}
+
+/// Announces an item and remembers it under the upstream id.
+async fn open_item(
+    sink: &super::EventSink,
+    turn_id: &str,
+    attempt: &mut Attempt,
+    upstream_id: String,
+    item: Item,
+) {
+    let id = item.id().to_string();
+    attempt.open.insert(
+        upstream_id,
+        OpenItem {
+            id,
+            text: String::new(),
+            summary: Vec::new(),
+        },
+    );
+    sink.send(turn_id, Event::ItemStarted { item }).await;
 }
 
 fn new_item_id(prefix: &str) -> String {
