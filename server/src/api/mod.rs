@@ -35,7 +35,9 @@ pub struct App {
     pub sessions: Arc<Sessions>,
 }
 
-/// Builds the HTTP client every upstream call shares (rustls only).
+/// Builds the one HTTP client of the process (rustls only), shared by model calls, token
+/// refresh and login. It has no whole-request timeout, which would cut long streams: the model
+/// client times each read instead (`stream_idle_timeout_ms`).
 pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(30))
