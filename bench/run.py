@@ -261,8 +261,26 @@ def bench_startup(args, tmp):
         code = server.close()
         if code != 0:
             raise BenchError(f"the server exited {code} on stdin EOF")
+    # The harness's own share: the same spawn, write and read with `cat` echoing the line back,
+    # and the cost of exec'ing the binary at all (`--version` exits before any runtime starts).
+    line = b'{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":1}}\n'
+    cat_ms, version_ms = [], []
+    for _ in range(args.spawns):
+        start = time.perf_counter()
+        cat = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+        cat.stdin.write(line)
+        cat.stdout.readline()
+        cat_ms.append((time.perf_counter() - start) * 1000)
+        cat.stdin.close()
+        cat.wait()
+        cat.stdout.close()
+        start = time.perf_counter()
+        subprocess.run([args.binary, "--version"], stdout=subprocess.DEVNULL, check=True)
+        version_ms.append((time.perf_counter() - start) * 1000)
     return {
         "spawns": args.spawns,
+        "baseline_cat_echo_ms_median": statistics.median(cat_ms),
+        "baseline_version_exit_ms_median": statistics.median(version_ms),
         "spawn_to_initialize_ms_median": statistics.median(times_ms),
         "spawn_to_initialize_ms_p95": percentile(times_ms, 95),
         "spawn_to_initialize_ms_min": min(times_ms),
@@ -662,6 +680,9 @@ def print_table(results):
         row(f"spawn -> initialize reply, median of {s['spawns']} (ms)",
             "spawn_to_initialize_ms_median", s["spawn_to_initialize_ms_median"], "{:.2f}")
         row("spawn -> initialize reply, p95 (ms)", "", s["spawn_to_initialize_ms_p95"], "{:.2f}")
+        row("  baseline: spawn `cat`, echo one line (ms)", "", s["baseline_cat_echo_ms_median"], "{:.2f}")
+        row("  baseline: `agent-server --version` to exit (ms)", "",
+            s["baseline_version_exit_ms_median"], "{:.2f}")
         row("idle RSS after initialize, median (MiB)", "idle_rss_mib", s["idle_rss_mib"], "{:.2f}")
     if "pipeline" in results:
         p = results["pipeline"]
@@ -717,7 +738,7 @@ def main():
     parser.add_argument("--spawns", type=int, default=50, help="startup: number of spawns (default 50)")
     parser.add_argument("--requests", type=int, default=10_000, help="pipeline: number of requests (default 10000)")
     parser.add_argument("--deltas", type=int, default=50_000, help="events: text deltas in the turn (default 50000)")
-    parser.add_argument("--rounds", type=int, default=3, help="events: turns per upstream, one fresh server each (default 3)")
+    parser.add_argument("--rounds", type=int, default=5, help="events: turns per upstream, one fresh server each (default 5)")
     parser.add_argument("--upstream", choices=["fixture", "http", "both"], default="both",
                         help="events: SSE from AGENT_SERVER_SSE_FIXTURE, a local HTTP server, or both (default both)")
     parser.add_argument("--sessions", type=int, default=1000, help="sessions: number of idle sessions (default 1000)")
