@@ -731,8 +731,8 @@ BENCHES = {
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("benches", nargs="*", choices=[[]] + list(BENCHES), default=[],
-                        help="benchmarks to run (default: all)")
+    parser.add_argument("benches", nargs="*", metavar="BENCH",
+                        help="benchmarks to run: %s (default: all)" % ", ".join(BENCHES))
     parser.add_argument("--binary", default=DEFAULT_BINARY, help="agent-server binary (default: target/release/agent-server)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON instead of a table")
     parser.add_argument("--spawns", type=int, default=50, help="startup: number of spawns (default 50)")
@@ -747,6 +747,9 @@ def main():
     if not os.access(args.binary, os.X_OK):
         sys.exit(f"{args.binary} not found; build it with: cargo build --release -p agent-server")
 
+    unknown = [name for name in args.benches if name not in BENCHES]
+    if unknown:
+        parser.error(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHES)}")
     selected = args.benches or list(BENCHES)
     results = {"machine": machine()}
     tmp = tempfile.mkdtemp(prefix="agent-server-bench-")
