@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use agent_server_schema::lifecycle::EmptyResult;
 use agent_server_schema::methods::{
-    CloseSession, Interrupt, ListSessions, NewSession, RequestApproval, SessionEvent, Submit,
+    CloseSession, Interrupt, ListSessions, NewSession, Notification as _, RequestApproval,
+    SessionEvent, Submit,
 };
 use agent_server_schema::rpc::ErrorKind;
 use agent_server_schema::session::{
@@ -63,6 +64,28 @@ pub fn register(table: &mut MethodTable<App>) {
     });
 }
 
+/// Serializes one `session/event` notification into a buffer sized for a typical event, so
+/// the hot path of streaming deltas allocates once per event.
+fn encode_event(event: &SessionEventNotification) -> serde_json::Result<String> {
+    #[derive(serde::Serialize)]
+    struct Out<'a> {
+        jsonrpc: &'static str,
+        method: &'static str,
+        params: &'a SessionEventNotification,
+    }
+    let mut buffer = Vec::with_capacity(256);
+    serde_json::to_writer(
+        &mut buffer,
+        &Out {
+            jsonrpc: "2.0",
+            method: SessionEvent::NAME,
+            params: event,
+        },
+    )?;
+    // serde_json writes only valid UTF-8.
+    String::from_utf8(buffer).map_err(|e| serde::ser::Error::custom(e.to_string()))
+}
+
 /// Sessions reach the client through the rpc peer.
 pub struct PeerLink {
     /// The connection.
@@ -73,8 +96,15 @@ pub struct PeerLink {
 
 #[async_trait::async_trait]
 impl ClientLink for PeerLink {
-    async fn send_event(&self, event: &SessionEventNotification) -> bool {
-        self.peer.notify::<SessionEvent>(event).await
+    async fn send_events(&self, events: &[SessionEventNotification]) -> bool {
+        let mut messages = Vec::with_capacity(events.len());
+        for event in events {
+            match encode_event(event) {
+                Ok(text) => messages.push(text),
+                Err(err) => tracing::error!(%err, "could not serialize an event"),
+            }
+        }
+        self.peer.send_many(messages).await
     }
 
     async fn request_approval(

@@ -72,6 +72,11 @@ impl Peer {
         self.writer.send(message).await
     }
 
+    /// Queues several raw messages to be written back to back.
+    pub async fn send_many(&self, messages: Vec<String>) -> bool {
+        self.writer.send_many(messages).await
+    }
+
     /// Sends a notification.
     pub async fn notify<N: Notification>(&self, params: &N::Params) -> bool {
         self.notify_raw(N::NAME, params).await

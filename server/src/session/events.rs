@@ -74,6 +74,10 @@ impl EventSink {
     }
 }
 
+/// Events handed to the client link in one call at most; bounds the batch a slow client
+/// makes the forwarder build while keeping per-call overhead small during a burst.
+const MAX_BATCH: usize = 64;
+
 async fn forward(
     session_id: String,
     link: Arc<dyn ClientLink>,
@@ -81,26 +85,31 @@ async fn forward(
     shared: Arc<Shared>,
 ) {
     let mut seq = 0u64;
-    let mut notification = SessionEventNotification {
-        session_id,
-        turn_id: String::new(),
-        seq: 0,
-        event: Event::TurnStarted {
-            model: String::new(),
-        },
-    };
-    while let Some((turn_id, event)) = rx.recv().await {
-        seq += 1;
-        notification.turn_id = turn_id;
-        notification.seq = seq;
-        notification.event = event;
-        if !link.send_event(&notification).await {
-            tracing::debug!(session_id = %notification.session_id, "event not delivered: the client is gone");
+    let mut batch: Vec<SessionEventNotification> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some((turn_id, event)) = next.take() {
+            seq += 1;
+            batch.push(SessionEventNotification {
+                session_id: session_id.clone(),
+                turn_id,
+                seq,
+                event,
+            });
+            if batch.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
         }
-        let before = shared.pending.fetch_sub(1, Ordering::AcqRel);
+        let sent = batch.len();
+        if !link.send_events(&batch).await {
+            tracing::debug!(%session_id, "events not delivered: the client is gone");
+        }
+        batch.clear();
+        let before = shared.pending.fetch_sub(sent, Ordering::AcqRel);
+        let after = before - sent;
         // Wake producers when the queue drops below the high-water mark, and `flushed`
-        // waiters when it is empty; not on every event.
-        if before == HIGH_WATER || before == 1 {
+        // waiters when it is empty; not on every batch.
+        if (before >= HIGH_WATER && after < HIGH_WATER) || after == 0 {
             shared.drained.notify_waiters();
         }
     }

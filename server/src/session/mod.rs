@@ -24,8 +24,9 @@ pub use worker::Session;
 /// How sessions reach the client.
 #[async_trait::async_trait]
 pub trait ClientLink: Send + Sync {
-    /// Sends one event. Called in `seq` order for each session; returns false when the client is gone.
-    async fn send_event(&self, event: &SessionEventNotification) -> bool;
+    /// Sends events, in order. Called in `seq` order for each session; returns false when the
+    /// client is gone.
+    async fn send_events(&self, events: &[SessionEventNotification]) -> bool;
 
     /// Asks the client to approve; `None` when the client cannot answer (no capability, gone,
     /// or the request was withdrawn because `cancel` fired).

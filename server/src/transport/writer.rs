@@ -19,14 +19,30 @@ const FLUSH_EVERY_BYTES: usize = 256 * 1024;
 /// A cheap, cloneable handle to the writer task.
 #[derive(Clone, Debug)]
 pub struct WriterHandle {
-    tx: mpsc::Sender<String>,
+    tx: mpsc::Sender<Outgoing>,
+}
+
+/// What goes through the outbox: one message, or several written back to back (one channel
+/// operation and one wake-up for a burst of events).
+#[derive(Debug)]
+enum Outgoing {
+    One(String),
+    Many(Vec<String>),
 }
 
 impl WriterHandle {
     /// Queues one serialized message (no framing), waiting while the outbox is full.
     /// Returns false when the writer has stopped (the output is closed).
     pub async fn send(&self, message: String) -> bool {
-        self.tx.send(message).await.is_ok()
+        self.tx.send(Outgoing::One(message)).await.is_ok()
+    }
+
+    /// Queues several messages, written in this order with nothing between them.
+    pub async fn send_many(&self, messages: Vec<String>) -> bool {
+        if messages.is_empty() {
+            return !self.tx.is_closed();
+        }
+        self.tx.send(Outgoing::Many(messages)).await.is_ok()
     }
 
     /// Whether the writer has stopped.
@@ -52,7 +68,7 @@ pub fn frame_into(framing: Framing, message: &str, out: &mut Vec<u8>) {
 /// The receiving end of the outbox, waiting for the framing to be known.
 #[derive(Debug)]
 pub struct Outbox {
-    rx: mpsc::Receiver<String>,
+    rx: mpsc::Receiver<Outgoing>,
 }
 
 /// Creates the outbox: handles to queue messages, and the end the writer task drains. The
@@ -86,9 +102,9 @@ where
 }
 
 async fn next_message(
-    rx: &mut mpsc::Receiver<String>,
+    rx: &mut mpsc::Receiver<Outgoing>,
     finish: &CancellationToken,
-) -> Option<String> {
+) -> Option<Outgoing> {
     tokio::select! {
         biased;
         message = rx.recv() => message,
@@ -99,41 +115,40 @@ async fn next_message(
 async fn write_loop<W: AsyncWrite + Unpin>(
     output: W,
     framing: Framing,
-    mut rx: mpsc::Receiver<String>,
+    mut rx: mpsc::Receiver<Outgoing>,
     finish: CancellationToken,
 ) {
     let mut out = BufWriter::with_capacity(64 * 1024, output);
-    let mut frame = Vec::with_capacity(4096);
+    let mut header = Vec::with_capacity(32);
     while let Some(first) = next_message(&mut rx, &finish).await {
         let mut written = 0;
         let mut next = Some(first);
         // Write everything already waiting, then flush once: one syscall for a burst.
-        while let Some(message) = next.take() {
-            frame.clear();
-            match framing {
-                // The common case writes the message and its newline without an extra copy.
-                Framing::Ndjson => frame.push(b'\n'),
-                Framing::ContentLength => {
-                    frame.extend_from_slice(
-                        format!("Content-Length: {}\r\n\r\n", message.len()).as_bytes(),
-                    );
+        while let Some(outgoing) = next.take() {
+            let result = match outgoing {
+                Outgoing::One(message) => {
+                    write_framed(&mut out, framing, &message, &mut header).await
+                }
+                Outgoing::Many(messages) => {
+                    let mut result = Ok(0);
+                    for message in &messages {
+                        result = match result {
+                            Ok(n) => write_framed(&mut out, framing, message, &mut header)
+                                .await
+                                .map(|m| n + m),
+                            err => err,
+                        };
+                    }
+                    result
+                }
+            };
+            match result {
+                Ok(n) => written += n,
+                Err(err) => {
+                    tracing::debug!(%err, "output closed; the writer stops");
+                    return;
                 }
             }
-            let result = match framing {
-                Framing::Ndjson => match out.write_all(message.as_bytes()).await {
-                    Ok(()) => out.write_all(&frame).await,
-                    Err(err) => Err(err),
-                },
-                Framing::ContentLength => match out.write_all(&frame).await {
-                    Ok(()) => out.write_all(message.as_bytes()).await,
-                    Err(err) => Err(err),
-                },
-            };
-            if let Err(err) = result {
-                tracing::debug!(%err, "output closed; the writer stops");
-                return;
-            }
-            written += frame.len() + message.len();
             if written < FLUSH_EVERY_BYTES {
                 next = rx.try_recv().ok();
             }
@@ -144,6 +159,31 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         }
     }
     let _ = out.flush().await;
+}
+
+/// Writes one framed message; returns the bytes written.
+async fn write_framed<W: AsyncWrite + Unpin>(
+    out: &mut BufWriter<W>,
+    framing: Framing,
+    message: &str,
+    header: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    match framing {
+        // The common case writes the message and its newline without an extra copy.
+        Framing::Ndjson => {
+            out.write_all(message.as_bytes()).await?;
+            out.write_all(b"\n").await?;
+            Ok(message.len() + 1)
+        }
+        Framing::ContentLength => {
+            header.clear();
+            header
+                .extend_from_slice(format!("Content-Length: {}\r\n\r\n", message.len()).as_bytes());
+            out.write_all(header).await?;
+            out.write_all(message.as_bytes()).await?;
+            Ok(header.len() + message.len())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -163,7 +203,7 @@ mod tests {
             let (client, server) = tokio::io::duplex(1024);
             let (handle, task) = spawn_writer(server, framing);
             assert!(handle.send("{\"a\":1}".into()).await);
-            assert!(handle.send("[]".into()).await);
+            assert!(handle.send_many(vec!["[]".into()]).await);
             drop(handle);
             task.await.unwrap();
             let mut got = String::new();
