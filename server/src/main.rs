@@ -11,7 +11,7 @@ use agent_server::auth::AuthSettings;
 use agent_server::auth::cli::{self, AuthCommand};
 use agent_server::config::{self, Config, ProcessEnv};
 use agent_server::rpc::{Ended, Peer, ServeConfig, Server};
-use agent_server::transport::{self, FramingChoice};
+use agent_server::transport::{self, FramingChoice, Output};
 use clap::{Parser, Subcommand};
 
 mod exec;
@@ -211,7 +211,7 @@ async fn serve(config: Config, framing: FramingChoice) -> ExitCode {
     let (ended, writer_task) = server
         .serve(
             tokio::io::stdin(),
-            tokio::io::stdout(),
+            Output::<tokio::io::Stdout>::Blocking(Box::new(std::io::stdout())),
             outbox,
             serve_config,
             stop.clone(),

@@ -64,8 +64,8 @@ pub fn register(table: &mut MethodTable<App>) {
     });
 }
 
-/// Serializes one `session/event` notification into a buffer sized for a typical event, so
-/// the hot path of streaming deltas allocates once per event.
+/// Serializes one `session/event` notification into a buffer sized for it (a delta event is
+/// about 300 bytes plus its text), so the hot path of streaming deltas allocates once per event.
 fn encode_event(event: &SessionEventNotification) -> serde_json::Result<String> {
     #[derive(serde::Serialize)]
     struct Out<'a> {
@@ -73,7 +73,7 @@ fn encode_event(event: &SessionEventNotification) -> serde_json::Result<String> 
         method: &'static str,
         params: &'a SessionEventNotification,
     }
-    let mut buffer = Vec::with_capacity(256);
+    let mut buffer = Vec::with_capacity(320 + delta_len(&event.event));
     serde_json::to_writer(
         &mut buffer,
         &Out {
@@ -84,6 +84,17 @@ fn encode_event(event: &SessionEventNotification) -> serde_json::Result<String> 
     )?;
     // serde_json writes only valid UTF-8.
     String::from_utf8(buffer).map_err(|e| serde::ser::Error::custom(e.to_string()))
+}
+
+/// The length of the text an event carries beyond its fixed fields.
+fn delta_len(event: &agent_server_schema::session::Event) -> usize {
+    use agent_server_schema::session::Event;
+    match event {
+        Event::AgentMessageDelta { delta, .. }
+        | Event::ReasoningDelta { delta, .. }
+        | Event::CommandOutputDelta { delta, .. } => delta.len(),
+        _ => 0,
+    }
 }
 
 /// Sessions reach the client through the rpc peer.

@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Display;
 
+use super::sse_decode::Event;
 use chrono::Utc;
-use eventsource_stream::Event;
 use futures::stream::{self, BoxStream, Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};

@@ -5,7 +5,7 @@ use std::fmt::Display;
 use std::path::PathBuf;
 
 use chrono::Utc;
-use futures::{Stream, StreamExt};
+use futures::Stream;
 
 use crate::config::WireApi;
 
@@ -167,57 +167,6 @@ fn connect_failure(message: &str) -> Failure {
     }
 }
 
-/// The largest piece the SSE parser is fed.
-pub(crate) const PARSE_PIECE_BYTES: usize = 8 * 1024;
-
-/// Cuts a byte stream into the pieces the SSE parser handles cheaply.
-///
-/// eventsource-stream copies its unread buffer once per line, so a chunk costs time in
-/// proportion to the square of its size, and a network read can be hundreds of KiB. Cutting
-/// each chunk just after every blank line (`\n\n`, the end of an event) leaves the parser one
-/// event at a time, so the cost per event is constant; pieces without an event end are capped
-/// at [`PARSE_PIECE_BYTES`]. This only chooses where to cut: the parser still sees every byte
-/// in order, so events split across network reads parse as before. Measured with
-/// `bench/run.py events --upstream http`: 27.6 µs of CPU per delta with whole reads.
-fn small_pieces<S, B, E>(bytes: S) -> impl Stream<Item = Result<Vec<u8>, E>> + Send + 'static
-where
-    S: Stream<Item = Result<B, E>> + Send + 'static,
-    B: AsRef<[u8]> + Send + 'static,
-    E: Send + 'static,
-{
-    bytes.flat_map(|item| {
-        let pieces: Vec<Result<Vec<u8>, E>> = match item {
-            Ok(chunk) => cut_after_events(chunk.as_ref())
-                .into_iter()
-                .map(Ok)
-                .collect(),
-            Err(err) => vec![Err(err)],
-        };
-        futures::stream::iter(pieces)
-    })
-}
-
-/// Splits `bytes` just after each `\n\n`, and every [`PARSE_PIECE_BYTES`] at the latest.
-fn cut_after_events(bytes: &[u8]) -> Vec<Vec<u8>> {
-    let mut pieces = Vec::new();
-    let mut start = 0;
-    let push_capped = |pieces: &mut Vec<Vec<u8>>, piece: &[u8]| {
-        pieces.extend(piece.chunks(PARSE_PIECE_BYTES).map(<[u8]>::to_vec));
-    };
-    for end in memchr::memmem::find_iter(bytes, b"\n\n") {
-        // An event end found inside the previous match (`\n\n\n`) is not a new cut.
-        if end + 2 <= start {
-            continue;
-        }
-        push_capped(&mut pieces, &bytes[start..end + 2]);
-        start = end + 2;
-    }
-    if start < bytes.len() {
-        push_capped(&mut pieces, &bytes[start..]);
-    }
-    pieces
-}
-
 /// The parser for the provider's wire API.
 fn parse<S, B, E>(wire_api: WireApi, bytes: S) -> AttemptStream
 where
@@ -225,10 +174,9 @@ where
     B: AsRef<[u8]> + Send + 'static,
     E: Display + Send + 'static,
 {
-    let pieces = small_pieces(bytes);
     match wire_api {
-        WireApi::Responses => responses_events(pieces),
-        WireApi::Chat => chat_events(pieces),
+        WireApi::Responses => responses_events(bytes),
+        WireApi::Chat => chat_events(bytes),
     }
 }
 
@@ -246,31 +194,4 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use pretty_assertions::assert_eq;
-
-    #[test]
-    fn pieces_end_after_each_event_and_keep_every_byte() {
-        let text = b"event: a\ndata: 1\n\nevent: b\ndata: 2\n\nevent: c\nda";
-        let pieces = cut_after_events(text);
-        assert_eq!(
-            pieces,
-            vec![
-                b"event: a\ndata: 1\n\n".to_vec(),
-                b"event: b\ndata: 2\n\n".to_vec(),
-                b"event: c\nda".to_vec()
-            ]
-        );
-        let long = vec![b'x'; PARSE_PIECE_BYTES * 2 + 5];
-        let pieces = cut_after_events(&long);
-        assert_eq!(
-            pieces.iter().map(Vec::len).collect::<Vec<_>>(),
-            vec![PARSE_PIECE_BYTES, PARSE_PIECE_BYTES, 5]
-        );
-        assert_eq!(pieces.concat(), long);
-    }
 }

@@ -14,9 +14,8 @@ use futures::stream::{self, Stream};
 
 use super::error::ModelError;
 
-/// Bytes handed to the SSE parser at a time, like reads from a socket. The parser copies its
-/// unread buffer once per line, so feeding a large file as one piece would cost time
-/// quadratic in its size; network-sized pieces keep it linear.
+/// Bytes handed to the SSE decoder at a time, like reads from a socket, so a replay exercises
+/// the same incremental decoding as a network stream.
 pub const REPLAY_CHUNK_BYTES: usize = 8 * 1024;
 
 /// The list of transcripts and how many calls have been answered.

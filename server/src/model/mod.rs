@@ -18,6 +18,7 @@ mod provider;
 mod request;
 mod retry;
 pub mod sse;
+pub mod sse_decode;
 
 pub use client::{ClientSettings, DEFAULT_BACKOFF_BASE, ModelClient};
 pub use error::ModelError;

@@ -7,7 +7,6 @@ use std::borrow::Cow;
 use std::fmt::Display;
 
 use chrono::Utc;
-use eventsource_stream::{Event, EventStreamError, Eventsource};
 use futures::stream::{BoxStream, Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::Value;
@@ -15,6 +14,7 @@ use serde_json::Value;
 use super::error::ModelError;
 use super::event::{ResponseEvent, ResponsesUsage};
 use super::failure::{ErrorDetails, Failure, Origin, classify};
+use super::sse_decode::{Decoder, Event};
 
 /// Events of one attempt; an `Err` ends the attempt and says whether to retry.
 pub type AttemptStream = BoxStream<'static, Result<ResponseEvent, Failure>>;
@@ -26,24 +26,31 @@ where
     B: AsRef<[u8]> + Send + 'static,
     E: Display + Send + 'static,
 {
-    bytes.eventsource().map(|frame| {
-        frame.map_err(|err| match err {
-            EventStreamError::Transport(err) => {
+    let mut decoder = Decoder::new();
+    bytes.flat_map(move |chunk| {
+        let mut frames = Vec::new();
+        let failure = match chunk {
+            Ok(chunk) => decoder.push(chunk.as_ref(), &mut frames).err().map(|err| {
+                Failure::Fatal(ModelError::Upstream {
+                    message: format!("the model stream is not valid SSE: {err}"),
+                    http_status: None,
+                })
+            }),
+            Err(err) => {
                 let message = format!("the model stream broke: {err}");
-                Failure::Retry {
+                Some(Failure::Retry {
                     message: message.clone(),
                     delay: None,
                     exhausted: ModelError::Upstream {
                         message,
                         http_status: None,
                     },
-                }
+                })
             }
-            other => Failure::Fatal(ModelError::Upstream {
-                message: format!("the model stream is not valid SSE: {other}"),
-                http_status: None,
-            }),
-        })
+        };
+        let items: Vec<Result<Event, Failure>> =
+            frames.into_iter().map(Ok).chain(failure.map(Err)).collect();
+        futures::stream::iter(items)
     })
 }
 

@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 use super::message::{Incoming, classify, present};
 use super::peer::Peer;
 use super::{RequestContext, RpcError};
-use crate::transport::{FramingChoice, Inbound, MessageReader, Outbox};
+use crate::transport::{FramingChoice, Inbound, MessageReader, Outbox, Output};
 
 /// Requests that may run at once. Each is a small task; 1024 keeps a pipelined burst flowing
 /// while bounding memory. When all are busy the reader stops reading (back-pressure).
@@ -95,7 +95,7 @@ impl Server {
     pub async fn serve<R, W>(
         &self,
         input: R,
-        output: W,
+        output: Output<W>,
         outbox: Outbox,
         config: ServeConfig,
         stop: CancellationToken,
@@ -120,7 +120,7 @@ impl Server {
             }
         };
         self.peer.set_framing(framing);
-        let writer = outbox.spawn(output, framing, finish);
+        let writer = outbox.start(output, framing, finish);
         loop {
             let next = tokio::select! {
                 biased;

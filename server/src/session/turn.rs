@@ -341,8 +341,13 @@ async fn open_item(
     sink.send(turn_id, Event::ItemStarted { item }).await;
 }
 
+/// A new item id, unique in this process: short, because it goes into every delta event.
 fn new_item_id(prefix: &str) -> String {
-    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    format!(
+        "{prefix}_{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }
 
 /// Drops the fields that only mean something to the upstream that produced the item: with

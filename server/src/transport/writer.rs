@@ -28,6 +28,8 @@ pub struct WriterHandle {
 enum Outgoing {
     One(String),
     Many(Vec<String>),
+    /// Everything before this was queued: flush and stop.
+    Finish,
 }
 
 impl WriterHandle {
@@ -69,16 +71,51 @@ pub fn frame_into(framing: Framing, message: &str, out: &mut Vec<u8>) {
 #[derive(Debug)]
 pub struct Outbox {
     rx: mpsc::Receiver<Outgoing>,
+    tx: mpsc::Sender<Outgoing>,
+}
+
+/// Where the writer writes.
+pub enum Output<W> {
+    /// An async stream, written by a task (tests use `tokio::io::duplex`).
+    Async(W),
+    /// A blocking stream such as the process's stdout, written by a dedicated thread: tokio's
+    /// own stdout hands every flush to its blocking pool, which costs a thread wake-up per burst.
+    Blocking(Box<dyn std::io::Write + Send>),
 }
 
 /// Creates the outbox: handles to queue messages, and the end the writer task drains. The
 /// writer starts later, once the first incoming byte decided the framing.
 pub fn outbox() -> (WriterHandle, Outbox) {
     let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
-    (WriterHandle { tx }, Outbox { rx })
+    (WriterHandle { tx: tx.clone() }, Outbox { rx, tx })
 }
 
 impl Outbox {
+    /// Starts the writer on `output`; it ends, after writing everything queued and flushing,
+    /// when `finish` fires (or the output fails).
+    pub fn start<W>(
+        self,
+        output: Output<W>,
+        framing: Framing,
+        finish: CancellationToken,
+    ) -> JoinHandle<()>
+    where
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        match output {
+            Output::Async(output) => self.spawn(output, framing, finish),
+            Output::Blocking(output) => {
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    finish.cancelled().await;
+                    let _ = tx.send(Outgoing::Finish).await;
+                });
+                let rx = self.rx;
+                tokio::task::spawn_blocking(move || blocking_write_loop(output, framing, rx))
+            }
+        }
+    }
+
     /// Starts the writer task. It ends, after writing everything queued and flushing, when
     /// `finish` fires or every handle is dropped; it also ends when the output fails.
     pub fn spawn<W>(self, output: W, framing: Framing, finish: CancellationToken) -> JoinHandle<()>
@@ -129,6 +166,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 Outgoing::One(message) => {
                     write_framed(&mut out, framing, &message, &mut header).await
                 }
+                Outgoing::Finish => break,
                 Outgoing::Many(messages) => {
                     let mut result = Ok(0);
                     for message in &messages {
@@ -159,6 +197,58 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         }
     }
     let _ = out.flush().await;
+}
+
+/// The writer thread: blocking writes, one flush whenever the queue runs empty.
+fn blocking_write_loop(
+    output: Box<dyn std::io::Write + Send>,
+    framing: Framing,
+    mut rx: mpsc::Receiver<Outgoing>,
+) {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, output);
+    let mut next = rx.blocking_recv();
+    while let Some(outgoing) = next.take() {
+        let result = match outgoing {
+            Outgoing::One(message) => write_framed_blocking(&mut out, framing, &message),
+            Outgoing::Many(messages) => messages
+                .iter()
+                .try_for_each(|message| write_framed_blocking(&mut out, framing, message)),
+            Outgoing::Finish => break,
+        };
+        if let Err(err) = result {
+            tracing::debug!(%err, "output closed; the writer stops");
+            return;
+        }
+        next = match rx.try_recv() {
+            Ok(outgoing) => Some(outgoing),
+            Err(_) => {
+                if let Err(err) = out.flush() {
+                    tracing::debug!(%err, "output closed; the writer stops");
+                    return;
+                }
+                rx.blocking_recv()
+            }
+        };
+    }
+    let _ = out.flush();
+}
+
+fn write_framed_blocking(
+    out: &mut impl std::io::Write,
+    framing: Framing,
+    message: &str,
+) -> std::io::Result<()> {
+    match framing {
+        Framing::Ndjson => {
+            out.write_all(message.as_bytes())?;
+            out.write_all(b"\n")
+        }
+        Framing::ContentLength => {
+            write!(out, "Content-Length: {}\r\n\r\n", message.len())?;
+            out.write_all(message.as_bytes())
+        }
+    }
 }
 
 /// Writes one framed message; returns the bytes written.
