@@ -436,3 +436,43 @@ async fn cancel_login_completes_it_unsuccessfully() {
         .await;
     assert_eq!(reply["result"], json!({"status": "notFound"}));
 }
+
+#[tokio::test]
+async fn two_server_processes_sharing_a_home_refresh_once_between_them() {
+    let chatgpt = ChatGpt::new().await;
+    let token = chatgpt.new_access_token();
+    // A slow answer, so that both processes find the token due while the refresh is running.
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({
+                    "id_token": chatgpt.account.id_token(), "access_token": token,
+                    "refresh_token": "refresh-token-2",
+                }))
+                .set_delay(std::time::Duration::from_millis(500)),
+        )
+        .expect(1)
+        .mount(&chatgpt.issuer)
+        .await;
+    let mut first = chatgpt.builder(chatgpt.expired()).spawn().await;
+    let mut second = TestServer::builder()
+        .home(first.home().to_path_buf())
+        .env("AGENT_SERVER_AUTH_ISSUER", chatgpt.issuer.uri())
+        .spawn()
+        .await;
+    let status = json!({"includeToken": true});
+    let (a, b) = tokio::join!(
+        first.request_raw("auth/status", Some(status.clone())),
+        second.request_raw("auth/status", Some(status)),
+    );
+    assert_eq!(
+        (&a["result"]["authToken"], &b["result"]["authToken"]),
+        (&json!(token), &json!(token)),
+        "{a}\n{b}"
+    );
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(first.home().join("auth.json")).unwrap())
+            .unwrap();
+    assert_eq!(saved["tokens"]["refresh_token"], "refresh-token-2");
+}
