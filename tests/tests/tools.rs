@@ -479,3 +479,55 @@ async fn interrupt_kills_the_children_a_command_spawned() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn workspace_write_allows_writes_inside_and_blocks_writes_outside_and_the_network() {
+    let upstream = MockServer::start().await;
+    // Outside the cwd and outside the temp dir (which workspaceWrite may write).
+    let outside = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let outside_file = outside.path().join("outside.txt");
+    mount_call(&upstream, "call_1", "shell", &shell("echo in > inside.txt")).await;
+    mount_call(
+        &upstream,
+        "call_2",
+        "shell",
+        &shell(&format!("echo out > {}", outside_file.display())),
+    )
+    .await;
+    mount_call(
+        &upstream,
+        "call_3",
+        "shell",
+        &json!({"command": ["bash", "-c", format!("echo hi > /dev/tcp/127.0.0.1/{port}")]}),
+    )
+    .await;
+    mount_answer(&upstream).await;
+    let cwd = tempfile::tempdir().unwrap();
+    let (mut server, session) =
+        server_in(&upstream, cwd.path(), true, "never", "workspaceWrite").await;
+    let turn = submit(&mut server, &session, "write and connect").await;
+    let events = just_events(&turn_events(&mut server, &turn).await);
+    let exit_codes: Vec<Value> = command_items(&events)
+        .iter()
+        .map(|item| item["exitCode"].clone())
+        .collect();
+    assert_eq!(exit_codes[0], json!(0), "{events:?}");
+    assert_ne!(exit_codes[1], json!(0), "{events:?}");
+    assert_ne!(exit_codes[2], json!(0), "{events:?}");
+    assert_eq!(
+        std::fs::read_to_string(cwd.path().join("inside.txt")).unwrap(),
+        "in\n"
+    );
+    assert!(
+        !outside_file.exists(),
+        "a write outside the cwd got through"
+    );
+    // The command has ended, so a connection that got through would be waiting to be accepted.
+    listener.set_nonblocking(true).unwrap();
+    assert_eq!(
+        listener.accept().map(|_| ()).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::WouldBlock)
+    );
+}
