@@ -531,3 +531,43 @@ async fn workspace_write_allows_writes_inside_and_blocks_writes_outside_and_the_
         Err(std::io::ErrorKind::WouldBlock)
     );
 }
+
+#[tokio::test]
+async fn on_failure_asks_to_rerun_unsandboxed_after_a_sandboxed_failure() {
+    let upstream = MockServer::start().await;
+    let outside = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let outside_file = outside.path().join("outside.txt");
+    let script = format!("echo out > {}", outside_file.display());
+    mount_call(&upstream, "call_1", "shell", &shell(&script)).await;
+    mount_answer(&upstream).await;
+    let cwd = tempfile::tempdir().unwrap();
+    let (mut server, session) =
+        server_in(&upstream, cwd.path(), true, "onFailure", "workspaceWrite").await;
+    let turn = submit(&mut server, &session, "write outside").await;
+    // No question before the sandboxed run; one after it failed, for the same item, with a reason.
+    let ask = server.next_server_request().await;
+    assert_eq!(
+        (
+            &ask["params"]["itemId"],
+            &ask["params"]["kind"],
+            ask["params"]["reason"].is_string()
+        ),
+        (&json!("call_1"), &json!("commandExecution"), true),
+        "{ask}"
+    );
+    assert!(
+        !outside_file.exists(),
+        "the sandboxed run wrote outside the cwd"
+    );
+    server
+        .respond(ask["id"].clone(), json!({"decision": "approve"}))
+        .await;
+    let events = just_events(&turn_events(&mut server, &turn).await);
+    let items = command_items(&events);
+    assert_eq!(
+        (items.len(), &items[0]["status"], &items[0]["exitCode"]),
+        (1, &json!("completed"), &json!(0)),
+        "{events:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&outside_file).unwrap(), "out\n");
+}
