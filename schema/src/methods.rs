@@ -61,8 +61,8 @@ macro_rules! requests {
                 visit($name, Direction::$dir, &mut |g| (g.subschema_for::<$params>(), g.subschema_for::<$result>()));
             )*
         }
-        /// The names of every client → server request.
-        pub const CLIENT_REQUESTS: &[&str] = &[$($name),*];
+        /// Every request: its name and who sends it.
+        pub const REQUESTS: &[(&str, Direction)] = &[$(($name, Direction::$dir)),*];
     };
 }
 
@@ -128,4 +128,13 @@ notifications! {
     AuthStatusChanged = "auth/statusChanged", ServerToClient, AuthStatus;
     /// `auth/loginChatGPTComplete`: a browser login ended.
     LoginChatGptComplete = "auth/loginChatGPTComplete", ServerToClient, LoginChatGptCompleteNotification;
+}
+
+/// The names of the requests `direction` sends.
+pub fn request_names(direction: Direction) -> Vec<&'static str> {
+    REQUESTS
+        .iter()
+        .filter(|(_, d)| *d == direction)
+        .map(|(name, _)| *name)
+        .collect()
 }

@@ -1,7 +1,7 @@
 //! The types serialize to exactly the shapes the contract shows.
 
 use agent_server_schema::auth::{AuthMode, AuthSource, AuthStatus};
-use agent_server_schema::methods::{CLIENT_REQUESTS, Method, Submit};
+use agent_server_schema::methods::{Direction, Method, REQUESTS, Submit, request_names};
 use agent_server_schema::rpc::ErrorKind;
 use agent_server_schema::session::*;
 use pretty_assertions::assert_eq;
@@ -139,8 +139,12 @@ fn every_error_kind_maps_to_its_contract_code() {
 #[test]
 fn the_method_table_names_every_request_once() {
     assert_eq!(Submit::NAME, "session/submit");
-    let mut names = CLIENT_REQUESTS.to_vec();
+    let mut names: Vec<&str> = REQUESTS.iter().map(|(name, _)| *name).collect();
     names.sort();
     names.dedup();
-    assert_eq!(names.len(), CLIENT_REQUESTS.len());
+    assert_eq!(names.len(), REQUESTS.len());
+    assert_eq!(
+        request_names(Direction::ServerToClient),
+        vec!["session/requestApproval"]
+    );
 }

@@ -78,10 +78,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _log_guard = match init_logging(cli.log_level.as_deref(), cli.log_file.as_deref()) {
-        Ok(guard) => guard,
-        Err(err) => return fail(&format!("cannot start logging: {err}")),
-    };
+    if let Err(err) = init_logging(cli.log_level.as_deref(), cli.log_file.as_deref()) {
+        return fail(&format!("cannot start logging: {err}"));
+    }
     if let Some(Command::Schema { out }) = &cli.command {
         return match agent_server_schema::export::write(out) {
             Ok(()) => ExitCode::SUCCESS,
@@ -162,10 +161,7 @@ fn load_config(cli: &Cli) -> Result<Config, config::ConfigError> {
 }
 
 /// Logs go to stderr or a file, never stdout: stdout belongs to the protocol.
-fn init_logging(
-    level: Option<&str>,
-    file: Option<&std::path::Path>,
-) -> std::io::Result<Option<()>> {
+fn init_logging(level: Option<&str>, file: Option<&std::path::Path>) -> std::io::Result<()> {
     use tracing_subscriber::EnvFilter;
     let filter = match level {
         Some(level) => EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("warn")),
@@ -184,7 +180,7 @@ fn init_logging(
         }
         None => builder.with_writer(std::io::stderr).init(),
     }
-    Ok(None)
+    Ok(())
 }
 
 async fn serve(config: Config, framing: FramingChoice) -> ExitCode {

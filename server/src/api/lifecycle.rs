@@ -23,7 +23,6 @@ pub struct Lifecycle {
     other_request_seen: AtomicBool,
     initialized: AtomicBool,
     client_can_approve: AtomicBool,
-    exit_now: AtomicBool,
     user_agent_suffix: Mutex<Option<String>>,
 }
 
@@ -66,11 +65,6 @@ impl Lifecycle {
             Some(suffix) => format!("{base} {suffix}"),
             None => base,
         }
-    }
-
-    /// Marks that `exit` was received.
-    pub fn exit_now(&self) {
-        self.exit_now.store(true, Ordering::Release);
     }
 }
 

@@ -100,10 +100,42 @@ impl Hooks for AppHooks {
         match method {
             "exit" => {
                 tracing::info!("exit notification: stopping");
-                self.0.lifecycle.exit_now();
                 self.0.stop.cancel();
             }
             other => tracing::debug!(method = other, "ignoring an unknown notification"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agent_server_schema::methods::{Direction, request_names};
+    use pretty_assertions::assert_eq;
+
+    struct NoEnv;
+    impl crate::config::Env for NoEnv {
+        fn var(&self, _name: &str) -> Option<String> {
+            None
+        }
+    }
+
+    #[tokio::test]
+    async fn the_table_serves_every_client_request_of_the_schema_once() {
+        let home = tempfile::tempdir().unwrap();
+        let config = Config::load(home.path().to_path_buf(), &[], &NoEnv).unwrap();
+        let (writer, _outbox) = crate::transport::outbox();
+        let app = App::new(
+            config,
+            Peer::new(writer),
+            CancellationToken::new(),
+            reqwest::Client::new(),
+        );
+        let table = methods(app);
+        let mut served: Vec<&str> = table.method_names().collect();
+        served.sort_unstable();
+        let mut expected = request_names(Direction::ClientToServer);
+        expected.sort_unstable();
+        assert_eq!(served, expected);
     }
 }

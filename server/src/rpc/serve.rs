@@ -143,7 +143,7 @@ impl Server {
                 next = reader.next() => next,
             };
             match next {
-                Ok(Inbound::Message(bytes)) => self.handle_bytes(bytes, &stop).await,
+                Ok(Inbound::Message(bytes)) => self.handle_bytes(bytes).await,
                 Ok(Inbound::TooLarge) => {
                     let err = RpcError::new(
                         ErrorKind::MessageTooLarge,
@@ -197,7 +197,7 @@ impl Server {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    async fn handle_bytes(&self, bytes: Vec<u8>, stop: &CancellationToken) {
+    async fn handle_bytes(&self, bytes: Vec<u8>) {
         let Ok(text) = String::from_utf8(bytes) else {
             let err = RpcError::new(
                 ErrorKind::ParseError,
@@ -216,7 +216,7 @@ impl Server {
             }
         };
         if value.get().starts_with('[') {
-            return self.handle_batch(&value, stop).await;
+            return self.handle_batch(&value).await;
         }
         match classify(&value) {
             Incoming::Request { id, method, params } => {
@@ -240,7 +240,7 @@ impl Server {
         }
     }
 
-    async fn handle_batch(&self, value: &RawValue, _stop: &CancellationToken) {
+    async fn handle_batch(&self, value: &RawValue) {
         let items: Vec<&RawValue> = match serde_json::from_str(value.get()) {
             Ok(items) => items,
             Err(e) => {

@@ -38,11 +38,8 @@ impl<C: Send + Sync + 'static> MethodTable<C> {
         }
     }
 
-    /// Registers the handler of method `M`.
-    ///
-    /// # Panics
-    /// Never at run time: registering one name twice is a programming error caught by the
-    /// tests that build the table.
+    /// Registers the handler of method `M`. Registering a name twice keeps the first handler
+    /// and logs an error; the api layer's tests check that its table holds every method once.
     pub fn add<M, F, Fut>(&mut self, handler: F) -> &mut Self
     where
         M: Method,

@@ -35,12 +35,6 @@ pub enum SessionError {
     InvalidParams(String, String, String),
 }
 
-/// Session defaults, from the configuration.
-pub type SessionsConfig = Config;
-
-/// Params of a new session after defaults are applied.
-pub type NewSession = NewSessionParams;
-
 /// The open sessions of the server.
 pub struct Sessions {
     config: Config,
