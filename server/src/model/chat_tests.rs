@@ -1,3 +1,5 @@
+//! Tests of the Chat Completions translation and stream.
+
 use pretty_assertions::assert_eq;
 use serde_json::json;
 

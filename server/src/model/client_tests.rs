@@ -1,3 +1,5 @@
+//! Tests of the model client against a mock upstream: routing, headers, bodies, replay.
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,3 +1,5 @@
+//! Tests of provider resolution.
+
 use pretty_assertions::assert_eq;
 
 use super::*;

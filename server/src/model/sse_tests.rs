@@ -1,3 +1,5 @@
+//! Tests of the Responses SSE parsing on the recorded transcripts.
+
 use pretty_assertions::assert_eq;
 use serde_json::json;
 

@@ -206,7 +206,9 @@ impl Session {
                 .await;
             // The turn runs in its own task so that even a panic inside it ends in a
             // `turnCompleted`: this worker is the guard that always sends it.
-            let outcome = match tokio::spawn(turn::run(Arc::clone(&self), turn)).await {
+            let span = tracing::info_span!("turn", session_id = %self.id, turn_id = %turn_id);
+            let run = tracing::Instrument::instrument(turn::run(Arc::clone(&self), turn), span);
+            let outcome = match tokio::spawn(run).await {
                 Ok(outcome) => outcome,
                 Err(err) => {
                     tracing::error!(session_id = %self.id, turn_id, %err, "a turn crashed");
