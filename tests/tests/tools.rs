@@ -571,3 +571,41 @@ async fn on_failure_asks_to_rerun_unsandboxed_after_a_sandboxed_failure() {
     );
     assert_eq!(std::fs::read_to_string(&outside_file).unwrap(), "out\n");
 }
+
+#[tokio::test]
+async fn after_an_abort_every_call_of_the_response_has_an_output_in_the_next_request() {
+    let upstream = MockServer::start().await;
+    mount_sse_once(
+        &upstream,
+        sse([
+            ev_created("resp_two"),
+            ev_function_call("call_1", "shell", &shell("touch a").to_string()),
+            ev_function_call("call_2", "shell", &shell("touch b").to_string()),
+            ev_completed("resp_two", responses_usage(1, 0, 1, 0)),
+        ]),
+    )
+    .await;
+    mount_answer(&upstream).await;
+    let cwd = tempfile::tempdir().unwrap();
+    let (mut server, session) =
+        server_in(&upstream, cwd.path(), true, "untrusted", "workspaceWrite").await;
+    let turn = submit(&mut server, &session, "two calls").await;
+    let ask = server.next_server_request().await;
+    assert_eq!(ask["params"]["itemId"], "call_1");
+    server
+        .respond(ask["id"].clone(), json!({"decision": "abort"}))
+        .await;
+    let events = just_events(&turn_events(&mut server, &turn).await);
+    assert_eq!(events.last().unwrap()["status"], "interrupted");
+    // The next turn sends the whole conversation: both calls must have their outputs.
+    let next = submit(&mut server, &session, "go on").await;
+    turn_events(&mut server, &next).await;
+    let requests = responses_requests(&upstream).await;
+    let last = requests.last().unwrap();
+    assert!(function_call_output(last, "call_1").is_some(), "{last}");
+    assert_eq!(
+        function_call_output(last, "call_2").as_deref(),
+        Some("The turn was interrupted before this tool call ran.")
+    );
+    assert!(!cwd.path().join("b").exists());
+}

@@ -102,19 +102,29 @@ pub(crate) async fn run(session: Arc<Session>, turn: QueuedTurn) -> TurnOutcome 
             cancel: turn.cancel.clone(),
             approvals: Arc::clone(&session.approvals),
         };
-        for call in calls {
+        let mut calls = calls.into_iter();
+        while let Some(call) = calls.next() {
             let call_id = call.call_id.clone();
             let outcome = tools::dispatch(call, &context, &host).await;
-            session
-                .conversation
-                .lock()
-                .await
-                .push_own(json!({"type": "function_call_output", "call_id": call_id, "output": outcome.output}));
+            let mut conversation = session.conversation.lock().await;
+            conversation.push_own(function_call_output(&call_id, &outcome.output));
             if outcome.abort_turn || turn.cancel.is_cancelled() {
+                // Every call in the history needs its output, or the next turn's request is
+                // refused upstream: the calls that never ran say so.
+                for skipped in calls.by_ref() {
+                    conversation.push_own(function_call_output(
+                        &skipped.call_id,
+                        "The turn was interrupted before this tool call ran.",
+                    ));
+                }
                 return state.interrupted();
             }
         }
     }
+}
+
+fn function_call_output(call_id: &str, output: &str) -> Value {
+    json!({"type": "function_call_output", "call_id": call_id, "output": output})
 }
 
 fn effort_name(effort: agent_server_schema::session::ReasoningEffort) -> &'static str {
