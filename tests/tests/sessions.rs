@@ -850,3 +850,36 @@ async fn deltas_of_an_item_never_announced_still_make_a_whole_item() {
         ])
     );
 }
+
+#[tokio::test]
+async fn interrupt_during_a_retry_backoff_ends_the_turn_without_waiting_it_out() {
+    let upstream = MockServer::start().await;
+    responses()
+        .respond_with(
+            ResponseTemplate::new(503)
+                .insert_header("retry-after", "60")
+                .set_body_json(json!({"error": {"message": "overloaded"}})),
+        )
+        .mount(&upstream)
+        .await;
+    let mut server = api_key_builder(&upstream).spawn().await;
+    let session = new_session(&mut server, json!({})).await;
+    let turn = submit(&mut server, &session, "hi").await;
+    let retrying = server
+        .wait_for_notification("session/event", |p| p["event"]["type"] == "retrying")
+        .await;
+    assert_eq!(retrying["params"]["event"]["delayMs"], json!(60_000));
+    server
+        .request_raw("session/interrupt", Some(json!({"sessionId": session})))
+        .await;
+    // The harness's read timeout (far below the 60 s backoff) is what shows it did not wait.
+    // (`retrying` was taken above; `turnStarted` came before it.)
+    let events = just_events(&turn_events(&mut server, &turn).await);
+    assert_eq!(
+        events,
+        vec![
+            json!({"type": "turnStarted", "model": "gpt-5-codex"}),
+            json!({"type": "turnCompleted", "status": "interrupted", "lastAgentMessage": null, "usage": zero_usage()}),
+        ]
+    );
+}
