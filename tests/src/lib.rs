@@ -31,7 +31,7 @@ use std::time::Duration;
 
 pub use agent_server_schema as schema;
 pub use binary::{RunOutput, run_to_end, scrubbed_command, server_bin};
-pub use fixtures::{fixture, fixtures_dir};
+pub use fixtures::{fixture, fixtures_dir, outside_temp_dir};
 pub use framing::Framing;
 pub use libc::{SIGINT, SIGKILL, SIGTERM};
 pub use server::{Message, ServerRequestHandler, TestServer, TestServerBuilder, decode_reply};

@@ -484,7 +484,7 @@ async fn interrupt_kills_the_children_a_command_spawned() {
 async fn workspace_write_allows_writes_inside_and_blocks_writes_outside_and_the_network() {
     let upstream = MockServer::start().await;
     // Outside the cwd and outside the temp dir (which workspaceWrite may write).
-    let outside = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let outside = agent_server_tests::outside_temp_dir();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let outside_file = outside.path().join("outside.txt");
@@ -535,7 +535,7 @@ async fn workspace_write_allows_writes_inside_and_blocks_writes_outside_and_the_
 #[tokio::test]
 async fn on_failure_asks_to_rerun_unsandboxed_after_a_sandboxed_failure() {
     let upstream = MockServer::start().await;
-    let outside = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let outside = agent_server_tests::outside_temp_dir();
     let outside_file = outside.path().join("outside.txt");
     let script = format!("echo out > {}", outside_file.display());
     mount_call(&upstream, "call_1", "shell", &shell(&script)).await;

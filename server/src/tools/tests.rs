@@ -226,7 +226,19 @@ fn workspace() -> tempfile::TempDir {
 /// A directory outside both the workspace and the temp dir (both writable in
 /// `workspaceWrite`).
 fn outside_dir() -> tempfile::TempDir {
-    tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap()
+    // Somewhere workspaceWrite must refuse: outside the temp dir (which it allows, and where
+    // the workspace is). The checkout itself may be under the temp dir, so look further.
+    let temp = std::env::temp_dir();
+    let candidates = [
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        std::path::PathBuf::from("/var/tmp"),
+        std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()),
+    ];
+    let base = candidates
+        .into_iter()
+        .find(|c| c.is_absolute() && c.is_dir() && !c.starts_with(&temp))
+        .expect("a writable directory outside the temp dir");
+    tempfile::tempdir_in(base).unwrap()
 }
 
 #[tokio::test]
