@@ -119,11 +119,11 @@ impl Call {
                         }
                         Some(Ok(Some(Err(failure)))) => self.on_failure(failure, Budget::Stream),
                         Some(Ok(None)) => self.on_failure(
-                            retryable("the model stream closed before response.completed"),
+                            Failure::retryable("the model stream closed before response.completed"),
                             Budget::Stream,
                         ),
                         Some(Err(_elapsed)) => self.on_failure(
-                            retryable(&format!(
+                            Failure::retryable(&format!(
                                 "the model stream sent nothing for {} ms",
                                 idle.as_millis()
                             )),
@@ -207,17 +207,5 @@ impl Call {
             }
             Some(Err(err)) => self.on_failure(credential_failure(err), Budget::Http),
         }
-    }
-}
-
-/// A stream failure worth retrying that reports `upstream` once the budget is spent.
-fn retryable(message: &str) -> Failure {
-    Failure::Retry {
-        message: message.to_string(),
-        delay: None,
-        exhausted: ModelError::Upstream {
-            message: format!("{message}; retries exhausted"),
-            http_status: None,
-        },
     }
 }

@@ -84,13 +84,13 @@ pub(crate) async fn open(
     let send = shared.http.post(url).headers(headers).json(&body).send();
     let response = match tokio::time::timeout(idle, send).await {
         Err(_elapsed) => {
-            return Attempt::Failed(connect_failure(&format!(
+            return Attempt::Failed(Failure::retryable(&format!(
                 "the model endpoint did not answer within {} ms",
                 idle.as_millis()
             )));
         }
         Ok(Err(err)) => {
-            return Attempt::Failed(connect_failure(&format!(
+            return Attempt::Failed(Failure::retryable(&format!(
                 "could not reach the model endpoint: {}",
                 error_chain(&err.without_url())
             )));
@@ -150,20 +150,8 @@ pub(crate) fn credential_failure(error: CredentialError) -> Failure {
             Failure::Fatal(ModelError::LoginRequired(message))
         }
         CredentialError::Transient(message) => {
-            connect_failure(&format!("could not refresh the login: {message}"))
+            Failure::retryable(&format!("could not refresh the login: {message}"))
         }
-    }
-}
-
-/// A failure before any HTTP answer: retried, `upstream` without status once spent.
-fn connect_failure(message: &str) -> Failure {
-    Failure::Retry {
-        message: message.to_string(),
-        delay: None,
-        exhausted: ModelError::Upstream {
-            message: format!("{message}; retries exhausted"),
-            http_status: None,
-        },
     }
 }
 

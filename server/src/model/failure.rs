@@ -25,6 +25,21 @@ pub enum Failure {
     Fatal(ModelError),
 }
 
+impl Failure {
+    /// A failure without an HTTP answer (connection, stream cut short) that is retried with
+    /// backoff and reports `upstream` without a status once the budget is spent.
+    pub(crate) fn retryable(message: &str) -> Self {
+        Failure::Retry {
+            message: message.to_string(),
+            delay: None,
+            exhausted: ModelError::Upstream {
+                message: format!("{message}; retries exhausted"),
+                http_status: None,
+            },
+        }
+    }
+}
+
 /// Where an error came from; decides which unknown errors are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Origin {

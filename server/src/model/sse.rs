@@ -36,17 +36,9 @@ where
                     http_status: None,
                 })
             }),
-            Err(err) => {
-                let message = format!("the model stream broke: {err}");
-                Some(Failure::Retry {
-                    message: message.clone(),
-                    delay: None,
-                    exhausted: ModelError::Upstream {
-                        message,
-                        http_status: None,
-                    },
-                })
-            }
+            Err(err) => Some(Failure::retryable(&format!(
+                "the model stream broke: {err}"
+            ))),
         };
         let items: Vec<Result<Event, Failure>> =
             frames.into_iter().map(Ok).chain(failure.map(Err)).collect();

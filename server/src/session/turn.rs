@@ -390,6 +390,25 @@ fn summary_texts(item: &Value) -> Option<Vec<String>> {
     )
 }
 
+/// The id of the item a `done` event finishes: the one it opened, or, for an item done without
+/// ever being added, `unannounced`, started now so every item has a start and an end.
+async fn finishing_id(
+    sink: &super::EventSink,
+    turn_id: &str,
+    open: Option<OpenItem>,
+    unannounced: Item,
+) -> String {
+    match open {
+        Some(open) => open.id,
+        None => {
+            let id = unannounced.id().to_string();
+            sink.send(turn_id, Event::ItemStarted { item: unannounced })
+                .await;
+            id
+        }
+    }
+}
+
 async fn item_done(
     sink: &super::EventSink,
     turn_id: &str,
@@ -408,20 +427,16 @@ async fn item_done(
             let text = output_text(&item)
                 .or_else(|| open.as_ref().map(|o| o.text.clone()))
                 .unwrap_or_default();
-            let id = match open {
-                Some(open) => open.id,
-                None => {
-                    // Done without added: announce it now so every item has a start and an end.
-                    let id = new_item_id("msg");
-                    let started = Item::AgentMessage {
-                        id: id.clone(),
-                        text: String::new(),
-                    };
-                    sink.send(turn_id, Event::ItemStarted { item: started })
-                        .await;
-                    id
-                }
-            };
+            let id = finishing_id(
+                sink,
+                turn_id,
+                open,
+                Item::AgentMessage {
+                    id: new_item_id("msg"),
+                    text: String::new(),
+                },
+            )
+            .await;
             state.last_agent_message = Some(text.clone());
             sink.send(
                 turn_id,
@@ -438,23 +453,16 @@ async fn item_done(
                 .filter(|s| !s.is_empty())
                 .or_else(|| open.as_ref().map(|o| o.summary.clone()))
                 .unwrap_or_default();
-            let id = match open {
-                Some(open) => open.id,
-                None => {
-                    let id = new_item_id("rs");
-                    sink.send(
-                        turn_id,
-                        Event::ItemStarted {
-                            item: Item::Reasoning {
-                                id: id.clone(),
-                                summary: Vec::new(),
-                            },
-                        },
-                    )
-                    .await;
-                    id
-                }
-            };
+            let id = finishing_id(
+                sink,
+                turn_id,
+                open,
+                Item::Reasoning {
+                    id: new_item_id("rs"),
+                    summary: Vec::new(),
+                },
+            )
+            .await;
             sink.send(
                 turn_id,
                 Event::ItemCompleted {
