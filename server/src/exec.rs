@@ -31,6 +31,14 @@ pub async fn run(args: &ExecArgs, home: Option<&Path>, overrides: &[String]) -> 
     match drive(args, home, overrides).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
+        // The reader of our output went away (e.g. `| head`): that ends the run quietly.
+        Err(err)
+            if err
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(err) => {
             let _ = writeln!(std::io::stderr(), "agent-server exec: {err}");
             ExitCode::from(2)
