@@ -53,17 +53,14 @@ impl WriterHandle {
     }
 }
 
-/// Appends one framed message to `out`.
-pub fn frame_into(framing: Framing, message: &str, out: &mut Vec<u8>) {
+/// What goes before and after a message in `framing`: the framing rule, in one place.
+fn frame(framing: Framing, message: &str) -> (Option<String>, &'static [u8]) {
     match framing {
-        Framing::Ndjson => {
-            out.extend_from_slice(message.as_bytes());
-            out.push(b'\n');
-        }
-        Framing::ContentLength => {
-            out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", message.len()).as_bytes());
-            out.extend_from_slice(message.as_bytes());
-        }
+        Framing::Ndjson => (None, b"\n"),
+        Framing::ContentLength => (
+            Some(format!("Content-Length: {}\r\n\r\n", message.len())),
+            b"",
+        ),
     }
 }
 
@@ -118,24 +115,12 @@ impl Outbox {
 
     /// Starts the writer task. It ends, after writing everything queued and flushing, when
     /// `finish` fires or every handle is dropped; it also ends when the output fails.
-    pub fn spawn<W>(self, output: W, framing: Framing, finish: CancellationToken) -> JoinHandle<()>
+    fn spawn<W>(self, output: W, framing: Framing, finish: CancellationToken) -> JoinHandle<()>
     where
         W: AsyncWrite + Unpin + Send + 'static,
     {
         tokio::spawn(write_loop(output, framing, self.rx, finish))
     }
-}
-
-/// Starts a writer at once (for tests and tools that know the framing up front).
-pub fn spawn_writer<W>(output: W, framing: Framing) -> (WriterHandle, JoinHandle<()>)
-where
-    W: AsyncWrite + Unpin + Send + 'static,
-{
-    let (handle, outbox) = outbox();
-    (
-        handle,
-        outbox.spawn(output, framing, CancellationToken::new()),
-    )
 }
 
 async fn next_message(
@@ -156,22 +141,19 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     finish: CancellationToken,
 ) {
     let mut out = BufWriter::with_capacity(64 * 1024, output);
-    let mut header = Vec::with_capacity(32);
     while let Some(first) = next_message(&mut rx, &finish).await {
         let mut written = 0;
         let mut next = Some(first);
         // Write everything already waiting, then flush once: one syscall for a burst.
         while let Some(outgoing) = next.take() {
             let result = match outgoing {
-                Outgoing::One(message) => {
-                    write_framed(&mut out, framing, &message, &mut header).await
-                }
+                Outgoing::One(message) => write_framed(&mut out, framing, &message).await,
                 Outgoing::Finish => break,
                 Outgoing::Many(messages) => {
                     let mut result = Ok(0);
                     for message in &messages {
                         result = match result {
-                            Ok(n) => write_framed(&mut out, framing, message, &mut header)
+                            Ok(n) => write_framed(&mut out, framing, message)
                                 .await
                                 .map(|m| n + m),
                             err => err,
@@ -239,41 +221,27 @@ fn write_framed_blocking(
     framing: Framing,
     message: &str,
 ) -> std::io::Result<()> {
-    match framing {
-        Framing::Ndjson => {
-            out.write_all(message.as_bytes())?;
-            out.write_all(b"\n")
-        }
-        Framing::ContentLength => {
-            write!(out, "Content-Length: {}\r\n\r\n", message.len())?;
-            out.write_all(message.as_bytes())
-        }
+    let (header, trailer) = frame(framing, message);
+    if let Some(header) = header {
+        out.write_all(header.as_bytes())?;
     }
+    out.write_all(message.as_bytes())?;
+    out.write_all(trailer)
 }
 
-/// Writes one framed message; returns the bytes written.
+/// Writes one framed message without copying it; returns the bytes written.
 async fn write_framed<W: AsyncWrite + Unpin>(
     out: &mut BufWriter<W>,
     framing: Framing,
     message: &str,
-    header: &mut Vec<u8>,
 ) -> std::io::Result<usize> {
-    match framing {
-        // The common case writes the message and its newline without an extra copy.
-        Framing::Ndjson => {
-            out.write_all(message.as_bytes()).await?;
-            out.write_all(b"\n").await?;
-            Ok(message.len() + 1)
-        }
-        Framing::ContentLength => {
-            header.clear();
-            header
-                .extend_from_slice(format!("Content-Length: {}\r\n\r\n", message.len()).as_bytes());
-            out.write_all(header).await?;
-            out.write_all(message.as_bytes()).await?;
-            Ok(header.len() + message.len())
-        }
+    let (header, trailer) = frame(framing, message);
+    if let Some(header) = &header {
+        out.write_all(header.as_bytes()).await?;
     }
+    out.write_all(message.as_bytes()).await?;
+    out.write_all(trailer).await?;
+    Ok(header.map_or(0, |h| h.len()) + message.len() + trailer.len())
 }
 
 #[cfg(test)]
@@ -291,7 +259,8 @@ mod tests {
             ),
         ] {
             let (client, server) = tokio::io::duplex(1024);
-            let (handle, task) = spawn_writer(server, framing);
+            let (handle, outbox) = outbox();
+            let task = outbox.spawn(server, framing, CancellationToken::new());
             assert!(handle.send("{\"a\":1}".into()).await);
             assert!(handle.send_many(vec!["[]".into()]).await);
             drop(handle);
