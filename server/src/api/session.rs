@@ -15,7 +15,7 @@ use agent_server_schema::session::{
 use tokio_util::sync::CancellationToken;
 
 use super::{App, Lifecycle};
-use crate::rpc::{MethodTable, Peer, PeerError, RpcError};
+use crate::rpc::{MethodTable, Peer, PeerError, RpcError, encode_notification};
 use crate::session::{ClientLink, SessionError, info};
 
 impl From<SessionError> for RpcError {
@@ -67,23 +67,7 @@ pub fn register(table: &mut MethodTable<App>) {
 /// Serializes one `session/event` notification into a buffer sized for it (a delta event is
 /// about 300 bytes plus its text), so the hot path of streaming deltas allocates once per event.
 fn encode_event(event: &SessionEventNotification) -> serde_json::Result<String> {
-    #[derive(serde::Serialize)]
-    struct Out<'a> {
-        jsonrpc: &'static str,
-        method: &'static str,
-        params: &'a SessionEventNotification,
-    }
-    let mut buffer = Vec::with_capacity(320 + delta_len(&event.event));
-    serde_json::to_writer(
-        &mut buffer,
-        &Out {
-            jsonrpc: "2.0",
-            method: SessionEvent::NAME,
-            params: event,
-        },
-    )?;
-    // serde_json writes only valid UTF-8.
-    String::from_utf8(buffer).map_err(|e| serde::ser::Error::custom(e.to_string()))
+    encode_notification(SessionEvent::NAME, event, 320 + delta_len(&event.event))
 }
 
 /// The length of the text an event carries beyond its fixed fields.

@@ -9,6 +9,6 @@ mod serve;
 mod table;
 
 pub use error::RpcError;
-pub use peer::{Peer, PeerError};
+pub use peer::{Peer, PeerError, encode_notification};
 pub use serve::{Ended, Hooks, ServeConfig, Server, render_error};
 pub use table::{MethodTable, RequestContext, parse_params};

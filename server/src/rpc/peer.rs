@@ -85,11 +85,7 @@ impl Peer {
     /// Sends a notification by name; the message is serialized by the caller's task, not the
     /// writer's, so serialization cost spreads across tasks.
     pub async fn notify_raw(&self, method: &str, params: &impl Serialize) -> bool {
-        match serde_json::to_string(&NotificationOut {
-            jsonrpc: "2.0",
-            method,
-            params,
-        }) {
+        match encode_notification(method, params, 256) {
             Ok(text) => self.writer.send(text).await,
             Err(err) => {
                 tracing::error!(%err, method, "could not serialize a notification");
@@ -186,6 +182,26 @@ impl Peer {
     }
 }
 
+/// Serializes a notification into a buffer of `capacity` bytes to start with, so a caller that
+/// knows the usual size (the stream of session events) allocates once per message.
+pub fn encode_notification(
+    method: &str,
+    params: &impl Serialize,
+    capacity: usize,
+) -> serde_json::Result<String> {
+    let mut buffer = Vec::with_capacity(capacity);
+    serde_json::to_writer(
+        &mut buffer,
+        &NotificationOut {
+            jsonrpc: "2.0",
+            method,
+            params,
+        },
+    )?;
+    // serde_json writes only valid UTF-8.
+    String::from_utf8(buffer).map_err(|e| serde::ser::Error::custom(e.to_string()))
+}
+
 /// Withdraws a pending request whose waiter went away without an answer.
 struct Withdraw<'a> {
     peer: &'a Peer,
@@ -199,7 +215,12 @@ impl Drop for Withdraw<'_> {
             return;
         }
         let writer = self.peer.writer.clone();
-        let text = serde_json::json!({"jsonrpc": "2.0", "method": CancelRequest::NAME, "params": {"id": id}}).to_string();
+        let params = CancelRequestParams {
+            id: Value::String(id),
+        };
+        let Ok(text) = encode_notification(CancelRequest::NAME, &params, 64) else {
+            return;
+        };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 writer.send(text).await;
