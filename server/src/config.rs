@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use agent_server_schema::session::{ApprovalPolicy, ReasoningEffort, SandboxMode};
 use serde::Deserialize;
 
 /// Default model when neither config nor session names one.
@@ -70,10 +71,10 @@ pub struct Config {
     pub model_provider: String,
     /// Providers declared in `config.toml` (including overrides of `openai`).
     pub model_providers: BTreeMap<String, ProviderConfig>,
-    /// Default approval policy for new sessions, as on the wire (`untrusted`, `onFailure`, `never`).
-    pub approval_policy: String,
-    /// Default sandbox mode for new sessions, as on the wire.
-    pub sandbox: String,
+    /// Default approval policy for new sessions.
+    pub approval_policy: ApprovalPolicy,
+    /// Default sandbox mode for new sessions.
+    pub sandbox: SandboxMode,
     /// Base URL of the ChatGPT backend.
     pub chatgpt_base_url: String,
     /// OAuth issuer.
@@ -89,7 +90,7 @@ pub struct Config {
     /// The `originator` header.
     pub originator: String,
     /// Default reasoning effort (`none` sends no `reasoning`).
-    pub reasoning_effort: String,
+    pub reasoning_effort: ReasoningEffort,
     /// Default timeout of a shell command in milliseconds.
     pub shell_timeout_ms: u64,
     /// `OPENAI_API_KEY` from the environment, if set and not empty.
@@ -145,8 +146,8 @@ struct FileConfig {
     model_provider: Option<String>,
     #[serde(default)]
     model_providers: BTreeMap<String, ProviderConfig>,
-    approval_policy: Option<String>,
-    sandbox: Option<String>,
+    approval_policy: Option<ApprovalPolicy>,
+    sandbox: Option<SandboxMode>,
     chatgpt_base_url: Option<String>,
     auth_issuer: Option<String>,
     login_callback_port: Option<u16>,
@@ -154,7 +155,7 @@ struct FileConfig {
     max_message_bytes: Option<usize>,
     store: Option<bool>,
     originator: Option<String>,
-    reasoning_effort: Option<String>,
+    reasoning_effort: Option<ReasoningEffort>,
     shell_timeout_ms: Option<u64>,
 }
 
@@ -319,10 +320,8 @@ impl Config {
             model: file.model.unwrap_or_else(|| DEFAULT_MODEL.to_string()),
             model_provider: file.model_provider.unwrap_or_else(|| "openai".to_string()),
             model_providers: file.model_providers,
-            approval_policy: file
-                .approval_policy
-                .unwrap_or_else(|| "untrusted".to_string()),
-            sandbox: file.sandbox.unwrap_or_else(|| "workspaceWrite".to_string()),
+            approval_policy: file.approval_policy.unwrap_or(ApprovalPolicy::Untrusted),
+            sandbox: file.sandbox.unwrap_or(SandboxMode::WorkspaceWrite),
             chatgpt_base_url: file
                 .chatgpt_base_url
                 .unwrap_or_else(|| DEFAULT_CHATGPT_BASE_URL.to_string()),
@@ -336,45 +335,13 @@ impl Config {
             originator: file
                 .originator
                 .unwrap_or_else(|| "agent-server".to_string()),
-            reasoning_effort: file
-                .reasoning_effort
-                .unwrap_or_else(|| "medium".to_string()),
+            reasoning_effort: file.reasoning_effort.unwrap_or(ReasoningEffort::Medium),
             shell_timeout_ms: file.shell_timeout_ms.unwrap_or(60_000),
             env_api_key: env.var("OPENAI_API_KEY").map(crate::secret::Secret::new),
             env_openai_base_url: env.var("OPENAI_BASE_URL"),
             sse_fixture: env.var("AGENT_SERVER_SSE_FIXTURE"),
         };
-        config.validate()?;
         Ok(config)
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        let check = |key: &str, value: &str, allowed: &[&str]| {
-            if allowed.contains(&value) {
-                Ok(())
-            } else {
-                Err(ConfigError::BadValue(format!(
-                    "{key} = \"{value}\" is not one of {}",
-                    allowed.join(", ")
-                )))
-            }
-        };
-        check(
-            "approval_policy",
-            &self.approval_policy,
-            &["untrusted", "onFailure", "never"],
-        )?;
-        check(
-            "sandbox",
-            &self.sandbox,
-            &["readOnly", "workspaceWrite", "dangerFullAccess"],
-        )?;
-        check(
-            "reasoning_effort",
-            &self.reasoning_effort,
-            &["none", "minimal", "low", "medium", "high"],
-        )?;
-        Ok(())
     }
 }
 
@@ -454,6 +421,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("modle"), "{err}");
+        std::fs::write(home.path().join("config.toml"), "sandbox = \"nope\"\n").unwrap();
+        let err = Config::load(home.path().to_path_buf(), &[], &FakeEnv(HashMap::new()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("config.toml") && err.contains("nope") && err.contains("workspaceWrite"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -4,8 +4,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use agent_server_schema::session::{
-    ApprovalPolicy, InputItem, NewSessionParams, ReasoningEffort, SandboxMode,
-    Session as SessionInfo, SubmitParams,
+    InputItem, NewSessionParams, Session as SessionInfo, SubmitParams,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -42,10 +41,6 @@ pub struct Sessions {
     http: reqwest::Client,
     link: Arc<dyn ClientLink>,
     open: Mutex<Vec<Arc<Session>>>,
-}
-
-fn parse_wire<T: serde::de::DeserializeOwned>(value: &str) -> Option<T> {
-    serde_json::from_value(serde_json::Value::String(value.to_string())).ok()
 }
 
 impl Sessions {
@@ -117,18 +112,9 @@ impl Sessions {
         if provider.requires_auth && provider.bearer.is_none() && config.sse_fixture.is_none() {
             self.check_auth().await?;
         }
-        let approval_policy = params
-            .approval_policy
-            .or_else(|| parse_wire(&config.approval_policy))
-            .unwrap_or(ApprovalPolicy::Untrusted);
-        let sandbox = params
-            .sandbox
-            .or_else(|| parse_wire(&config.sandbox))
-            .unwrap_or(SandboxMode::WorkspaceWrite);
-        let reasoning_effort = params
-            .reasoning_effort
-            .or_else(|| parse_wire(&config.reasoning_effort))
-            .unwrap_or(ReasoningEffort::Medium);
+        let approval_policy = params.approval_policy.unwrap_or(config.approval_policy);
+        let sandbox = params.sandbox.unwrap_or(config.sandbox);
+        let reasoning_effort = params.reasoning_effort.unwrap_or(config.reasoning_effort);
         let instructions = match params.instructions {
             Some(extra) if !extra.trim().is_empty() => format!("{BASE_INSTRUCTIONS}\n\n{extra}"),
             _ => BASE_INSTRUCTIONS.to_string(),
