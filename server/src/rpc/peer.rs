@@ -106,8 +106,6 @@ impl Peer {
             return Err(PeerError::Closed);
         }
         let id = format!("srv-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
-        let (tx, rx) = oneshot::channel();
-        self.lock().insert(id.clone(), tx);
         let text = serde_json::to_string(&RequestOut {
             jsonrpc: "2.0",
             id: &id,
@@ -115,6 +113,8 @@ impl Peer {
             params,
         })
         .map_err(|e| PeerError::BadResult(e.to_string()))?;
+        let (tx, rx) = oneshot::channel();
+        self.lock().insert(id.clone(), tx);
         if !self.writer.send(text).await {
             self.lock().remove(&id);
             return Err(PeerError::Closed);
@@ -135,6 +135,8 @@ impl Peer {
             () = cancel.cancelled() => Err(PeerError::Withdrawn),
             () = deadline => Err(PeerError::TimedOut),
         };
+        // From here the outcome is known; a withdrawal is sent below (awaited, so it is on the
+        // wire before anything the caller sends next), not by the drop guard.
         guard.id = None;
         let value = match outcome {
             Ok(Ok(value)) => value,
