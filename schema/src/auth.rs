@@ -69,16 +69,49 @@ pub struct LoginApiKeyParams {
     pub api_key: String,
 }
 
-/// Result of `auth/loginChatGPT`.
+/// How `auth/loginChatGPT` obtains the authorization code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum LoginFlow {
+    /// Open `authUrl` in a browser that can reach the server's loopback callback (v1).
+    #[default]
+    Browser,
+    /// Open `verificationUrl` on any device and enter `userCode` (1.1); for SSH sessions,
+    /// containers and remote IDEs.
+    DeviceCode,
+}
+
+/// Params of `auth/loginChatGPT`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginChatGptParams {
+    /// The flow; `browser` when absent.
+    #[serde(default)]
+    pub flow: LoginFlow,
+}
+
+/// Result of `auth/loginChatGPT`: `authUrl` and `redirectUri` for the browser flow,
+/// `verificationUrl`, `userCode` and `expiresAt` for the device-code flow.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LoginChatGptResult {
     /// Identifies this login in `auth/cancelLogin` and `auth/loginChatGPTComplete`.
     pub login_id: String,
-    /// The URL to open in a browser.
-    pub auth_url: String,
-    /// Where the issuer sends the browser back (the local callback server).
-    pub redirect_uri: String,
+    /// Browser flow: the URL to open in a browser.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_url: Option<String>,
+    /// Browser flow: where the issuer sends the browser back (the local callback server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_uri: Option<String>,
+    /// Device-code flow: the page where the user enters `userCode`, on any device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification_url: Option<String>,
+    /// Device-code flow: the short code the user types on `verificationUrl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_code: Option<String>,
+    /// Device-code flow: when the login gives up waiting (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 /// Params of `auth/cancelLogin`.

@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 
 use crate::auth::{
     AuthStatus, AuthStatusParams, CancelLoginParams, CancelLoginResult, LoginApiKeyParams,
-    LoginChatGptCompleteNotification, LoginChatGptResult,
+    LoginChatGptCompleteNotification, LoginChatGptParams, LoginChatGptResult,
 };
 use crate::lifecycle::{EmptyParams, EmptyResult, InitializeParams, InitializeResult};
 use crate::rpc::{CancelRequestParams, CancelledNotificationParams};
@@ -95,9 +95,9 @@ requests! {
     AuthStatusRequest = "auth/status", ClientToServer, AuthStatusParams => AuthStatus;
     /// `auth/loginApiKey`: store an API key in `auth.json`.
     LoginApiKey = "auth/loginApiKey", ClientToServer, LoginApiKeyParams => EmptyResult;
-    /// `auth/loginChatGPT`: start a browser login; replies at once.
-    LoginChatGpt = "auth/loginChatGPT", ClientToServer, EmptyParams => LoginChatGptResult;
-    /// `auth/cancelLogin`: cancel a pending browser login.
+    /// `auth/loginChatGPT`: start a browser or device-code login; replies at once.
+    LoginChatGpt = "auth/loginChatGPT", ClientToServer, LoginChatGptParams => LoginChatGptResult;
+    /// `auth/cancelLogin`: cancel a pending ChatGPT login.
     CancelLogin = "auth/cancelLogin", ClientToServer, CancelLoginParams => CancelLoginResult;
     /// `auth/logout`: delete `auth.json`.
     Logout = "auth/logout", ClientToServer, EmptyParams => EmptyResult;
@@ -126,7 +126,7 @@ notifications! {
     SessionEvent = "session/event", ServerToClient, SessionEventNotification;
     /// `auth/statusChanged`: credentials changed (params: `AuthStatus` without `authToken`).
     AuthStatusChanged = "auth/statusChanged", ServerToClient, AuthStatus;
-    /// `auth/loginChatGPTComplete`: a browser login ended.
+    /// `auth/loginChatGPTComplete`: a ChatGPT login (either flow) ended.
     LoginChatGptComplete = "auth/loginChatGPTComplete", ServerToClient, LoginChatGptCompleteNotification;
 }
 

@@ -41,6 +41,9 @@ pub enum ErrorKind {
     LoginPortInUse,
     /// Another login is in progress (-32010).
     LoginInProgress,
+    /// The issuer gave no device code: device-code login is not enabled for it, or it could
+    /// not be asked (-32010, 1.1).
+    DeviceCodeUnavailable,
 }
 
 impl ErrorKind {
@@ -61,7 +64,9 @@ impl ErrorKind {
             ErrorKind::Cancelled => -32800,
             ErrorKind::AuthRequired | ErrorKind::LoginRequired => -32000,
             ErrorKind::Overloaded => -32001,
-            ErrorKind::LoginPortInUse | ErrorKind::LoginInProgress => -32010,
+            ErrorKind::LoginPortInUse
+            | ErrorKind::LoginInProgress
+            | ErrorKind::DeviceCodeUnavailable => -32010,
         }
     }
 
@@ -85,6 +90,7 @@ impl ErrorKind {
             ErrorKind::Overloaded => "overloaded",
             ErrorKind::LoginPortInUse => "loginPortInUse",
             ErrorKind::LoginInProgress => "loginInProgress",
+            ErrorKind::DeviceCodeUnavailable => "deviceCodeUnavailable",
         }
     }
 }

@@ -127,6 +127,7 @@ fn every_error_kind_maps_to_its_contract_code() {
         (ErrorKind::Overloaded, -32001),
         (ErrorKind::LoginPortInUse, -32010),
         (ErrorKind::LoginInProgress, -32010),
+        (ErrorKind::DeviceCodeUnavailable, -32010),
     ];
     for (kind, code) in table {
         assert_eq!(

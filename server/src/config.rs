@@ -83,6 +83,9 @@ pub struct Config {
     pub login_callback_port: Option<u16>,
     /// How long a browser login may stay pending, in seconds.
     pub login_timeout_secs: u64,
+    /// How long a device-code login may stay pending, in seconds (default 900, the contract's
+    /// 15 minutes).
+    pub device_login_timeout_secs: u64,
     /// Cap on one incoming message in bytes.
     pub max_message_bytes: usize,
     /// Whether responses are stored upstream (never in ChatGPT mode).
@@ -152,6 +155,7 @@ struct FileConfig {
     auth_issuer: Option<String>,
     login_callback_port: Option<u16>,
     login_timeout_secs: Option<u64>,
+    device_login_timeout_secs: Option<u64>,
     max_message_bytes: Option<usize>,
     store: Option<bool>,
     originator: Option<String>,
@@ -330,6 +334,7 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_AUTH_ISSUER.to_string()),
             login_callback_port: file.login_callback_port,
             login_timeout_secs: file.login_timeout_secs.unwrap_or(600),
+            device_login_timeout_secs: file.device_login_timeout_secs.unwrap_or(900),
             max_message_bytes: file.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
             store: file.store.unwrap_or(false),
             originator: file

@@ -55,11 +55,17 @@ enum Command {
         #[arg(long, default_value = "schema/json")]
         out: PathBuf,
     },
-    /// Log in: with --api-key the key is read from stdin; otherwise the ChatGPT browser login.
+    /// Log in: with --api-key the key is read from stdin; with --device-code the ChatGPT
+    /// device-code login (open a URL on any device, type a code); otherwise the ChatGPT browser
+    /// login.
     Login {
         /// Read an OpenAI API key from stdin (never from the command line).
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["device_code", "no_browser"])]
         api_key: bool,
+        /// Log in from a machine no browser can reach (SSH, containers, remote IDEs): prints a
+        /// URL to open on any device and a code to type there, then waits.
+        #[arg(long, conflicts_with = "no_browser")]
+        device_code: bool,
         /// Print the login URL but do not open a browser.
         #[arg(long)]
         no_browser: bool,
@@ -108,10 +114,13 @@ fn main() -> ExitCode {
         }
         Some(Command::Login {
             api_key,
+            device_code,
             no_browser,
         }) => {
             let command = if api_key {
                 AuthCommand::LoginApiKey
+            } else if device_code {
+                AuthCommand::LoginDeviceCode
             } else {
                 AuthCommand::LoginChatGpt {
                     open_browser: !no_browser,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use agent_server_schema::auth::{
     AuthStatus, AuthStatusParams, CancelLoginParams, CancelLoginResult, CancelLoginStatus,
-    LoginApiKeyParams, LoginChatGptCompleteNotification,
+    LoginApiKeyParams, LoginChatGptCompleteNotification, LoginChatGptParams,
 };
 use agent_server_schema::lifecycle::EmptyResult;
 use agent_server_schema::methods::{
@@ -41,8 +41,8 @@ pub fn register(table: &mut MethodTable<App>) {
         app.auth.login_api_key(Secret::new(params.api_key)).await?;
         Ok(EmptyResult {})
     });
-    table.add::<LoginChatGpt, _, _>(|app: Arc<App>, _params, _| async move {
-        Ok(app.auth.start_chatgpt_login().await?.into())
+    table.add::<LoginChatGpt, _, _>(|app: Arc<App>, params: LoginChatGptParams, _| async move {
+        Ok(app.auth.start_login(params.flow).await?.into())
     });
     table.add::<CancelLogin, _, _>(|app: Arc<App>, params: CancelLoginParams, _| async move {
         let status = if app.auth.cancel_login(&params.login_id).await {

@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::{AuthError, AuthManager, AuthMode, AuthObserver, AuthSettings, AuthSource, AuthStatus};
+use super::{
+    AuthError, AuthManager, AuthMode, AuthObserver, AuthSettings, AuthSource, AuthStatus,
+    LoginFlow, LoginPrompt, LoginStarted,
+};
 use crate::secret::Secret;
 
 /// One auth command.
@@ -21,6 +24,8 @@ pub enum AuthCommand {
         /// Open the authorize URL in the default browser (false with `--no-browser`).
         open_browser: bool,
     },
+    /// `login --device-code`: the ChatGPT device-code login, for machines no browser can reach.
+    LoginDeviceCode,
     /// `logout`: delete `auth.json`.
     Logout,
     /// `status`: show the credentials in use.
@@ -39,7 +44,7 @@ pub enum CliError {
     /// Reading the key or writing the output failed.
     #[error("could not read the input or write the output: {0}")]
     Io(#[from] io::Error),
-    /// The browser login ended without success.
+    /// The ChatGPT login ended without success (failed, cancelled or timed out).
     #[error("login failed: {0}")]
     LoginFailed(String),
 }
@@ -57,7 +62,14 @@ pub async fn run(
     match command {
         AuthCommand::LoginApiKey => login_api_key(&manager, input, out).await,
         AuthCommand::LoginChatGpt { open_browser } => {
-            login_chatgpt(&manager, &mut completions, open_browser, out).await
+            let started = manager.start_login(LoginFlow::Browser).await?;
+            show_browser_prompt(&started, open_browser, out)?;
+            wait_for_login(&manager, &mut completions, &started, out).await
+        }
+        AuthCommand::LoginDeviceCode => {
+            let started = manager.start_login(LoginFlow::DeviceCode).await?;
+            show_device_prompt(&started, out)?;
+            wait_for_login(&manager, &mut completions, &started, out).await
         }
         AuthCommand::Logout => logout(&manager, out).await,
         AuthCommand::Status { json } => status(&manager, json, out).await,
@@ -86,24 +98,52 @@ async fn login_api_key(
     Ok(())
 }
 
-async fn login_chatgpt(
-    manager: &Arc<AuthManager>,
-    completions: &mut mpsc::UnboundedReceiver<Completion>,
+/// Shows the authorize URL and opens it in a browser when asked to.
+fn show_browser_prompt(
+    started: &LoginStarted,
     open_browser: bool,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let started = manager.start_chatgpt_login().await?;
+    let auth_url = started.auth_url().unwrap_or_default();
     writeln!(
         out,
-        "To log in with ChatGPT, open this URL in a browser:\n\n  {}\n",
-        started.auth_url
+        "To log in with ChatGPT, open this URL in a browser:\n\n  {auth_url}\n"
     )?;
-    if open_browser && let Err(e) = webbrowser::open(&started.auth_url) {
+    if open_browser && let Err(e) = webbrowser::open(auth_url) {
         writeln!(
             out,
             "(Could not open a browser: {e}; open the URL yourself.)"
         )?;
     }
+    Ok(())
+}
+
+/// Shows where to go and which code to type.
+fn show_device_prompt(started: &LoginStarted, out: &mut dyn Write) -> Result<(), CliError> {
+    if let LoginPrompt::DeviceCode {
+        verification_url,
+        user_code,
+    } = &started.prompt
+    {
+        let seconds = (started.expires_at - chrono::Utc::now())
+            .num_seconds()
+            .max(0);
+        let minutes = (seconds + 59) / 60;
+        writeln!(
+            out,
+            "To log in with ChatGPT, open this URL in a browser on any device:\n\n  {verification_url}\n\nand enter this one-time code (it expires in {minutes} minutes):\n\n  {user_code}\n\nNever share this code with anyone."
+        )?;
+    }
+    Ok(())
+}
+
+/// Waits for the login to end and reports the account on success.
+async fn wait_for_login(
+    manager: &Arc<AuthManager>,
+    completions: &mut mpsc::UnboundedReceiver<Completion>,
+    started: &LoginStarted,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
     writeln!(
         out,
         "Waiting for the sign-in to finish (press Ctrl-C to cancel)..."

@@ -25,6 +25,10 @@ pub enum AuthError {
         "could not start the login callback server on 127.0.0.1: {0}: check the local network setup"
     )]
     LoginServer(#[source] io::Error),
+    /// The issuer gave no device code: device-code login is not enabled for it (404), or the
+    /// request failed or was answered with something else; the message says which.
+    #[error("{0}")]
+    DeviceCodeUnavailable(String),
     /// Reading or writing a file of the home failed.
     #[error("could not {action} {}: {source}: check the permissions of the home directory", path.display())]
     Storage {
@@ -58,6 +62,7 @@ impl AuthError {
             AuthError::InvalidApiKey => ErrorKind::InvalidParams,
             AuthError::LoginRequired(_) => ErrorKind::LoginRequired,
             AuthError::LoginPortInUse { .. } => ErrorKind::LoginPortInUse,
+            AuthError::DeviceCodeUnavailable(_) => ErrorKind::DeviceCodeUnavailable,
             AuthError::LoginServer(_) | AuthError::Storage { .. } => ErrorKind::Internal,
         }
     }

@@ -1,9 +1,9 @@
 //! Credentials: the API key or ChatGPT login in use, `auth.json`, token refresh, and the
-//! ChatGPT browser login.
+//! ChatGPT login (browser or device code).
 //!
 //! [`AuthManager`] is the one entry point. It re-reads `auth.json` whenever it needs it (the
 //! file is small, and another process may have changed it), refreshes ChatGPT tokens before
-//! they lapse, and runs at most one browser login at a time. It reaches the client only
+//! they lapse, and runs at most one ChatGPT login (browser or device code) at a time. It reaches the client only
 //! through [`AuthObserver`].
 
 mod claims;
@@ -11,6 +11,7 @@ pub mod cli;
 mod credentials;
 mod error;
 mod login;
+mod logins;
 mod refresh;
 mod status;
 mod store;
@@ -23,20 +24,25 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-pub use agent_server_schema::auth::{AuthMode, AuthSource, AuthStatus, LoginChatGptResult};
+pub use agent_server_schema::auth::{
+    AuthMode, AuthSource, AuthStatus, LoginChatGptResult, LoginFlow,
+};
 pub use error::AuthError;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::secret::Secret;
-use login::NewLogin;
-use store::{AuthFile, MODE_API_KEY, MODE_CHATGPT, Store, Tokens};
+pub use login::LoginPrompt;
+pub use logins::LoginStarted;
+use store::{AuthFile, MODE_API_KEY, Store};
 
 /// The OAuth client id of the ChatGPT login.
 pub const DEFAULT_CLIENT_ID: &str = "app_EMoamEEZ73f0CkXaXp7hrann";
 /// How long a browser login may stay pending by default.
 pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a device-code login may stay pending by default (the contract's 15 minutes).
+pub const DEFAULT_DEVICE_LOGIN_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// Everything the auth domain needs to know from the configuration.
 #[derive(Debug, Clone)]
@@ -53,6 +59,8 @@ pub struct AuthSettings {
     pub login_port: Option<u16>,
     /// How long a browser login may stay pending.
     pub login_timeout: Duration,
+    /// How long a device-code login may stay pending.
+    pub device_login_timeout: Duration,
     /// The `originator` parameter of the authorize URL.
     pub originator: String,
     /// Whether the active model provider needs OpenAI auth (reported in [`AuthStatus`]).
@@ -69,6 +77,7 @@ impl AuthSettings {
             env_api_key: config.env_api_key.clone(),
             login_port: config.login_callback_port,
             login_timeout: Duration::from_secs(config.login_timeout_secs),
+            device_login_timeout: Duration::from_secs(config.device_login_timeout_secs),
             originator: config.originator.clone(),
             requires_openai_auth,
         }
@@ -80,39 +89,11 @@ pub trait AuthObserver: Send + Sync {
     /// The status changed: after a login, a logout, or a refresh that changed account or
     /// plan. `status` never carries a token.
     fn status_changed(&self, status: AuthStatus);
-    /// A browser login ended, either way.
+    /// A ChatGPT login (either flow) ended, either way.
     fn login_completed(&self, login_id: &str, success: bool, error: Option<String>);
 }
 
-/// A browser login that has started: what `auth/loginChatGPT` returns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoginStarted {
-    /// Identifies the login in `cancel_login` and in the completion.
-    pub login_id: String,
-    /// The URL to open in a browser.
-    pub auth_url: String,
-    /// The loopback callback URL, `http://localhost:<port>/auth/callback`.
-    pub redirect_uri: String,
-}
-
-impl LoginStarted {
-    /// The port the callback server listens on (useful when the configured port is `0`).
-    pub fn port(&self) -> Option<u16> {
-        url::Url::parse(&self.redirect_uri).ok()?.port()
-    }
-}
-
-impl From<LoginStarted> for LoginChatGptResult {
-    fn from(started: LoginStarted) -> Self {
-        Self {
-            login_id: started.login_id,
-            auth_url: started.auth_url,
-            redirect_uri: started.redirect_uri,
-        }
-    }
-}
-
-/// The browser login in progress.
+/// The ChatGPT login in progress (either flow).
 #[derive(Debug)]
 struct PendingLogin {
     id: String,
@@ -134,9 +115,10 @@ pub struct AuthManager {
     /// A refresh token the issuer refused for good, with the message, so that every later
     /// model call does not ask again with the same dead token.
     dead_refresh: Mutex<Option<(Secret, String)>>,
-    /// Serialises starting browser logins.
+    /// Serialises starting, replacing and ending logins, so that a login started while an
+    /// API-key login or a logout runs is cancelled by it or comes after it, never lost.
     login_gate: tokio::sync::Mutex<()>,
-    /// The browser login in progress. A std mutex: it is never held across an await.
+    /// The ChatGPT login in progress. A std mutex: it is never held across an await.
     login: Mutex<Option<PendingLogin>>,
 }
 
@@ -187,12 +169,13 @@ impl AuthManager {
         self.env_key().is_some() || self.snapshot_now().is_usable()
     }
 
-    /// Logs in with an API key: writes `auth.json` in API-key mode. A pending browser login
+    /// Logs in with an API key: writes `auth.json` in API-key mode. A pending ChatGPT login
     /// is cancelled first, and a malformed `auth.json` is moved aside.
     pub async fn login_api_key(&self, key: Secret) -> Result<(), AuthError> {
         if key.is_blank() {
             return Err(AuthError::InvalidApiKey);
         }
+        let _gate = self.login_gate.lock().await;
         self.cancel_pending_login("the login was cancelled by an API-key login")
             .await;
         let file = AuthFile {
@@ -206,122 +189,14 @@ impl AuthManager {
     }
 
     /// Logs out: deletes `auth.json` (a malformed one is moved aside instead). A pending
-    /// browser login is cancelled first. An env key stays in effect.
+    /// ChatGPT login is cancelled first. An env key stays in effect.
     pub async fn logout(&self) -> Result<(), AuthError> {
+        let _gate = self.login_gate.lock().await;
         self.cancel_pending_login("the login was cancelled by a logout")
             .await;
         self.replace_file(None).await?;
         self.notify_status().await;
         Ok(())
-    }
-
-    /// Starts a ChatGPT browser login and returns at once; the outcome arrives through
-    /// [`AuthObserver::login_completed`]. A pending login is cancelled first.
-    pub async fn start_chatgpt_login(self: &Arc<Self>) -> Result<LoginStarted, AuthError> {
-        let _gate = self.login_gate.lock().await;
-        self.cancel_pending_login("the login was replaced by a new login")
-            .await;
-        let prepared = login::prepare(&login::LoginOptions {
-            http: self.http.clone(),
-            issuer: self.settings.issuer.clone(),
-            client_id: self.settings.client_id.clone(),
-            originator: self.settings.originator.clone(),
-            port: self.settings.login_port,
-            timeout: self.settings.login_timeout,
-        })
-        .await?;
-        let started = LoginStarted {
-            login_id: uuid::Uuid::new_v4().to_string(),
-            auth_url: prepared.auth_url.clone(),
-            redirect_uri: prepared.redirect_uri.clone(),
-        };
-        let cancel = CancellationToken::new();
-        let reason = Arc::new(OnceLock::new());
-        let flow = prepared.into_flow(cancel.clone(), reason.clone());
-        let manager = Arc::clone(self);
-        let id = started.login_id.clone();
-        // The slot is filled while its lock is held, so the task cannot finish (and try to
-        // clear the slot) before its entry exists.
-        let mut slot = lock(&self.login);
-        let task = tokio::spawn(async move {
-            let result = flow
-                .run(|new_login| async { manager.save_chatgpt_login(new_login).await })
-                .await;
-            manager.finish_login(&id, result).await;
-        });
-        *slot = Some(PendingLogin {
-            id: started.login_id.clone(),
-            cancel,
-            reason,
-            task,
-        });
-        tracing::info!(login_id = %started.login_id, redirect_uri = %started.redirect_uri, "ChatGPT login started");
-        Ok(started)
-    }
-
-    /// Cancels the browser login `login_id`: `true` if it was pending (it then completes with
-    /// `success:false` and its port is free when this returns), `false` if no such login.
-    pub async fn cancel_login(&self, login_id: &str) -> bool {
-        let pending = {
-            let mut slot = lock(&self.login);
-            match slot.as_ref() {
-                Some(p) if p.id == login_id => slot.take(),
-                _ => None,
-            }
-        };
-        match pending {
-            Some(pending) => {
-                stop_login(pending, "the login was cancelled").await;
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Cancels whatever browser login is pending and waits until it has ended.
-    async fn cancel_pending_login(&self, reason: &str) {
-        let pending = lock(&self.login).take();
-        if let Some(pending) = pending {
-            stop_login(pending, reason).await;
-        }
-    }
-
-    /// Called by the login task when it ends, however it ends.
-    async fn finish_login(&self, login_id: &str, result: Result<(), String>) {
-        {
-            let mut slot = lock(&self.login);
-            if slot.as_ref().is_some_and(|p| p.id == login_id) {
-                *slot = None;
-            }
-        }
-        match &result {
-            Ok(()) => tracing::info!(login_id, "ChatGPT login succeeded"),
-            Err(error) => tracing::info!(login_id, %error, "ChatGPT login failed"),
-        }
-        self.observer
-            .login_completed(login_id, result.is_ok(), result.err());
-        // Sent either way, so a client can simply re-render on every status notification.
-        self.notify_status().await;
-    }
-
-    /// Saves a successful browser login (the code exchange is done).
-    async fn save_chatgpt_login(&self, new_login: NewLogin) -> Result<(), String> {
-        let file = AuthFile {
-            auth_mode: Some(MODE_CHATGPT.to_owned()),
-            openai_api_key: new_login.api_key,
-            tokens: Some(Tokens {
-                id_token: new_login.tokens.id_token,
-                access_token: new_login.tokens.access_token,
-                refresh_token: new_login.tokens.refresh_token,
-                account_id: new_login.claims.account_id,
-                extra: serde_json::Map::new(),
-            }),
-            last_refresh: Some(store::now()),
-            extra: serde_json::Map::new(),
-        };
-        self.replace_file(Some(file))
-            .await
-            .map_err(|e| e.to_string())
     }
 
     /// Writes (or with `None` deletes) `auth.json` under the lock, moving a malformed file
@@ -358,15 +233,5 @@ impl AuthManager {
 
     fn env_key(&self) -> Option<&Secret> {
         self.settings.env_api_key.as_ref().filter(|k| !k.is_blank())
-    }
-}
-
-/// Cancels a login and waits for its task, which reports the completion and frees the port.
-async fn stop_login(pending: PendingLogin, reason: &str) {
-    // Set before cancelling so the task reads it when it wakes up.
-    let _ = pending.reason.set(reason.to_owned());
-    pending.cancel.cancel();
-    if let Err(e) = pending.task.await {
-        tracing::warn!(error = %e, "the login task ended abnormally");
     }
 }

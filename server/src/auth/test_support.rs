@@ -75,6 +75,7 @@ pub(crate) fn settings(home: &Path, issuer: &str) -> AuthSettings {
         env_api_key: None,
         login_port: Some(0),
         login_timeout: Duration::from_secs(600),
+        device_login_timeout: Duration::from_secs(900),
         originator: "agent-server".to_owned(),
         requires_openai_auth: true,
     }

@@ -193,6 +193,7 @@ pub(crate) fn config() -> Config {
         auth_issuer: crate::config::DEFAULT_AUTH_ISSUER.into(),
         login_callback_port: None,
         login_timeout_secs: 600,
+        device_login_timeout_secs: 900,
         max_message_bytes: crate::config::DEFAULT_MAX_MESSAGE_BYTES,
         store: false,
         originator: "agent-server".into(),

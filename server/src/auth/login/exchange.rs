@@ -1,4 +1,4 @@
-//! The two token requests of a browser login: the authorization code for tokens, and
+//! The two token requests of a ChatGPT login (either flow): the authorization code for tokens, and
 //! (best effort) the id token for an API key.
 
 use std::time::Duration;
@@ -112,7 +112,7 @@ impl Exchange<'_> {
 }
 
 /// `, <error>: <error_description>` from an OAuth error body, or nothing.
-fn issuer_error(body: &[u8]) -> String {
+pub(crate) fn issuer_error(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let Some(code) = error_code(&text) else {
         return String::new();

@@ -1,9 +1,14 @@
-//! ChatGPT browser login: OAuth 2.0 authorization code with PKCE, through a loopback server.
+//! ChatGPT login: one state machine with two ways to get the authorization code.
 //!
-//! [`prepare`] binds the port and builds the authorize URL (so the caller can answer at
-//! once); [`Flow::run`] then waits for the browser, exchanges the code, has the caller save
-//! the tokens, and shuts the server down, however the login ends.
+//! [`prepare`] does what must happen before the client can be answered: for the browser flow
+//! it binds the loopback callback server and builds the authorize URL ([`browser`]); for the
+//! device-code flow it asks the issuer for a user code ([`device`]). [`Flow::run`] is then the
+//! same for both: wait for a code (a browser callback, or a successful poll) until cancelled
+//! or timed out, exchange it at `<issuer>/oauth/token`, have the caller save the tokens, and
+//! let the code source clean up (answer the browser, stop the server).
 
+mod browser;
+mod device;
 mod exchange;
 mod pages;
 mod pkce;
@@ -13,8 +18,7 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use hyper::StatusCode;
-use tokio::sync::mpsc;
+use agent_server_schema::auth::LoginFlow;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -22,29 +26,24 @@ use super::AuthError;
 use super::claims::Claims;
 use crate::secret::Secret;
 use exchange::{CodeTokens, Exchange};
-use pkce::{AuthorizeRequest, Pkce};
-use server::{CallbackServer, Event};
-
-/// How long the server waits for the browser to fetch `/success` after a good callback.
-const SUCCESS_LINGER: Duration = Duration::from_secs(5);
-/// Callbacks waiting for the flow; a handful is plenty for one browser.
-const EVENT_QUEUE: usize = 8;
 
 /// What a login needs from the settings.
 #[derive(Debug, Clone)]
 pub(crate) struct LoginOptions {
-    /// The HTTP client for the token requests.
+    /// The HTTP client for the issuer's endpoints.
     pub http: reqwest::Client,
     /// The OAuth issuer.
     pub issuer: String,
     /// The OAuth client id.
     pub client_id: String,
-    /// The `originator` parameter.
+    /// The `originator` parameter of the authorize URL.
     pub originator: String,
-    /// The configured callback port, if any.
+    /// The configured callback port of the browser flow, if any.
     pub port: Option<u16>,
-    /// How long the login may stay pending.
-    pub timeout: Duration,
+    /// How long a browser login may stay pending.
+    pub browser_timeout: Duration,
+    /// How long a device-code login may stay pending.
+    pub device_timeout: Duration,
 }
 
 /// A successful code exchange, for the caller to save.
@@ -58,47 +57,92 @@ pub(crate) struct NewLogin {
     pub api_key: Option<Secret>,
 }
 
-/// A login whose server is listening, before anyone waits for it.
+/// An authorization code and what its exchange needs besides the client id.
 #[derive(Debug)]
-pub(crate) struct Prepared {
-    /// The URL to open in a browser.
-    pub auth_url: String,
-    /// The callback URL.
+pub(crate) struct Grant {
+    /// The authorization code.
+    pub code: Secret,
+    /// The PKCE verifier that goes with it.
+    pub verifier: Secret,
+    /// The `redirect_uri` the code was issued for.
     pub redirect_uri: String,
-    options: LoginOptions,
-    pkce: Pkce,
-    server: CallbackServer,
-    events: mpsc::Receiver<Event>,
 }
 
-/// Binds the callback server and builds the authorize URL.
-pub(crate) async fn prepare(options: &LoginOptions) -> Result<Prepared, AuthError> {
-    let listener = server::bind(options.port).await?;
-    let port = listener
-        .local_addr()
-        .map_err(AuthError::LoginServer)?
-        .port();
-    let redirect_uri = format!("http://localhost:{port}/auth/callback");
-    let pkce = Pkce::generate();
-    let state = pkce::new_state();
-    let auth_url = AuthorizeRequest {
-        issuer: &options.issuer,
-        client_id: &options.client_id,
-        redirect_uri: &redirect_uri,
-        challenge: &pkce.challenge,
-        state: &state,
-        originator: &options.originator,
+/// What the user is shown to sign in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginPrompt {
+    /// Open `auth_url` in a browser on this machine.
+    Browser {
+        /// The authorize URL.
+        auth_url: String,
+        /// The loopback callback URL, `http://localhost:<port>/auth/callback`.
+        redirect_uri: String,
+    },
+    /// Open `verification_url` on any device and type `user_code`.
+    DeviceCode {
+        /// `<issuer>/codex/device`.
+        verification_url: String,
+        /// The code to type.
+        user_code: String,
+    },
+}
+
+/// Where the authorization code comes from.
+#[derive(Debug)]
+enum Source {
+    Browser(browser::Browser),
+    Device(device::Device),
+}
+
+impl Source {
+    /// Waits for the next authorization code; an `Err` ends the login with that message.
+    async fn next_grant(&mut self) -> Result<Grant, String> {
+        match self {
+            Source::Browser(browser) => browser.next_grant().await,
+            Source::Device(device) => device.next_grant().await,
+        }
     }
-    .url();
-    let (sender, events) = mpsc::channel(EVENT_QUEUE);
-    let server = CallbackServer::start(listener, state, sender);
+
+    /// Cleans up once the login has ended with `result`.
+    async fn finish(self, result: &Result<(), String>, cancel: &CancellationToken) {
+        match self {
+            Source::Browser(browser) => browser.finish(result, cancel).await,
+            Source::Device(_) => {}
+        }
+    }
+}
+
+/// A login ready to run, before anyone waits for it.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    /// What to show the user.
+    pub prompt: LoginPrompt,
+    /// How long the login may stay pending.
+    pub timeout: Duration,
+    source: Source,
+    options: LoginOptions,
+}
+
+/// Starts a login of `flow`: binds the callback server, or obtains a device code.
+pub(crate) async fn prepare(
+    options: &LoginOptions,
+    flow: LoginFlow,
+) -> Result<Prepared, AuthError> {
+    let (prompt, source, timeout) = match flow {
+        LoginFlow::Browser => {
+            let (prompt, browser) = browser::prepare(options).await?;
+            (prompt, Source::Browser(browser), options.browser_timeout)
+        }
+        LoginFlow::DeviceCode => {
+            let (prompt, device) = device::prepare(options).await?;
+            (prompt, Source::Device(device), options.device_timeout)
+        }
+    };
     Ok(Prepared {
-        auth_url,
-        redirect_uri,
+        prompt,
+        timeout,
+        source,
         options: options.clone(),
-        pkce,
-        server,
-        events,
     })
 }
 
@@ -110,177 +154,117 @@ impl Prepared {
         reason: Arc<OnceLock<String>>,
     ) -> Flow {
         Flow {
-            deadline: Instant::now() + self.options.timeout,
-            prepared: self,
-            cancel,
-            reason,
+            limits: Limits {
+                deadline: Instant::now() + self.timeout,
+                timeout: self.timeout,
+                cancel,
+                reason,
+            },
+            source: self.source,
+            options: self.options,
         }
     }
 }
 
-/// A pending login, waiting for the browser.
+/// A pending login, waiting for its code.
 #[derive(Debug)]
 pub(crate) struct Flow {
-    prepared: Prepared,
+    source: Source,
+    options: LoginOptions,
+    limits: Limits,
+}
+
+/// What ends a login early: cancellation (with its reason) and the deadline.
+#[derive(Debug)]
+struct Limits {
     cancel: CancellationToken,
     reason: Arc<OnceLock<String>>,
     deadline: Instant,
+    timeout: Duration,
 }
 
-/// Why the wait for a callback ended early.
-enum Interrupted {
-    Cancelled,
-    TimedOut,
+impl Limits {
+    /// Runs `work` until it ends, the login is cancelled, or its time is up.
+    async fn interruptible<T>(
+        &self,
+        work: impl Future<Output = Result<T, String>>,
+    ) -> Result<T, String> {
+        tokio::select! {
+            result = work => result,
+            () = self.cancel.cancelled() => Err(self.cancelled()),
+            () = tokio::time::sleep_until(self.deadline) => Err(format!(
+                "the login timed out after {} seconds without a sign-in: start it again",
+                self.timeout.as_secs()
+            )),
+        }
+    }
+
+    fn cancelled(&self) -> String {
+        self.reason
+            .get()
+            .cloned()
+            .unwrap_or_else(|| "the login was cancelled".to_owned())
+    }
 }
 
 impl Flow {
-    /// Waits for the browser, saves the login with `save`, and stops the server. Returns the
-    /// error shown to the client when the login did not succeed.
+    /// Waits for a code, exchanges it, saves the login with `save`, and lets the code source
+    /// clean up. Returns the error shown to the client when the login did not succeed.
     pub(crate) async fn run<S, F>(mut self, save: S) -> Result<(), String>
     where
         S: FnOnce(NewLogin) -> F,
         F: Future<Output = Result<(), String>>,
     {
-        let result = self.wait_for_callback(save).await;
-        if result.is_ok() {
-            self.linger().await;
-        }
-        self.prepared.server.shutdown().await;
+        let result = self.obtain_and_save(save).await;
+        self.source.finish(&result, &self.limits.cancel).await;
         result
     }
 
-    async fn wait_for_callback<S, F>(&mut self, save: S) -> Result<(), String>
+    async fn obtain_and_save<S, F>(&mut self, save: S) -> Result<(), String>
     where
         S: FnOnce(NewLogin) -> F,
         F: Future<Output = Result<(), String>>,
     {
-        loop {
-            let event = tokio::select! {
-                () = self.cancel.cancelled() => return Err(self.message(Interrupted::Cancelled)),
-                () = tokio::time::sleep_until(self.deadline) => return Err(self.message(Interrupted::TimedOut)),
-                event = self.prepared.events.recv() => event,
-            };
-            match event {
-                None => {
-                    return Err(
-                        "the login callback server stopped unexpectedly: start the login again"
-                            .to_owned(),
-                    );
-                }
-                // A stale tab may ask for the page before any callback; it changes nothing.
-                Some(Event::SuccessServed) => {}
-                Some(Event::Denied {
-                    error,
-                    description,
-                    reply,
-                }) => {
-                    let message = match description {
-                        Some(d) if !d.is_empty() => {
-                            format!("the sign-in was not completed: {error}: {d}")
-                        }
-                        _ => format!("the sign-in was not completed: {error}"),
-                    };
-                    let _ = reply.send(server::page(
-                        StatusCode::BAD_REQUEST,
-                        pages::failure(&message),
-                    ));
-                    return Err(message);
-                }
-                Some(Event::Code { code, reply }) => {
-                    // Only the network part may be interrupted: once saving starts it finishes,
-                    // so a cancelled login never leaves a half-reported write behind.
-                    let exchanged = tokio::select! {
-                        result = self.exchange(&code) => result,
-                        () = self.cancel.cancelled() => Err(self.message(Interrupted::Cancelled)),
-                        () = tokio::time::sleep_until(self.deadline) => Err(self.message(Interrupted::TimedOut)),
-                    };
-                    let result = match exchanged {
-                        Ok(new_login) => save(new_login).await,
-                        Err(e) => Err(e),
-                    };
-                    let response = match &result {
-                        Ok(()) => server::redirect_to_success(),
-                        Err(message) => {
-                            server::page(StatusCode::BAD_GATEWAY, pages::failure(message))
-                        }
-                    };
-                    let _ = reply.send(response);
-                    return result;
-                }
-            }
-        }
-    }
-
-    /// After a success, keeps serving until the browser has fetched `/success` (or briefly).
-    async fn linger(&mut self) {
-        let until = Instant::now() + SUCCESS_LINGER;
-        loop {
-            let event = tokio::select! {
-                () = self.cancel.cancelled() => return,
-                () = tokio::time::sleep_until(until) => return,
-                event = self.prepared.events.recv() => event,
-            };
-            match event {
-                None | Some(Event::SuccessServed) => return,
-                // A second callback (a reload) gets the success page too: the login is done.
-                Some(Event::Code { reply, .. } | Event::Denied { reply, .. }) => {
-                    let _ = reply.send(server::redirect_to_success());
-                }
-            }
-        }
-    }
-
-    /// Exchanges the code for tokens and, when the account allows it, the id token for an
-    /// API key.
-    async fn exchange(&self, code: &Secret) -> Result<NewLogin, String> {
-        let options = &self.prepared.options;
-        let exchange = Exchange {
-            http: &options.http,
-            issuer: &options.issuer,
-            client_id: &options.client_id,
-        };
-        let tokens = exchange
-            .code(
-                code,
-                &self.prepared.redirect_uri,
-                &self.prepared.pkce.verifier,
-            )
+        let grant = self.limits.interruptible(self.source.next_grant()).await?;
+        // Only the network part may be interrupted: once saving starts it finishes, so a
+        // cancelled login never leaves a half-reported write behind.
+        let new_login = self
+            .limits
+            .interruptible(exchange(&self.options, &grant))
             .await?;
-        let claims = Claims::decode(tokens.id_token.expose()).map_err(|e| {
-            format!(
-                "the id_token the issuer returned could not be read ({e}): try logging in again"
-            )
-        })?;
-        let api_key = if claims.organization_id.is_some() && claims.project_id.is_some() {
-            match exchange.api_key(&tokens.id_token).await {
-                Ok(key) => Some(key),
-                Err(error) => {
-                    // The login works without it; model calls use the access token.
-                    tracing::warn!(%error, "could not obtain an API key for the ChatGPT login");
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        Ok(NewLogin {
-            tokens,
-            claims,
-            api_key,
-        })
+        save(new_login).await
     }
+}
 
-    fn message(&self, why: Interrupted) -> String {
-        match why {
-            Interrupted::Cancelled => self
-                .reason
-                .get()
-                .cloned()
-                .unwrap_or_else(|| "the login was cancelled".to_owned()),
-            Interrupted::TimedOut => format!(
-                "the login timed out after {} seconds without a sign-in: start it again",
-                self.prepared.options.timeout.as_secs()
-            ),
+/// Exchanges the code for tokens and, when the account allows it, the id token for an API
+/// key. The same for both flows.
+async fn exchange(options: &LoginOptions, grant: &Grant) -> Result<NewLogin, String> {
+    let exchange = Exchange {
+        http: &options.http,
+        issuer: &options.issuer,
+        client_id: &options.client_id,
+    };
+    let tokens = exchange
+        .code(&grant.code, &grant.redirect_uri, &grant.verifier)
+        .await?;
+    let claims = Claims::decode(tokens.id_token.expose()).map_err(|e| {
+        format!("the id_token the issuer returned could not be read ({e}): try logging in again")
+    })?;
+    let api_key = if claims.organization_id.is_some() && claims.project_id.is_some() {
+        match exchange.api_key(&tokens.id_token).await {
+            Ok(key) => Some(key),
+            Err(error) => {
+                // The login works without it; model calls use the access token.
+                tracing::warn!(%error, "could not obtain an API key for the ChatGPT login");
+                None
+            }
         }
-    }
+    } else {
+        None
+    };
+    Ok(NewLogin {
+        tokens,
+        claims,
+        api_key,
+    })
 }

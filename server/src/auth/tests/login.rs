@@ -11,7 +11,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Match, Mock, Request, ResponseTemplate};
 
 use super::*;
-use crate::auth::{AuthMode, AuthSource, AuthStatus, LoginStarted};
+use crate::auth::{AuthMode, AuthSource, AuthStatus, LoginFlow, LoginStarted};
 use crate::secret::Secret;
 
 /// Matches a form-encoded token request with these fields; `code_verifier` is checked
@@ -39,7 +39,7 @@ impl Match for TokenForm {
 
 /// The query parameters of the authorize URL.
 fn query(started: &LoginStarted) -> HashMap<String, String> {
-    url::Url::parse(&started.auth_url)
+    url::Url::parse(started.auth_url().unwrap())
         .unwrap()
         .query_pairs()
         .into_owned()
@@ -55,7 +55,7 @@ async fn expect_code_exchange(h: &Harness, started: &LoginStarted, code: &str, i
             fields: vec![
                 ("grant_type", "authorization_code".into()),
                 ("code", code.into()),
-                ("redirect_uri", started.redirect_uri.clone()),
+                ("redirect_uri", started.redirect_uri().unwrap().to_owned()),
                 ("client_id", "app_test".into()),
             ],
             challenge: Some(challenge),
@@ -98,7 +98,7 @@ async fn expect_key_exchange(h: &Harness, id_token: &str, answer: ResponseTempla
 
 /// The browser coming back from the issuer; follows the redirect to `/success`.
 async fn browser_callback(started: &LoginStarted, params: &[(&str, &str)]) -> (u16, String) {
-    let mut url = url::Url::parse(&started.redirect_uri).unwrap();
+    let mut url = url::Url::parse(started.redirect_uri().unwrap()).unwrap();
     url.query_pairs_mut().extend_pairs(params);
     let response = http().get(url).send().await.unwrap();
     (response.status().as_u16(), response.text().await.unwrap())
@@ -120,16 +120,17 @@ fn failed(started: &LoginStarted, error: &str) -> Seen {
 #[tokio::test]
 async fn a_browser_login_saves_the_tokens_and_reports_the_account() {
     let mut h = Harness::new().await;
-    let started = h.manager.start_chatgpt_login().await.unwrap();
+    let started = h.manager.start_login(LoginFlow::Browser).await.unwrap();
     let port = started.port().unwrap();
     assert_eq!(
-        started.redirect_uri,
+        started.redirect_uri().unwrap(),
         format!("http://localhost:{port}/auth/callback")
     );
     let q = query(&started);
     assert!(
         started
-            .auth_url
+            .auth_url()
+            .unwrap()
             .starts_with(&format!("{}/oauth/authorize?", h.issuer.uri()))
     );
     assert_eq!(q["state"].len(), 43);
@@ -137,7 +138,7 @@ async fn a_browser_login_saves_the_tokens_and_reports_the_account() {
     let expected_query: HashMap<String, String> = [
         ("response_type", "code"),
         ("client_id", "app_test"),
-        ("redirect_uri", started.redirect_uri.as_str()),
+        ("redirect_uri", started.redirect_uri().unwrap()),
         ("scope", "openid profile email offline_access"),
         ("code_challenge", q["code_challenge"].as_str()),
         ("code_challenge_method", "S256"),
@@ -209,7 +210,7 @@ async fn a_browser_login_saves_the_tokens_and_reports_the_account() {
 #[tokio::test]
 async fn callbacks_with_a_wrong_state_are_refused_and_the_login_keeps_waiting() {
     let mut h = Harness::new().await;
-    let started = h.manager.start_chatgpt_login().await.unwrap();
+    let started = h.manager.start_login(LoginFlow::Browser).await.unwrap();
     let state = query(&started)["state"].clone();
     let id = id_token("a@b.c", "plus", "acc-1");
     expect_code_exchange(&h, &started, "good", &id).await;
@@ -236,7 +237,7 @@ async fn callbacks_with_a_wrong_state_are_refused_and_the_login_keeps_waiting() 
 #[tokio::test]
 async fn an_error_callback_with_the_right_state_fails_the_login() {
     let mut h = Harness::new().await;
-    let started = h.manager.start_chatgpt_login().await.unwrap();
+    let started = h.manager.start_login(LoginFlow::Browser).await.unwrap();
     let state = query(&started)["state"].clone();
     let (status, page) = browser_callback(
         &started,
@@ -263,7 +264,7 @@ async fn an_error_callback_with_the_right_state_fails_the_login() {
 #[tokio::test]
 async fn a_refused_code_exchange_fails_with_the_issuers_error() {
     let mut h = Harness::new().await;
-    let started = h.manager.start_chatgpt_login().await.unwrap();
+    let started = h.manager.start_login(LoginFlow::Browser).await.unwrap();
     let state = query(&started)["state"].clone();
     Mock::given(method("POST"))
         .and(path("/oauth/token"))
@@ -290,7 +291,7 @@ async fn a_refused_code_exchange_fails_with_the_issuers_error() {
 #[tokio::test]
 async fn cancelling_completes_the_login_and_frees_the_port() {
     let mut h = Harness::new().await;
-    let started = h.manager.start_chatgpt_login().await.unwrap();
+    let started = h.manager.start_login(LoginFlow::Browser).await.unwrap();
     assert!(!h.manager.cancel_login("not-a-login").await);
     assert!(h.manager.cancel_login(&started.login_id).await);
     assert!(port_is_free(&started));
@@ -314,8 +315,8 @@ fn free_port() -> u16 {
 async fn a_new_login_replaces_the_pending_one_on_the_same_port() {
     let port = free_port();
     let mut h = Harness::with(|s| s.login_port = Some(port)).await;
-    let first = h.manager.start_chatgpt_login().await.unwrap();
-    let second = h.manager.start_chatgpt_login().await.unwrap();
+    let first = h.manager.start_login(LoginFlow::Browser).await.unwrap();
+    let second = h.manager.start_login(LoginFlow::Browser).await.unwrap();
     // The second login could bind the fixed port only because the first freed it.
     assert_eq!((first.port(), second.port()), (Some(port), Some(port)));
     assert_ne!(first.login_id, second.login_id);
@@ -331,7 +332,7 @@ async fn a_new_login_replaces_the_pending_one_on_the_same_port() {
     );
     assert!(port_is_free(&second));
 
-    let third = h.manager.start_chatgpt_login().await.unwrap();
+    let third = h.manager.start_login(LoginFlow::Browser).await.unwrap();
     h.manager.logout().await.unwrap();
     assert_eq!(
         h.next_login_event().await,
@@ -343,7 +344,7 @@ async fn a_new_login_replaces_the_pending_one_on_the_same_port() {
 #[tokio::test]
 async fn a_login_times_out_and_frees_the_port() {
     let mut h = Harness::with(|s| s.login_timeout = Duration::from_millis(50)).await;
-    let started = h.manager.start_chatgpt_login().await.unwrap();
+    let started = h.manager.start_login(LoginFlow::Browser).await.unwrap();
     assert_eq!(
         h.next_login_event().await,
         failed(
@@ -359,7 +360,7 @@ async fn a_busy_configured_port_is_reported_and_left_alone() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let h = Harness::with(|s| s.login_port = Some(port)).await;
-    let err = h.manager.start_chatgpt_login().await.unwrap_err();
+    let err = h.manager.start_login(LoginFlow::Browser).await.unwrap_err();
     assert_eq!(err.kind(), "loginPortInUse");
     assert!(
         err.to_string().starts_with(&format!(
@@ -376,7 +377,7 @@ async fn a_busy_configured_port_is_reported_and_left_alone() {
 #[tokio::test]
 async fn an_api_key_is_obtained_when_the_id_token_names_an_organization_and_project() {
     let mut h = Harness::new().await;
-    let started = h.manager.start_chatgpt_login().await.unwrap();
+    let started = h.manager.start_login(LoginFlow::Browser).await.unwrap();
     let state = query(&started)["state"].clone();
     let id = jwt(json!({
         "email": "a@b.c",
@@ -414,7 +415,7 @@ async fn an_api_key_is_obtained_when_the_id_token_names_an_organization_and_proj
 #[tokio::test]
 async fn a_failed_api_key_exchange_does_not_fail_the_login() {
     let mut h = Harness::new().await;
-    let started = h.manager.start_chatgpt_login().await.unwrap();
+    let started = h.manager.start_login(LoginFlow::Browser).await.unwrap();
     let state = query(&started)["state"].clone();
     let id = jwt(json!({
         "email": "a@b.c",
