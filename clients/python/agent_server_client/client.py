@@ -40,6 +40,7 @@ from .protocol import (
     InterruptParams,
     ListSessionsResult,
     LoginApiKeyParams,
+    LoginChatGptParams,
     LoginChatGptResult,
     NewSessionParams,
     RequestApprovalParams,
@@ -324,9 +325,11 @@ class AgentServerClient:
         """``auth/loginApiKey``: stores the key in ``auth.json``; ``auth/statusChanged`` follows."""
         return cast(EmptyResult, await self.request("auth/loginApiKey", params))
 
-    async def login_chatgpt(self) -> LoginChatGptResult:
-        """``auth/loginChatGPT``: open ``authUrl`` in a browser; ``auth/loginChatGPTComplete`` follows."""
-        return cast(LoginChatGptResult, await self.request("auth/loginChatGPT", {}))
+    async def login_chatgpt(self, params: Optional[LoginChatGptParams] = None) -> LoginChatGptResult:
+        """``auth/loginChatGPT``: with no params (or ``flow: "browser"``) open ``authUrl`` in a
+        browser; with ``flow: "deviceCode"`` show ``verificationUrl`` and ``userCode`` (for machines
+        no browser can reach). ``auth/loginChatGPTComplete`` follows either way."""
+        return cast(LoginChatGptResult, await self.request("auth/loginChatGPT", params or {}))
 
     async def cancel_login(self, params: CancelLoginParams) -> CancelLoginResult:
         """``auth/cancelLogin``."""

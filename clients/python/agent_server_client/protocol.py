@@ -52,7 +52,9 @@ __all__ = [
     "LocalImageInputItem",
     "LoginApiKeyParams",
     "LoginChatGptCompleteNotification",
+    "LoginChatGptParams",
     "LoginChatGptResult",
+    "LoginFlow",
     "NewSessionParams",
     "PROTOCOL_VERSION",
     "PlanStep",
@@ -110,7 +112,7 @@ CancelLoginStatus = Literal["cancelled", "notFound"]
 CommandStream = Literal["stdout", "stderr"]
 
 #: The normative `data.kind` of an error; each kind belongs to exactly one JSON-RPC code.
-ErrorKind = Literal["parseError", "invalidRequest", "messageTooLarge", "alreadyInitialized", "initializeNotFirst", "methodNotFound", "invalidParams", "sessionNotFound", "unsupportedProtocolVersion", "turnNotFound", "internal", "cancelled", "authRequired", "loginRequired", "overloaded", "loginPortInUse", "loginInProgress"]
+ErrorKind = Literal["parseError", "invalidRequest", "messageTooLarge", "alreadyInitialized", "initializeNotFirst", "methodNotFound", "invalidParams", "sessionNotFound", "unsupportedProtocolVersion", "turnNotFound", "internal", "cancelled", "authRequired", "loginRequired", "overloaded", "loginPortInUse", "loginInProgress", "deviceCodeUnavailable"]
 
 #: What a file change does to one file.
 FileChangeKind = Literal["add", "delete", "update"]
@@ -120,6 +122,9 @@ Framing = Literal["ndjson", "content-length"]
 
 #: The state of an item.
 ItemStatus = Literal["inProgress", "completed", "failed", "declined"]
+
+#: How `auth/loginChatGPT` obtains the authorization code.
+LoginFlow = Literal["browser", "deviceCode"]
 
 #: The state of a plan step.
 PlanStepStatus = Literal["pending", "inProgress", "completed"]
@@ -511,14 +516,31 @@ class LoginChatGptCompleteNotification(_LoginChatGptCompleteNotificationRequired
     error: str | None
 
 
-class LoginChatGptResult(TypedDict):
-    """Result of `auth/loginChatGPT`."""
-    #: The URL to open in a browser.
-    authUrl: str
+class LoginChatGptParams(TypedDict, total=False):
+    """Params of `auth/loginChatGPT`."""
+    #: The flow; `browser` when absent.
+    flow: LoginFlow
+
+
+class _LoginChatGptResultRequired(TypedDict):
     #: Identifies this login in `auth/cancelLogin` and `auth/loginChatGPTComplete`.
     loginId: str
-    #: Where the issuer sends the browser back (the local callback server).
-    redirectUri: str
+
+
+class LoginChatGptResult(_LoginChatGptResultRequired, total=False):
+    """Result of `auth/loginChatGPT`: `authUrl` and `redirectUri` for the browser flow,
+    `verificationUrl`, `userCode` and `expiresAt` for the device-code flow.
+    """
+    #: Browser flow: the URL to open in a browser.
+    authUrl: str | None
+    #: Device-code flow: when the login gives up waiting (RFC 3339).
+    expiresAt: str | None
+    #: Browser flow: where the issuer sends the browser back (the local callback server).
+    redirectUri: str | None
+    #: Device-code flow: the short code the user types on `verificationUrl`.
+    userCode: str | None
+    #: Device-code flow: the page where the user enters `userCode`, on any device.
+    verificationUrl: str | None
 
 
 class NewSessionParams(TypedDict, total=False):
@@ -702,7 +724,7 @@ CLIENT_REQUESTS: dict[str, tuple[str, str]] = {
     "shutdown": ("EmptyParams", "None"),
     "auth/status": ("AuthStatusParams", "AuthStatus"),
     "auth/loginApiKey": ("LoginApiKeyParams", "EmptyResult"),
-    "auth/loginChatGPT": ("EmptyParams", "LoginChatGptResult"),
+    "auth/loginChatGPT": ("LoginChatGptParams", "LoginChatGptResult"),
     "auth/cancelLogin": ("CancelLoginParams", "CancelLoginResult"),
     "auth/logout": ("EmptyParams", "EmptyResult"),
     "session/new": ("NewSessionParams", "Session"),

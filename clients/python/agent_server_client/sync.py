@@ -27,6 +27,7 @@ from .protocol import (
     InterruptParams,
     ListSessionsResult,
     LoginApiKeyParams,
+    LoginChatGptParams,
     LoginChatGptResult,
     NewSessionParams,
     Session,
@@ -94,8 +95,8 @@ class SyncClient:
     def login_api_key(self, params: LoginApiKeyParams) -> EmptyResult:
         return self._run(self._client.login_api_key(params))
 
-    def login_chatgpt(self) -> LoginChatGptResult:
-        return self._run(self._client.login_chatgpt())
+    def login_chatgpt(self, params: Optional[LoginChatGptParams] = None) -> LoginChatGptResult:
+        return self._run(self._client.login_chatgpt(params))
 
     def cancel_login(self, params: CancelLoginParams) -> CancelLoginResult:
         return self._run(self._client.cancel_login(params))

@@ -83,6 +83,51 @@ class MockUpstream:
         self.server.server_close()
 
 
+class MockIssuer:
+    """An OAuth issuer for the device-code login: the first user-code request is refused (device
+    login disabled), later ones hand out ``ABCD-1234``; polls stay pending."""
+
+    def __init__(self) -> None:
+        issuer = self
+        self.user_code_requests = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                status, payload = 404, b""
+                if self.path == "/api/accounts/deviceauth/usercode":
+                    issuer.user_code_requests += 1
+                    if issuer.user_code_requests > 1:
+                        status = 200
+                        payload = json.dumps(
+                            {"device_auth_id": "dev-1", "user_code": "ABCD-1234", "interval": "1"}
+                        ).encode()
+                elif self.path == "/api/accounts/deviceauth/token":
+                    status = 403
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # Keep test output clean.
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 T = TypeVar("T")
 
 #: A guard against a hung test, not a timed assertion.

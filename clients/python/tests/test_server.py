@@ -13,7 +13,7 @@ from typing import Any, List
 import pytest
 
 from agent_server_client import AgentServerClient, AgentServerError, ConnectionClosedError, SyncClient
-from support import run, server_bin, server_env
+from support import MockIssuer, run, server_bin, server_env
 
 LOGGED_OUT = {
     "authMode": None,
@@ -244,3 +244,38 @@ def test_sync_client(home: Path) -> None:
             client.close_session({"sessionId": "no-such-session"})
         assert caught.value.kind == "sessionNotFound"
     assert client.client.returncode == 0
+
+
+def test_device_code_login_shows_the_url_and_code_and_a_disabled_issuer_is_device_code_unavailable(
+    home: Path,
+) -> None:
+    issuer = MockIssuer()
+
+    async def body() -> None:
+        async with client_for(home, AGENT_SERVER_AUTH_ISSUER=issuer.base_url) as client:
+            await client.initialize()
+            with pytest.raises(AgentServerError) as refused:
+                await client.login_chatgpt({"flow": "deviceCode"})
+            assert (refused.value.code, refused.value.kind) == (-32010, "deviceCodeUnavailable")
+
+            completions: "asyncio.Queue[Any]" = asyncio.Queue()
+            client.on_notification("auth/loginChatGPTComplete", completions.put_nowait)
+            started = await client.login_chatgpt({"flow": "deviceCode"})
+            datetime.fromisoformat(str(started.get("expiresAt")).replace("Z", "+00:00"))
+            assert started == {
+                "loginId": started["loginId"],
+                "verificationUrl": f"{issuer.base_url}/codex/device",
+                "userCode": "ABCD-1234",
+                "expiresAt": started.get("expiresAt"),
+            }
+            assert await client.cancel_login({"loginId": started["loginId"]}) == {"status": "cancelled"}
+            assert await completions.get() == {
+                "loginId": started["loginId"],
+                "success": False,
+                "error": "the login was cancelled",
+            }
+
+    try:
+        run(body())
+    finally:
+        issuer.stop()

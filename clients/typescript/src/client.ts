@@ -40,6 +40,7 @@ import type {
   InterruptParams,
   ListSessionsResult,
   LoginApiKeyParams,
+  LoginChatGptParams,
   LoginChatGptResult,
   NewSessionParams,
   RequestApprovalParams,
@@ -306,9 +307,13 @@ export class AgentServerClient {
     return this.request("auth/loginApiKey", params, options);
   }
 
-  /** `auth/loginChatGPT`: open `authUrl` in a browser; `auth/loginChatGPTComplete` follows. */
-  loginChatGPT(options?: RequestOptions): Promise<LoginChatGptResult> {
-    return this.request("auth/loginChatGPT", {}, options);
+  /**
+   * `auth/loginChatGPT`: with no params (or `flow: "browser"`) open `authUrl` in a browser; with
+   * `flow: "deviceCode"` show `verificationUrl` and `userCode` (for machines no browser can reach).
+   * `auth/loginChatGPTComplete` follows either way.
+   */
+  loginChatGPT(params: LoginChatGptParams = {}, options?: RequestOptions): Promise<LoginChatGptResult> {
+    return this.request("auth/loginChatGPT", params, options);
   }
 
   /** `auth/cancelLogin`. */

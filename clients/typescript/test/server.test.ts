@@ -5,6 +5,8 @@
 
 import assert from "node:assert/strict";
 import { readFileSync, statSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { test } from "node:test";
 
@@ -14,6 +16,7 @@ import {
   ConnectionClosedError,
   type AuthStatus,
   type InitializeResult,
+  type LoginChatGptCompleteNotification,
 } from "../src/index.js";
 import { serverBin, spawnServer, startServer, tempDir, waitFor } from "./harness.js";
 
@@ -158,6 +161,53 @@ test("cancelLogin of an unknown login answers notFound", TIMEOUT, async () => {
     assert.deepEqual(await client.cancelLogin({ loginId: "no-such-login" }), { status: "notFound" });
   } finally {
     await cleanup();
+  }
+});
+
+test("a device-code login shows the URL and code, and an issuer without it is deviceCodeUnavailable", TIMEOUT, async () => {
+  // A mock issuer: the first user-code request is refused (device login disabled), the second
+  // hands out a code; polls stay pending until the login is cancelled.
+  let userCodeRequests = 0;
+  const issuer = createServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      if (req.url === "/api/accounts/deviceauth/usercode" && userCodeRequests++ > 0) {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(JSON.stringify({ device_auth_id: "dev-1", user_code: "ABCD-1234", interval: "1" }));
+      } else {
+        res.writeHead(req.url === "/api/accounts/deviceauth/token" ? 403 : 404);
+        res.end();
+      }
+    });
+  });
+  await new Promise<void>((ok) => issuer.listen(0, "127.0.0.1", ok));
+  const issuerUrl = `http://127.0.0.1:${(issuer.address() as AddressInfo).port}`;
+  const { client, cleanup } = await startServer({ AGENT_SERVER_AUTH_ISSUER: issuerUrl });
+  try {
+    const refused = await client.loginChatGPT({ flow: "deviceCode" }).catch((e: unknown) => e);
+    assert.ok(refused instanceof AgentServerError);
+    assert.deepEqual([refused.code, refused.kind], [-32010, "deviceCodeUnavailable"]);
+
+    const done = waitFor<LoginChatGptCompleteNotification>(() => true);
+    client.onNotification("auth/loginChatGPTComplete", done.push);
+    const started = await client.loginChatGPT({ flow: "deviceCode" });
+    assert.ok(!Number.isNaN(Date.parse(started.expiresAt ?? "")), JSON.stringify(started));
+    assert.deepEqual(started, {
+      loginId: started.loginId,
+      verificationUrl: `${issuerUrl}/codex/device`,
+      userCode: "ABCD-1234",
+      expiresAt: started.expiresAt,
+    });
+    assert.deepEqual(await client.cancelLogin({ loginId: started.loginId }), { status: "cancelled" });
+    assert.deepEqual(await done.promise, {
+      loginId: started.loginId,
+      success: false,
+      error: "the login was cancelled",
+    });
+  } finally {
+    await cleanup();
+    issuer.closeAllConnections();
+    await new Promise<void>((ok) => issuer.close(() => ok()));
   }
 });
 

@@ -16,6 +16,7 @@ import type {
   ListSessionsResult,
   LoginApiKeyParams,
   LoginChatGptCompleteNotification,
+  LoginChatGptParams,
   LoginChatGptResult,
   NewSessionParams,
   RequestApprovalParams,
@@ -35,7 +36,7 @@ export interface ClientRequests {
   "shutdown": { params: EmptyParams; result: null };
   "auth/status": { params: AuthStatusParams; result: AuthStatus };
   "auth/loginApiKey": { params: LoginApiKeyParams; result: EmptyResult };
-  "auth/loginChatGPT": { params: EmptyParams; result: LoginChatGptResult };
+  "auth/loginChatGPT": { params: LoginChatGptParams; result: LoginChatGptResult };
   "auth/cancelLogin": { params: CancelLoginParams; result: CancelLoginResult };
   "auth/logout": { params: EmptyParams; result: EmptyResult };
   "session/new": { params: NewSessionParams; result: Session };

@@ -72,7 +72,8 @@ export type ErrorKind =
   | "loginRequired"
   | "overloaded"
   | "loginPortInUse"
-  | "loginInProgress";
+  | "loginInProgress"
+  | "deviceCodeUnavailable";
 /**
  * One step of a turn, as sent in `session/event`.
  *
@@ -171,6 +172,13 @@ export type SandboxMode = "readOnly" | "workspaceWrite" | "dangerFullAccess";
  */
 export type SessionStatus = "idle" | "running";
 /**
+ * How `auth/loginChatGPT` obtains the authorization code.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "LoginFlow".
+ */
+export type LoginFlow = "browser" | "deviceCode";
+/**
  * How hard a reasoning model thinks.
  *
  * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
@@ -215,7 +223,9 @@ export interface AgentServerProtocol {
   ListSessionsResult?: ListSessionsResult;
   LoginApiKeyParams?: LoginApiKeyParams;
   LoginChatGptCompleteNotification?: LoginChatGptCompleteNotification;
+  LoginChatGptParams?: LoginChatGptParams;
   LoginChatGptResult?: LoginChatGptResult;
+  LoginFlow?: LoginFlow;
   NewSessionParams?: NewSessionParams;
   PlanStep?: PlanStep;
   PlanStepStatus?: PlanStepStatus;
@@ -992,24 +1002,49 @@ export interface LoginChatGptCompleteNotification {
   success: boolean;
 }
 /**
- * Result of `auth/loginChatGPT`.
+ * Params of `auth/loginChatGPT`.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "LoginChatGptParams".
+ */
+export interface LoginChatGptParams {
+  /**
+   * The flow; `browser` when absent.
+   */
+  flow?: LoginFlow & string;
+}
+/**
+ * Result of `auth/loginChatGPT`: `authUrl` and `redirectUri` for the browser flow,
+ * `verificationUrl`, `userCode` and `expiresAt` for the device-code flow.
  *
  * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
  * via the `definition` "LoginChatGptResult".
  */
 export interface LoginChatGptResult {
   /**
-   * The URL to open in a browser.
+   * Browser flow: the URL to open in a browser.
    */
-  authUrl: string;
+  authUrl?: string | null;
+  /**
+   * Device-code flow: when the login gives up waiting (RFC 3339).
+   */
+  expiresAt?: string | null;
   /**
    * Identifies this login in `auth/cancelLogin` and `auth/loginChatGPTComplete`.
    */
   loginId: string;
   /**
-   * Where the issuer sends the browser back (the local callback server).
+   * Browser flow: where the issuer sends the browser back (the local callback server).
    */
-  redirectUri: string;
+  redirectUri?: string | null;
+  /**
+   * Device-code flow: the short code the user types on `verificationUrl`.
+   */
+  userCode?: string | null;
+  /**
+   * Device-code flow: the page where the user enters `userCode`, on any device.
+   */
+  verificationUrl?: string | null;
 }
 /**
  * Params of `session/new`; every field defaults from `config.toml`.

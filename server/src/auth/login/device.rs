@@ -235,4 +235,20 @@ mod tests {
             [7.0, 7.0, 2.5, 1.0, 1.0, 30.0, 5.0, 5.0, 5.0, 5.0]
         );
     }
+
+    #[tokio::test]
+    async fn a_network_error_while_polling_is_transient() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let device = Device {
+            http: reqwest::Client::new(),
+            token_url: format!("http://127.0.0.1:{port}/api/accounts/deviceauth/token"),
+            redirect_uri: String::new(),
+            device_auth_id: Secret::new("id"),
+            user_code: "CODE".into(),
+            interval: MIN_INTERVAL,
+        };
+        assert!(matches!(device.poll().await, Poll::Again));
+    }
 }
