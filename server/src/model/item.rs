@@ -182,6 +182,14 @@ impl ResponseItem {
         }
     }
 
+    /// An item from JSON made elsewhere: typed when it is of a known shape, else kept raw.
+    pub fn from_json(value: Value) -> Self {
+        match serde_json::from_value(value.clone()) {
+            Ok(item) => item,
+            Err(_) => Self::Other(value),
+        }
+    }
+
     /// The upstream's id of the item, when it has one.
     pub fn id(&self) -> Option<&str> {
         match self {

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use super::ClientLink;
+use super::context::agents_md::DocSettings;
+use super::context::environment::login_shell_name;
 use super::input::{InputError, to_user_message};
 use super::instructions::BASE_INSTRUCTIONS;
 use super::settings::SessionSettings;
@@ -117,6 +119,12 @@ impl Sessions {
             reasoning_effort: params.reasoning_effort.unwrap_or(config.reasoning_effort),
             instructions,
             shell_timeout: std::time::Duration::from_millis(config.shell_timeout_ms),
+            doc_settings: DocSettings {
+                home: config.home.clone(),
+                max_bytes: config.project_doc_max_bytes,
+                fallback_filenames: config.project_doc_fallback_filenames.clone(),
+            },
+            shell_name: login_shell_name(std::env::var("SHELL").ok().as_deref()),
         };
         let client = ModelClient::new(
             ClientSettings::from_config(config),
@@ -262,5 +270,6 @@ pub fn info(session: &Session) -> SessionInfo {
         sandbox: settings.sandbox,
         created_at: session.created_at.clone(),
         status: session.status(),
+        instruction_sources: session.instruction_sources(),
     }
 }

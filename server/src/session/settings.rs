@@ -7,6 +7,7 @@ use std::time::Duration;
 use agent_server_schema::session::{ApprovalPolicy, ReasoningEffort, SandboxMode};
 use tokio_util::sync::CancellationToken;
 
+use super::context::agents_md::DocSettings;
 use crate::tools::{SessionApprovals, ToolContext};
 
 /// The settings of a session, in one place.
@@ -28,6 +29,10 @@ pub struct SessionSettings {
     pub instructions: String,
     /// Default timeout of a command.
     pub shell_timeout: Duration,
+    /// Where project instructions come from and how much of them to read.
+    pub doc_settings: DocSettings,
+    /// The name of the user's login shell, for the environment message.
+    pub shell_name: String,
 }
 
 impl SessionSettings {

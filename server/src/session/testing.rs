@@ -17,6 +17,7 @@ use agent_server_schema::session::{
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use super::context::agents_md::DocSettings;
 use super::{ApprovalReply, ClientLink, ModelLink, ModelStream, Session, SessionSettings};
 use crate::gate::ReplyGate;
 use crate::model::{ContentItem, ModelError, ModelRequest, ResponseEvent, ResponseItem};
@@ -180,7 +181,27 @@ pub(crate) fn settings_in(cwd: &Path, approval_policy: ApprovalPolicy) -> Sessio
         reasoning_effort: ReasoningEffort::Medium,
         instructions: "Be brief.".into(),
         shell_timeout: Duration::from_secs(10),
+        // Project docs off: the home is the cwd, and nothing is read.
+        doc_settings: DocSettings {
+            home: cwd.to_path_buf(),
+            max_bytes: 0,
+            fallback_filenames: Vec::new(),
+        },
+        shell_name: "bash".into(),
     }
+}
+
+/// The conversation items of a request, without the context messages (environment,
+/// project instructions) the session puts before a turn's input.
+pub(crate) fn conversation(input: &[ResponseItem]) -> Vec<ResponseItem> {
+    input
+        .iter()
+        .filter(|item| {
+            let value = serde_json::to_value(item).unwrap_or_default();
+            !super::context::compaction::is_context_message(&value)
+        })
+        .cloned()
+        .collect()
 }
 
 /// A session on the in-memory client and model.

@@ -47,7 +47,14 @@ pub(crate) async fn run(session: Arc<Session>, queued: QueuedTurn) -> TurnOutcom
     if turn.cancel.is_cancelled() {
         return turn.ended(TurnStatus::Interrupted, None);
     }
-    turn.session.history.lock().await.push_own(queued.message);
+    let context = turn.session.context_messages().await;
+    {
+        let mut history = turn.session.history.lock().await;
+        for message in context {
+            history.push_own(message);
+        }
+        history.push_own(queued.message);
+    }
     let store = turn.session.client.store_enabled().await;
     loop {
         let request = next_request(&turn.session, store).await;

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::ApprovalReply;
 use super::testing::{
-    MemoryLink, Script, ScriptedModel, run_turn, session_with, settings_in, user_text,
+    MemoryLink, Script, ScriptedModel, conversation, run_turn, session_with, settings_in, user_text,
 };
 use super::turn::NOT_RUN;
 use crate::model::{ContentItem, ModelError, ResponseEvent, ResponseItem, Role, TokenUsage};
@@ -152,7 +152,7 @@ async fn a_text_turn_reports_every_event_and_remembers_the_answer() {
     run_turn(&session, "again").await;
     let second = &model.requests()[1];
     assert_eq!(
-        second.input,
+        conversation(&second.input),
         vec![
             user_text("hi"),
             message(None, Some("Hello")),
@@ -205,7 +205,7 @@ async fn a_retry_abandons_the_failed_attempts_items() {
     // Only the attempt that completed reaches the history.
     run_turn(&session, "again").await;
     assert_eq!(
-        model.requests()[1].input,
+        conversation(&model.requests()[1].input),
         vec![
             user_text("hi"),
             message(None, Some("Hello")),
@@ -259,7 +259,7 @@ async fn unannounced_items_and_huge_indexes_are_reported_whole() {
         .as_array()
         .unwrap()[..]
     );
-    let history = session.history.lock().await.items().to_vec();
+    let history = conversation(session.history.lock().await.items());
     assert_eq!(history[1], reasoning.for_history());
 }
 
@@ -376,7 +376,7 @@ async fn a_custom_tool_call_is_answered_with_a_custom_output() {
         link,
     );
     run_turn(&session, "go").await;
-    let input = &model.requests()[1].input;
+    let input = conversation(&model.requests()[1].input);
     assert_eq!(input[1], custom.for_history());
     match &input[2] {
         ResponseItem::CustomToolCallOutput { call_id, output } => {

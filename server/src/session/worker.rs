@@ -8,6 +8,8 @@ use agent_server_schema::session::{
 };
 use tokio_util::sync::CancellationToken;
 
+use super::context::ContextState;
+use super::context::environment::Environment;
 use super::events::EventSink;
 use super::history::History;
 use super::settings::SessionSettings;
@@ -46,6 +48,10 @@ pub struct Session {
     pub(crate) link: Arc<dyn ClientLink>,
     pub(crate) approvals: Arc<SessionApprovals>,
     pub(crate) history: tokio::sync::Mutex<History>,
+    /// What the model has been told about its context.
+    context: tokio::sync::Mutex<ContextState>,
+    /// The instruction files in use, for `Session.instructionSources`.
+    instruction_sources: Mutex<Vec<String>>,
     queue: Mutex<Queue>,
     /// Fires when the worker has nothing left to run.
     idle: tokio::sync::Notify,
@@ -69,6 +75,8 @@ impl Session {
             link,
             approvals: Arc::new(SessionApprovals::new()),
             history: tokio::sync::Mutex::new(History::default()),
+            context: tokio::sync::Mutex::new(ContextState::default()),
+            instruction_sources: Mutex::new(Vec::new()),
             queue: Mutex::new(Queue::default()),
             idle: tokio::sync::Notify::new(),
         })
@@ -78,6 +86,34 @@ impl Session {
         self.queue
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The project instruction files the model is given, as absolute paths.
+    pub fn instruction_sources(&self) -> Vec<String> {
+        self.instruction_sources
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The messages that go before a turn's input: project instructions at the first turn
+    /// (again after a cwd change), the environment whenever it changed.
+    pub(crate) async fn context_messages(&self) -> Vec<ResponseItem> {
+        let settings = &self.settings;
+        let env = Environment {
+            cwd: settings.cwd.clone(),
+            approval_policy: settings.approval_policy,
+            sandbox: settings.sandbox,
+        };
+        let mut context = self.context.lock().await;
+        let messages = context
+            .before_turn(&settings.doc_settings, env, &settings.shell_name)
+            .await;
+        *self
+            .instruction_sources
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = context.sources().to_vec();
+        messages.into_iter().map(ResponseItem::from_json).collect()
     }
 
     /// Whether a turn is running or queued.
