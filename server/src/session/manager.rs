@@ -14,7 +14,7 @@ use super::context::environment::login_shell_name;
 use super::events::EventSink;
 use super::input::{InputError, to_user_message};
 use super::instructions::BASE_INSTRUCTIONS;
-use super::worker::{Session, SessionParts};
+use super::worker::{Session, SessionParts, TurnInput};
 use crate::config::Config;
 use crate::model::auth::UpstreamAuth;
 use crate::model::{ClientSettings, ModelClient, resolve_provider};
@@ -147,6 +147,7 @@ impl Sessions {
                 fallback_filenames: config.project_doc_fallback_filenames.clone(),
             },
             shell_name: login_shell_name(std::env::var("SHELL").ok().as_deref()),
+            auto_compact_token_limit: config.model_auto_compact_token_limit,
         });
         tracing::info!(session_id = %session.id, cwd = %session.cwd.display(), "session created");
         self.lock().push(Arc::clone(&session));
@@ -195,8 +196,18 @@ impl Sessions {
                 err.to_string(),
             )
         })?;
-        let turn_id = session.submit(message, start_after);
+        let turn_id = session.submit(TurnInput::User(message), start_after);
         Ok((session.id.clone(), turn_id))
+    }
+
+    /// Queues a compaction of a session's conversation as a turn of its own; returns its id.
+    pub fn compact(
+        &self,
+        session_id: &str,
+        start_after: CancellationToken,
+    ) -> Result<String, SessionError> {
+        let session = self.get(session_id)?;
+        Ok(session.submit(TurnInput::Compact, start_after))
     }
 
     /// Interrupts a session's running turn and, without `turn_id`, every queued one.

@@ -12,7 +12,8 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::worker::{QueuedTurn, Session};
+use super::compact;
+use super::worker::{QueuedTurn, Session, TurnInput};
 use crate::model::{ModelError, ModelRequest, ResponseEvent, TokenUsage};
 use crate::tools::{self, ApprovalRequest, ToolCall, ToolContext, ToolHost};
 
@@ -28,13 +29,16 @@ pub(crate) struct TurnOutcome {
 #[derive(Default)]
 pub(crate) struct Conversation {
     /// Every item so far, as sent upstream with `store:false` (ids stripped).
-    history: Vec<Value>,
+    pub(crate) history: Vec<Value>,
     /// The last completed response, for `previous_response_id` with `store:true`.
-    last_response_id: Option<String>,
+    pub(crate) last_response_id: Option<String>,
     /// Items added since that response (user input, tool outputs), sent with `store:true`.
-    unsent: Vec<Value>,
+    pub(crate) unsent: Vec<Value>,
     /// The session's usage so far.
-    total: Usage,
+    pub(crate) total: Usage,
+    /// The `totalTokens` of the last response of the conversation (not of a compaction): how
+    /// full the context window is. `None` before the first response and after a compaction.
+    pub(crate) last_total_tokens: Option<u64>,
 }
 
 impl Conversation {
@@ -53,16 +57,22 @@ pub(crate) async fn run(session: Arc<Session>, turn: QueuedTurn) -> TurnOutcome 
     if turn.cancel.is_cancelled() {
         return state.interrupted();
     }
-    let context = session.context_messages().await;
-    {
-        let mut conversation = session.conversation.lock().await;
-        for message in context {
-            conversation.push_own(message);
-        }
-        conversation.push_own(turn.message.clone());
+    let message = match &turn.input {
+        TurnInput::Compact => return compact_turn(&session, &turn, state).await,
+        TurnInput::User(message) => message.clone(),
+    };
+    if let Err(end) = start_conversation(&session, &turn, message, &mut state).await {
+        return end;
     }
     let store = session.client.store_enabled().await;
+    let mut recovered = false;
     loop {
+        if compact::due(&session).await
+            && let Err(err) =
+                compact::compact(&session, &turn.turn_id, &turn.cancel, &mut state.usage).await
+        {
+            return state.failed(&err);
+        }
         let request = {
             let conversation = session.conversation.lock().await;
             let (input, previous) = if store && conversation.last_response_id.is_some() {
@@ -85,7 +95,20 @@ pub(crate) async fn run(session: Arc<Session>, turn: QueuedTurn) -> TurnOutcome 
             }
         };
         let calls = match model_call(&session, &turn, request, &mut state).await {
-            Ok(calls) => calls,
+            Ok(calls) => {
+                recovered = false;
+                calls
+            }
+            Err(end) if !recovered && is_context_overflow(&end) => {
+                // Once per request: compact, then send the same request on the shorter history.
+                recovered = true;
+                let compacted =
+                    compact::compact(&session, &turn.turn_id, &turn.cancel, &mut state.usage).await;
+                match compacted {
+                    Ok(()) => continue,
+                    Err(err) => return overflow_unrecovered(end, &err, &state),
+                }
+            }
             Err(end) => return end,
         };
         if calls.is_empty() {
@@ -126,11 +149,76 @@ pub(crate) async fn run(session: Arc<Session>, turn: QueuedTurn) -> TurnOutcome 
     }
 }
 
+/// Adds the turn's context messages and input to the conversation, compacting it first when the
+/// previous response filled the context window (so the new input comes after the summary).
+async fn start_conversation(
+    session: &Arc<Session>,
+    turn: &QueuedTurn,
+    message: Value,
+    state: &mut TurnState,
+) -> Result<(), TurnOutcome> {
+    let context = session.context_messages().await;
+    let mut failed = None;
+    let mut compacted = false;
+    if compact::due(session).await {
+        match compact::compact(session, &turn.turn_id, &turn.cancel, &mut state.usage).await {
+            // The compacted history already starts with the context as it stands now.
+            Ok(()) => compacted = true,
+            Err(err) => failed = Some(state.failed(&err)),
+        }
+    }
+    let mut conversation = session.conversation.lock().await;
+    if !compacted {
+        for item in context {
+            conversation.push_own(item);
+        }
+    }
+    conversation.push_own(message);
+    failed.map_or(Ok(()), Err)
+}
+
+/// A `session/compact` turn: compacts the conversation, if there is one to compact.
+async fn compact_turn(
+    session: &Arc<Session>,
+    turn: &QueuedTurn,
+    mut state: TurnState,
+) -> TurnOutcome {
+    if !compact::has_conversation(session).await {
+        return state.completed();
+    }
+    match compact::compact(session, &turn.turn_id, &turn.cancel, &mut state.usage).await {
+        Ok(()) => state.completed(),
+        Err(err) => state.failed(&err),
+    }
+}
+
+fn is_context_overflow(end: &TurnOutcome) -> bool {
+    end.error
+        .as_ref()
+        .is_some_and(|e| e.kind == TurnErrorKind::ContextWindowExceeded)
+}
+
+/// The turn's end when compacting after a context overflow failed: the overflow, as in v1,
+/// saying why compaction did not help (an interrupt stays an interrupt).
+fn overflow_unrecovered(mut end: TurnOutcome, err: &ModelError, state: &TurnState) -> TurnOutcome {
+    if matches!(err, ModelError::Interrupted) {
+        return state.interrupted();
+    }
+    end.usage = state.usage;
+    if let Some(error) = end.error.as_mut() {
+        error.message = format!(
+            "{}; compacting the conversation to make room failed too: {err}",
+            error.message
+        );
+    }
+    end
+}
+
 fn function_call_output(call_id: &str, output: &str) -> Value {
     json!({"type": "function_call_output", "call_id": call_id, "output": output})
 }
 
-fn effort_name(effort: agent_server_schema::session::ReasoningEffort) -> &'static str {
+pub(crate) fn effort_name(effort: agent_server_schema::session::ReasoningEffort) -> &'static str {
     use agent_server_schema::session::ReasoningEffort as E;
     match effort {
         E::None => "none",
@@ -355,7 +443,7 @@ async fn open_item(
 }
 
 /// A new item id, unique in this process: short, because it goes into every delta event.
-fn new_item_id(prefix: &str) -> String {
+pub(crate) fn new_item_id(prefix: &str) -> String {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     format!(
         "{prefix}_{}",
@@ -512,6 +600,9 @@ async fn finish_response(
             conversation.unsent.clear();
         }
         conversation.total.add(&last);
+        if let Some(usage) = usage {
+            conversation.last_total_tokens = Some(usage.total_tokens);
+        }
         conversation.total
     };
     if usage.is_some() {
@@ -523,7 +614,7 @@ async fn finish_response(
     attempt.calls
 }
 
-fn to_usage(u: TokenUsage) -> Usage {
+pub(crate) fn to_usage(u: TokenUsage) -> Usage {
     Usage {
         input_tokens: u.input_tokens,
         cached_input_tokens: u.cached_input_tokens,

@@ -19,10 +19,18 @@ use super::turn::{self, Conversation, TurnOutcome};
 use crate::model::ModelClient;
 use crate::tools::SessionApprovals;
 
+/// What a turn does.
+pub(crate) enum TurnInput {
+    /// Runs the agent on this user message (Responses input).
+    User(Value),
+    /// Compacts the conversation (`session/compact`).
+    Compact,
+}
+
 /// A turn waiting to run (or running).
 pub(crate) struct QueuedTurn {
     pub(crate) turn_id: String,
-    pub(crate) message: Value,
+    pub(crate) input: TurnInput,
     pub(crate) cancel: CancellationToken,
     /// Fires once the `session/submit` reply is written; the turn's events come after it.
     pub(crate) start_after: CancellationToken,
@@ -70,6 +78,8 @@ pub struct Session {
     context: tokio::sync::Mutex<ContextState>,
     /// The instruction files in use, for `Session.instructionSources`.
     instruction_sources: Mutex<Vec<String>>,
+    /// `model_auto_compact_token_limit` from config.
+    pub(crate) auto_compact_token_limit: Option<u64>,
     queue: Mutex<Queue>,
     /// Fires when the worker has nothing left to run.
     idle: tokio::sync::Notify,
@@ -91,6 +101,7 @@ pub(crate) struct SessionParts {
     pub(crate) link: Arc<dyn super::ClientLink>,
     pub(crate) doc_settings: DocSettings,
     pub(crate) shell_name: String,
+    pub(crate) auto_compact_token_limit: Option<u64>,
 }
 
 impl Session {
@@ -115,6 +126,7 @@ impl Session {
             shell_name: parts.shell_name,
             context: tokio::sync::Mutex::new(ContextState::default()),
             instruction_sources: Mutex::new(Vec::new()),
+            auto_compact_token_limit: parts.auto_compact_token_limit,
             queue: Mutex::new(Queue::default()),
             idle: tokio::sync::Notify::new(),
         })
@@ -132,6 +144,11 @@ impl Session {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// The instructions and environment messages as last sent: the start of a compacted history.
+    pub(crate) async fn initial_context(&self) -> Vec<Value> {
+        self.context.lock().await.initial_context()
     }
 
     /// The messages that go before a turn's input: project instructions at the first turn
@@ -166,13 +183,13 @@ impl Session {
     /// Queues a turn; it runs after the turns before it. Returns the turn id.
     pub(crate) fn submit(
         self: &Arc<Self>,
-        message: Value,
+        input: TurnInput,
         start_after: CancellationToken,
     ) -> String {
         let turn_id = uuid::Uuid::new_v4().to_string();
         let turn = QueuedTurn {
             turn_id: turn_id.clone(),
-            message,
+            input,
             cancel: CancellationToken::new(),
             start_after,
         };

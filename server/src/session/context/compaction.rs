@@ -45,15 +45,19 @@ pub fn user_text_message(text: &str) -> Value {
     json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]})
 }
 
+/// The summary as kept: trimmed, or the placeholder when the model wrote none.
+pub fn summary_text(summary: &str) -> String {
+    let summary = summary.trim();
+    if summary.is_empty() {
+        EMPTY_SUMMARY_PLACEHOLDER.to_string()
+    } else {
+        summary.to_string()
+    }
+}
+
 /// The summary as the user message that ends a compacted history.
 pub fn summary_message(summary: &str) -> Value {
-    let summary = summary.trim();
-    let body = if summary.is_empty() {
-        EMPTY_SUMMARY_PLACEHOLDER
-    } else {
-        summary
-    };
-    user_text_message(&format!("{SUMMARY_PREFIX}\n\n{body}"))
+    user_text_message(&format!("{SUMMARY_PREFIX}\n\n{}", summary_text(summary)))
 }
 
 /// The text of a user message's `input_text` parts; `None` for anything else.

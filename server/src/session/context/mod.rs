@@ -76,7 +76,6 @@ impl ContextState {
     }
 
     /// The instructions and environment messages as they stand: the start of a compacted history.
-    #[allow(dead_code, reason = "compaction uses it")]
     pub(crate) fn initial_context(&self) -> Vec<Value> {
         self.instructions
             .iter()
