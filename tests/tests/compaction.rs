@@ -125,7 +125,11 @@ async fn a_long_conversation_over_the_auto_limit_is_compacted_before_the_next_re
     let long = "lorem ipsum dolor sit amet ".repeat(20_000);
     mount_once(&upstream, sse_response(answer("resp_1", &long, 120_000))).await;
     mount_once(&upstream, sse_response(answer("resp_2", "two done", 3_000))).await;
-    mount_once(&upstream, sse_response(answer("resp_3", "three done", 3_000))).await;
+    mount_once(
+        &upstream,
+        sse_response(answer("resp_3", "three done", 3_000)),
+    )
+    .await;
     let cwd = tempfile::tempdir().unwrap();
     let mut server = api_key_builder(&upstream)
         .args(["-c", "model_auto_compact_token_limit=100000"])
