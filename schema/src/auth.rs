@@ -150,3 +150,81 @@ pub struct LoginChatGptCompleteNotification {
     /// Why it failed.
     pub error: Option<String>,
 }
+
+/// One rate-limit window of a ChatGPT plan (e.g. the 5-hour or the weekly limit).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitWindow {
+    /// How much of the window's limit is used, in percent (may pass 100 when over the limit).
+    pub used_percent: f64,
+    /// The window's length in minutes, when known (300 = 5 hours, 10080 = a week).
+    pub window_minutes: Option<i64>,
+    /// When the window resets (RFC 3339), when known.
+    pub resets_at: Option<String>,
+}
+
+/// The credits of a ChatGPT plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitCredits {
+    /// Whether the account has credits to spend beyond its limits.
+    pub has_credits: bool,
+    /// Whether its credits are unlimited.
+    pub unlimited: bool,
+    /// The balance as the upstream wrote it (a decimal number in a string), when known.
+    pub balance: Option<String>,
+}
+
+/// A ChatGPT plan's usage limits; every part is null when unknown.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimits {
+    /// The primary (shorter) window, e.g. 5 hours.
+    pub primary: Option<RateLimitWindow>,
+    /// The secondary (longer) window, e.g. a week.
+    pub secondary: Option<RateLimitWindow>,
+    /// The plan's credits.
+    pub credits: Option<RateLimitCredits>,
+    /// The ChatGPT plan, e.g. `plus`.
+    pub plan_type: Option<String>,
+}
+
+/// Params of `auth/rateLimits`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitsParams {
+    /// Ask the usage endpoint even when the process has already seen rate limits.
+    #[serde(default)]
+    pub refresh: bool,
+}
+
+/// Result of `auth/rateLimits`: the `RateLimits`, plus `error` when the usage endpoint could
+/// not be read (the limits are then what this process last saw, or null).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitsResult {
+    /// The primary (shorter) window, e.g. 5 hours.
+    pub primary: Option<RateLimitWindow>,
+    /// The secondary (longer) window, e.g. a week.
+    pub secondary: Option<RateLimitWindow>,
+    /// The plan's credits.
+    pub credits: Option<RateLimitCredits>,
+    /// The ChatGPT plan, e.g. `plus`.
+    pub plan_type: Option<String>,
+    /// Why the usage endpoint could not be read; null when it was read or not needed.
+    pub error: Option<String>,
+}
+
+impl RateLimitsResult {
+    /// A result holding `limits` (or all null) and `error`.
+    pub fn new(limits: Option<RateLimits>, error: Option<String>) -> Self {
+        let limits = limits.unwrap_or_default();
+        Self {
+            primary: limits.primary,
+            secondary: limits.secondary,
+            credits: limits.credits,
+            plan_type: limits.plan_type,
+            error,
+        }
+    }
+}

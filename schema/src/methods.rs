@@ -6,7 +6,8 @@ use serde::de::DeserializeOwned;
 
 use crate::auth::{
     AuthStatus, AuthStatusParams, CancelLoginParams, CancelLoginResult, LoginApiKeyParams,
-    LoginChatGptCompleteNotification, LoginChatGptParams, LoginChatGptResult,
+    LoginChatGptCompleteNotification, LoginChatGptParams, LoginChatGptResult, RateLimitsParams,
+    RateLimitsResult,
 };
 use crate::lifecycle::{EmptyParams, EmptyResult, InitializeParams, InitializeResult};
 use crate::rpc::{CancelRequestParams, CancelledNotificationParams};
@@ -99,6 +100,8 @@ requests! {
     LoginChatGpt = "auth/loginChatGPT", ClientToServer, LoginChatGptParams => LoginChatGptResult;
     /// `auth/cancelLogin`: cancel a pending ChatGPT login.
     CancelLogin = "auth/cancelLogin", ClientToServer, CancelLoginParams => CancelLoginResult;
+    /// `auth/rateLimits`: the ChatGPT plan's usage limits (1.1).
+    RateLimitsRequest = "auth/rateLimits", ClientToServer, RateLimitsParams => RateLimitsResult;
     /// `auth/logout`: delete `auth.json`.
     Logout = "auth/logout", ClientToServer, EmptyParams => EmptyResult;
     /// `session/new`: create a session.

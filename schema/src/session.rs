@@ -3,6 +3,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::RateLimits;
+
 /// When to ask the client before acting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -421,7 +423,7 @@ pub enum TurnErrorKind {
 }
 
 /// The error of a failed turn.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TurnError {
     /// What kind of failure.
@@ -437,10 +439,13 @@ pub struct TurnError {
     /// The ChatGPT plan, for `usageLimitReached`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan_type: Option<String>,
+    /// For `usageLimitReached`: the rate limits known when it happened (1.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limits: Option<RateLimits>,
 }
 
 /// One step of a turn, as sent in `session/event`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(
     tag = "type",
     rename_all = "camelCase",
@@ -520,6 +525,12 @@ pub enum Event {
         /// The `contextSummary` item.
         summary_item_id: String,
     },
+    /// A model response brought the plan's rate limits (1.1).
+    RateLimitsUpdated {
+        /// What this process knows now: the response's values, with parts it left out kept
+        /// from earlier responses.
+        rate_limits: RateLimits,
+    },
     /// The turn ended; always the turn's last event.
     TurnCompleted {
         /// How it ended.
@@ -535,7 +546,7 @@ pub enum Event {
 }
 
 /// Params of the `session/event` notification.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionEventNotification {
     /// The session.

@@ -56,6 +56,7 @@ fn events_and_items_are_tagged_by_type_with_camel_case_fields() {
             http_status: Some(429),
             resets_at: Some("2026-12-01T00:00:00Z".into()),
             plan_type: Some("plus".into()),
+            rate_limits: None,
         }),
     };
     assert_eq!(

@@ -135,6 +135,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             store: false,
             sse_fixture: Some(path.display().to_string()),
             backoff_base: DEFAULT_BACKOFF_BASE,
+            rate_limits: agent_server::model::RateLimitTracker::default(),
         };
         let client = ModelClient::new(settings, provider, None, reqwest::Client::new());
         call_once(&client).await?;

@@ -158,7 +158,8 @@ impl Printer {
             }
             Event::ReasoningDelta { .. }
             | Event::CommandOutputDelta { .. }
-            | Event::TokenUsage { .. } => Ok(()),
+            | Event::TokenUsage { .. }
+            | Event::RateLimitsUpdated { .. } => Ok(()),
             Event::ItemStarted { item } => match item {
                 Item::CommandExecution { command, cwd, .. } => {
                     self.end_text(out)?;

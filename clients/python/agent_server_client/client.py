@@ -44,6 +44,8 @@ from .protocol import (
     LoginApiKeyParams,
     LoginChatGptParams,
     LoginChatGptResult,
+    RateLimitsParams,
+    RateLimitsResult,
     NewSessionParams,
     RequestApprovalParams,
     RequestApprovalResult,
@@ -336,6 +338,12 @@ class AgentServerClient:
     async def cancel_login(self, params: CancelLoginParams) -> CancelLoginResult:
         """``auth/cancelLogin``."""
         return cast(CancelLoginResult, await self.request("auth/cancelLogin", params))
+
+    async def rate_limits(self, params: Optional[RateLimitsParams] = None) -> RateLimitsResult:
+        """``auth/rateLimits``: the ChatGPT plan's usage limits, as last seen in a model response
+        or read from the usage endpoint (``refresh: True`` asks it again); ``error`` says why it
+        could not be read."""
+        return cast(RateLimitsResult, await self.request("auth/rateLimits", params or {}))
 
     async def logout(self) -> EmptyResult:
         """``auth/logout``: deletes ``auth.json``."""

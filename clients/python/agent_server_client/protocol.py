@@ -64,6 +64,12 @@ __all__ = [
     "PlanStep",
     "PlanStepStatus",
     "PlanUpdatedEvent",
+    "RateLimitCredits",
+    "RateLimitWindow",
+    "RateLimits",
+    "RateLimitsParams",
+    "RateLimitsResult",
+    "RateLimitsUpdatedEvent",
     "ReasoningDeltaEvent",
     "ReasoningEffort",
     "ReasoningItem",
@@ -366,6 +372,14 @@ class ContextCompactedEvent(TypedDict):
     type: Literal["contextCompacted"]
 
 
+class RateLimitsUpdatedEvent(TypedDict):
+    """A model response brought the plan's rate limits (1.1)."""
+    #: What this process knows now: the response's values, with parts it left out kept
+    #: from earlier responses.
+    rateLimits: RateLimits
+    type: Literal["rateLimitsUpdated"]
+
+
 class _TurnCompletedEventRequired(TypedDict):
     #: How it ended.
     status: TurnStatus
@@ -606,6 +620,66 @@ class PlanStep(TypedDict):
     step: str
 
 
+class _RateLimitCreditsRequired(TypedDict):
+    #: Whether the account has credits to spend beyond its limits.
+    hasCredits: bool
+    #: Whether its credits are unlimited.
+    unlimited: bool
+
+
+class RateLimitCredits(_RateLimitCreditsRequired, total=False):
+    """The credits of a ChatGPT plan."""
+    #: The balance as the upstream wrote it (a decimal number in a string), when known.
+    balance: str | None
+
+
+class _RateLimitWindowRequired(TypedDict):
+    #: How much of the window's limit is used, in percent (may pass 100 when over the limit).
+    usedPercent: float
+
+
+class RateLimitWindow(_RateLimitWindowRequired, total=False):
+    """One rate-limit window of a ChatGPT plan (e.g. the 5-hour or the weekly limit)."""
+    #: When the window resets (RFC 3339), when known.
+    resetsAt: str | None
+    #: The window's length in minutes, when known (300 = 5 hours, 10080 = a week).
+    windowMinutes: int | None
+
+
+class RateLimits(TypedDict, total=False):
+    """A ChatGPT plan's usage limits; every part is null when unknown."""
+    #: The plan's credits.
+    credits: RateLimitCredits | None
+    #: The ChatGPT plan, e.g. `plus`.
+    planType: str | None
+    #: The primary (shorter) window, e.g. 5 hours.
+    primary: RateLimitWindow | None
+    #: The secondary (longer) window, e.g. a week.
+    secondary: RateLimitWindow | None
+
+
+class RateLimitsParams(TypedDict, total=False):
+    """Params of `auth/rateLimits`."""
+    #: Ask the usage endpoint even when the process has already seen rate limits.
+    refresh: bool
+
+
+class RateLimitsResult(TypedDict, total=False):
+    """Result of `auth/rateLimits`: the `RateLimits`, plus `error` when the usage endpoint could
+    not be read (the limits are then what this process last saw, or null).
+    """
+    #: The plan's credits.
+    credits: RateLimitCredits | None
+    #: Why the usage endpoint could not be read; null when it was read or not needed.
+    error: str | None
+    #: The ChatGPT plan, e.g. `plus`.
+    planType: str | None
+    #: The primary (shorter) window, e.g. 5 hours.
+    primary: RateLimitWindow | None
+    #: The secondary (longer) window, e.g. a week.
+    secondary: RateLimitWindow | None
+
+
 class _RequestApprovalParamsRequired(TypedDict):
     #: The item (already announced with `itemStarted`).
     itemId: str
@@ -730,6 +804,8 @@ class TurnError(_TurnErrorRequired, total=False):
     httpStatus: int | None
     #: The ChatGPT plan, for `usageLimitReached`.
     planType: str | None
+    #: For `usageLimitReached`: the rate limits known when it happened (1.1).
+    rateLimits: RateLimits | None
     #: When the usage limit resets (RFC 3339).
     resetsAt: str | None
 
@@ -749,7 +825,7 @@ class Usage(TypedDict):
 
 
 #: One step of a turn, as sent in `session/event`.
-Event = Union[TurnStartedEvent, ItemStartedEvent, ItemCompletedEvent, AgentMessageDeltaEvent, ReasoningDeltaEvent, CommandOutputDeltaEvent, PlanUpdatedEvent, TokenUsageEvent, RetryingEvent, ContextCompactedEvent, TurnCompletedEvent]
+Event = Union[TurnStartedEvent, ItemStartedEvent, ItemCompletedEvent, AgentMessageDeltaEvent, ReasoningDeltaEvent, CommandOutputDeltaEvent, PlanUpdatedEvent, TokenUsageEvent, RetryingEvent, ContextCompactedEvent, RateLimitsUpdatedEvent, TurnCompletedEvent]
 
 #: One piece of user input.
 InputItem = Union[TextInputItem, ImageInputItem, LocalImageInputItem]
@@ -769,6 +845,7 @@ CLIENT_REQUESTS: dict[str, tuple[str, str]] = {
     "auth/loginApiKey": ("LoginApiKeyParams", "EmptyResult"),
     "auth/loginChatGPT": ("LoginChatGptParams", "LoginChatGptResult"),
     "auth/cancelLogin": ("CancelLoginParams", "CancelLoginResult"),
+    "auth/rateLimits": ("RateLimitsParams", "RateLimitsResult"),
     "auth/logout": ("EmptyParams", "EmptyResult"),
     "session/new": ("NewSessionParams", "Session"),
     "session/submit": ("SubmitParams", "SubmitResult"),
@@ -784,6 +861,7 @@ ClientRequestMethod = Literal[
     "auth/loginApiKey",
     "auth/loginChatGPT",
     "auth/cancelLogin",
+    "auth/rateLimits",
     "auth/logout",
     "session/new",
     "session/submit",

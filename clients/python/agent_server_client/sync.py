@@ -31,6 +31,8 @@ from .protocol import (
     LoginApiKeyParams,
     LoginChatGptParams,
     LoginChatGptResult,
+    RateLimitsParams,
+    RateLimitsResult,
     NewSessionParams,
     Session,
     SessionEventNotification,
@@ -102,6 +104,9 @@ class SyncClient:
 
     def cancel_login(self, params: CancelLoginParams) -> CancelLoginResult:
         return self._run(self._client.cancel_login(params))
+
+    def rate_limits(self, params: Optional[RateLimitsParams] = None) -> RateLimitsResult:
+        return self._run(self._client.rate_limits(params))
 
     def logout(self) -> EmptyResult:
         return self._run(self._client.logout())

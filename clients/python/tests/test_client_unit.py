@@ -300,6 +300,7 @@ def test_every_client_request_of_the_schema_has_a_typed_wrapper() -> None:
             "auth/loginApiKey": lambda: client.login_api_key({"apiKey": "sk-x"}),
             "auth/loginChatGPT": lambda: client.login_chatgpt(),
             "auth/cancelLogin": lambda: client.cancel_login({"loginId": "l"}),
+            "auth/rateLimits": lambda: client.rate_limits({"refresh": True}),
             "auth/logout": lambda: client.logout(),
             "session/new": lambda: client.new_session(),
             "session/submit": lambda: client.submit({"text": "x"}),

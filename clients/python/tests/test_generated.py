@@ -25,6 +25,7 @@ def test_the_generated_module_imports_and_names_every_method() -> None:
             "auth/loginApiKey",
             "auth/loginChatGPT",
             "auth/cancelLogin",
+            "auth/rateLimits",
             "auth/logout",
             "session/new",
             "session/submit",

@@ -280,3 +280,18 @@ def test_device_code_login_shows_the_url_and_code_and_a_disabled_issuer_is_devic
         run(body())
     finally:
         issuer.stop()
+
+
+def test_rate_limits_without_a_chatgpt_login_are_all_null(home: Path) -> None:
+    async def body() -> None:
+        async with client_for(home) as client:
+            await client.initialize()
+            assert await client.rate_limits({"refresh": True}) == {
+                "primary": None,
+                "secondary": None,
+                "credits": None,
+                "planType": None,
+                "error": None,
+            }
+
+    run(body())

@@ -44,6 +44,8 @@ import type {
   LoginApiKeyParams,
   LoginChatGptParams,
   LoginChatGptResult,
+  RateLimitsParams,
+  RateLimitsResult,
   NewSessionParams,
   RequestApprovalParams,
   RequestApprovalResult,
@@ -321,6 +323,14 @@ export class AgentServerClient {
   /** `auth/cancelLogin`. */
   cancelLogin(params: CancelLoginParams, options?: RequestOptions): Promise<CancelLoginResult> {
     return this.request("auth/cancelLogin", params, options);
+  }
+
+  /**
+   * `auth/rateLimits`: the ChatGPT plan's usage limits, as last seen in a model response or read
+   * from the usage endpoint (`refresh: true` asks it again); `error` says why it could not be read.
+   */
+  rateLimits(params: RateLimitsParams = {}, options?: RequestOptions): Promise<RateLimitsResult> {
+    return this.request("auth/rateLimits", params, options);
   }
 
   /** `auth/logout`: deletes `auth.json`. */

@@ -265,6 +265,7 @@ test("every client → server request of the schema has a typed wrapper", async 
     "auth/loginApiKey": () => client.loginApiKey({ apiKey: "sk-x" }),
     "auth/loginChatGPT": () => client.loginChatGPT(),
     "auth/cancelLogin": () => client.cancelLogin({ loginId: "l" }),
+    "auth/rateLimits": () => client.rateLimits({ refresh: true }),
     "auth/logout": () => client.logout(),
     "session/new": () => client.newSession(),
     "session/submit": () => client.submit({ text: "x" }),

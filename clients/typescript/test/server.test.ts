@@ -211,6 +211,21 @@ test("a device-code login shows the URL and code, and an issuer without it is de
   }
 });
 
+test("rateLimits without a ChatGPT login is all null, without asking anyone", TIMEOUT, async () => {
+  const { client, cleanup } = await startServer();
+  try {
+    assert.deepEqual(await client.rateLimits({ refresh: true }), {
+      primary: null,
+      secondary: null,
+      credits: null,
+      planType: null,
+      error: null,
+    });
+  } finally {
+    await cleanup();
+  }
+});
+
 test("session/list starts empty and unknown sessions are sessionNotFound", TIMEOUT, async () => {
   const { client, cleanup } = await startServer();
   try {

@@ -4,12 +4,13 @@ use std::sync::Arc;
 
 use agent_server_schema::auth::{
     AuthStatus, AuthStatusParams, CancelLoginParams, CancelLoginResult, CancelLoginStatus,
-    LoginApiKeyParams, LoginChatGptCompleteNotification, LoginChatGptParams,
+    LoginApiKeyParams, LoginChatGptCompleteNotification, LoginChatGptParams, RateLimitsParams,
+    RateLimitsResult,
 };
 use agent_server_schema::lifecycle::EmptyResult;
 use agent_server_schema::methods::{
     AuthStatusChanged, AuthStatusRequest, CancelLogin, LoginApiKey, LoginChatGpt,
-    LoginChatGptComplete, Logout,
+    LoginChatGptComplete, Logout, RateLimitsRequest,
 };
 use tokio::sync::mpsc;
 
@@ -51,6 +52,12 @@ pub fn register(table: &mut MethodTable<App>) {
             CancelLoginStatus::NotFound
         };
         Ok(CancelLoginResult { status })
+    });
+    table.add::<RateLimitsRequest, _, _>(|app: Arc<App>, params: RateLimitsParams, _| async move {
+        let tracker = app.sessions.rate_limits();
+        let (limits, error) =
+            crate::model::rate_limits::current(tracker, &app.usage, params.refresh).await;
+        Ok(RateLimitsResult::new(limits, error))
     });
     table.add::<Logout, _, _>(|app: Arc<App>, _params, _| async move {
         app.auth.logout().await?;

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{AuthManager, AuthSettings};
 use crate::config::Config;
 use crate::model::auth::UpstreamAuth;
+use crate::model::rate_limits::UsageEndpoint;
 use crate::rpc::{Hooks, MethodTable, Peer, RpcError};
 use crate::session::Sessions;
 
@@ -33,6 +34,8 @@ pub struct App {
     pub auth: Arc<AuthManager>,
     /// The open sessions.
     pub sessions: Arc<Sessions>,
+    /// The ChatGPT usage endpoint, for `auth/rateLimits`.
+    pub usage: UsageEndpoint,
 }
 
 /// Builds the one HTTP client of the process (rustls only), shared by model calls, token
@@ -65,6 +68,12 @@ impl App {
             lifecycle: Arc::clone(&lifecycle),
         });
         let upstream: Arc<dyn UpstreamAuth> = auth.clone();
+        let usage = UsageEndpoint {
+            http: http.clone(),
+            auth: Arc::clone(&upstream),
+            chatgpt_base_url: config.chatgpt_base_url.clone(),
+            originator: config.originator.clone(),
+        };
         let sessions = Arc::new(Sessions::new(config.clone(), Some(upstream), http, link));
         Arc::new(Self {
             config,
@@ -73,6 +82,7 @@ impl App {
             stop,
             auth,
             sessions,
+            usage,
         })
     }
 }

@@ -12,7 +12,9 @@ use super::{
     AuthError, AuthManager, AuthMode, AuthObserver, AuthSettings, AuthSource, AuthStatus,
     LoginFlow, LoginPrompt, LoginStarted,
 };
+use crate::model::rate_limits::{Usage, UsageEndpoint, read_usage};
 use crate::secret::Secret;
+use agent_server_schema::auth::RateLimits;
 
 /// One auth command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +60,7 @@ pub async fn run(
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let (observer, mut completions) = CompletionObserver::new();
-    let manager = AuthManager::new(settings, http, observer);
+    let manager = AuthManager::new(settings, http.clone(), observer);
     match command {
         AuthCommand::LoginApiKey => login_api_key(&manager, input, out).await,
         AuthCommand::LoginChatGpt { open_browser } => {
@@ -72,7 +74,7 @@ pub async fn run(
             wait_for_login(&manager, &mut completions, &started, out).await
         }
         AuthCommand::Logout => logout(&manager, out).await,
-        AuthCommand::Status { json } => status(&manager, json, out).await,
+        AuthCommand::Status { json } => status(&manager, http, json, out).await,
     }
 }
 
@@ -193,15 +195,72 @@ async fn logout(manager: &AuthManager, out: &mut dyn Write) -> Result<(), CliErr
     Ok(())
 }
 
-async fn status(manager: &AuthManager, json: bool, out: &mut dyn Write) -> Result<(), CliError> {
+async fn status(
+    manager: &Arc<AuthManager>,
+    http: reqwest::Client,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
     let status = manager.status(false, false).await?;
     if json {
         let text = serde_json::to_string_pretty(&status).map_err(io::Error::other)?;
         writeln!(out, "{text}")?;
     } else {
         write_human(&status, &manager.store.path().display().to_string(), out)?;
+        if status.auth_mode == Some(AuthMode::Chatgpt) {
+            let endpoint = UsageEndpoint {
+                http,
+                auth: manager.clone(),
+                chatgpt_base_url: manager.settings.chatgpt_base_url.clone(),
+                originator: manager.settings.originator.clone(),
+            };
+            // Shown when known; a usage endpoint that cannot be read leaves the status as it is.
+            match read_usage(&endpoint).await {
+                Usage::Read(limits) => write_rate_limits(&limits, out)?,
+                Usage::Failed(message) => tracing::debug!(%message, "no usage to show"),
+                Usage::NotChatGpt => {}
+            }
+        }
     }
     Ok(())
+}
+
+/// The plan's limits as a few lines of text.
+fn write_rate_limits(limits: &RateLimits, out: &mut dyn Write) -> io::Result<()> {
+    let windows = [
+        (&limits.primary, "Primary"),
+        (&limits.secondary, "Secondary"),
+    ];
+    for (window, fallback) in windows {
+        let Some(window) = window else { continue };
+        let name = window_name(window.window_minutes).unwrap_or_else(|| fallback.to_owned());
+        write!(out, "  {name} limit: {:.0}% used", window.used_percent)?;
+        match &window.resets_at {
+            Some(at) => writeln!(out, ", resets at {at}")?,
+            None => writeln!(out)?,
+        }
+    }
+    if let Some(credits) = &limits.credits {
+        let balance = match (credits.unlimited, &credits.balance) {
+            (true, _) => "unlimited".to_owned(),
+            (false, Some(balance)) => balance.clone(),
+            (false, None) if credits.has_credits => "available".to_owned(),
+            (false, None) => "none".to_owned(),
+        };
+        writeln!(out, "  Credits: {balance}")?;
+    }
+    Ok(())
+}
+
+/// "5-hour", "Weekly", "30-minute" for a window length.
+fn window_name(minutes: Option<i64>) -> Option<String> {
+    let m = minutes.filter(|m| *m > 0)?;
+    Some(match m {
+        10080 => "Weekly".to_owned(),
+        m if m % 1440 == 0 => format!("{}-day", m / 1440),
+        m if m % 60 == 0 => format!("{}-hour", m / 60),
+        m => format!("{m}-minute"),
+    })
 }
 
 /// The status as a few lines of text.

@@ -65,6 +65,8 @@ pub struct AuthSettings {
     pub originator: String,
     /// Whether the active model provider needs OpenAI auth (reported in [`AuthStatus`]).
     pub requires_openai_auth: bool,
+    /// The ChatGPT backend base URL; `agent-server status` reads the plan's usage there.
+    pub chatgpt_base_url: String,
 }
 
 impl AuthSettings {
@@ -80,6 +82,7 @@ impl AuthSettings {
             device_login_timeout: Duration::from_secs(config.device_login_timeout_secs),
             originator: config.originator.clone(),
             requires_openai_auth,
+            chatgpt_base_url: config.chatgpt_base_url.clone(),
         }
     }
 }

@@ -78,5 +78,7 @@ pub(crate) fn settings(home: &Path, issuer: &str) -> AuthSettings {
         device_login_timeout: Duration::from_secs(900),
         originator: "agent-server".to_owned(),
         requires_openai_auth: true,
+        // Nothing listens on the discard port: a usage read fails at once.
+        chatgpt_base_url: "http://127.0.0.1:9/backend-api/codex".to_owned(),
     }
 }

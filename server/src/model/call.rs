@@ -112,6 +112,12 @@ impl Call {
                     match cancel.run_until_cancelled(next).await {
                         None => self.fail(ModelError::Interrupted),
                         Some(Ok(Some(Ok(event)))) => {
+                            let event = match event {
+                                ResponseEvent::RateLimits(seen) => ResponseEvent::RateLimits(
+                                    self.shared.settings.rate_limits.record(&seen),
+                                ),
+                                other => other,
+                            };
                             if !event.is_terminal() {
                                 self.phase = Phase::Streaming(events);
                             }
@@ -135,8 +141,11 @@ impl Call {
         }
     }
 
-    /// Ends the call with `error`.
-    fn fail(&mut self, error: ModelError) {
+    /// Ends the call with `error`; a usage limit carries the rate limits known now.
+    fn fail(&mut self, mut error: ModelError) {
+        if let ModelError::UsageLimitReached { rate_limits, .. } = &mut error {
+            *rate_limits = self.shared.settings.rate_limits.latest().map(Box::new);
+        }
         self.queue.push_back(Err(error));
         self.phase = Phase::Done;
     }

@@ -14,6 +14,7 @@ use super::error::ModelError;
 use super::event::ResponseEvent;
 use super::fixture::Replay;
 use super::provider::Provider;
+use super::rate_limits::RateLimitTracker;
 use super::request::ModelRequest;
 
 /// Default first backoff step; later steps double.
@@ -32,6 +33,8 @@ pub struct ClientSettings {
     pub sse_fixture: Option<String>,
     /// First step of the retry backoff (`200 ms · 2^(n-1)`).
     pub backoff_base: Duration,
+    /// Where the rate limits seen in responses are recorded (one per process, shared).
+    pub rate_limits: RateLimitTracker,
 }
 
 impl ClientSettings {
@@ -43,6 +46,7 @@ impl ClientSettings {
             store: config.store,
             sse_fixture: config.sse_fixture.clone(),
             backoff_base: DEFAULT_BACKOFF_BASE,
+            rate_limits: RateLimitTracker::default(),
         }
     }
 }

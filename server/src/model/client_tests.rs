@@ -44,6 +44,7 @@ fn settings() -> ClientSettings {
         sse_fixture: None,
         // Zero backoff keeps retries instant and their announced delays exact.
         backoff_base: Duration::ZERO,
+        rate_limits: crate::model::RateLimitTracker::default(),
     }
 }
 

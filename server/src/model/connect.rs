@@ -5,7 +5,7 @@ use std::fmt::Display;
 use std::path::PathBuf;
 
 use chrono::Utc;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 
 use crate::config::WireApi;
 
@@ -14,6 +14,7 @@ use super::chat_request::chat_body;
 use super::chat_stream::chat_events;
 use super::client::Shared;
 use super::error::ModelError;
+use super::event::ResponseEvent;
 use super::failure::{ErrorDetails, Failure, Origin, classify};
 use super::fixture::read_transcript;
 use super::request::{HeaderInputs, ModelRequest, auth_parts, endpoint, headers, responses_body};
@@ -98,8 +99,20 @@ pub(crate) async fn open(
         Ok(Ok(response)) => response,
     };
     let status = response.status();
+    let limits = super::rate_limits::from_headers(response.headers());
     if status.is_success() {
-        return Attempt::Open(parse(provider.wire_api, response.bytes_stream()));
+        let events = parse(provider.wire_api, response.bytes_stream());
+        return Attempt::Open(match limits {
+            // Announced first, so a turn shows them even if the stream then fails.
+            Some(limits) => futures::stream::once(async { Ok(ResponseEvent::RateLimits(limits)) })
+                .chain(events)
+                .boxed(),
+            None => events,
+        });
+    }
+    if let Some(limits) = &limits {
+        // A failed answer's limits matter most (a usage limit): keep them for the error.
+        shared.settings.rate_limits.record(limits);
     }
     let hint = delay_from_headers(response.headers(), Utc::now());
     let text = match tokio::time::timeout(idle, response.text()).await {

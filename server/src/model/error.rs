@@ -1,5 +1,6 @@
 //! Errors of a model call, each mapped to one contract turn error kind.
 
+use agent_server_schema::auth::RateLimits;
 use agent_server_schema::session::{TurnError, TurnErrorKind};
 use chrono::{DateTime, Utc};
 
@@ -26,6 +27,8 @@ pub enum ModelError {
         plan_type: Option<String>,
         /// The HTTP status, when the error came as an HTTP answer.
         http_status: Option<u16>,
+        /// The rate limits known when it happened (boxed: they would make every error large).
+        rate_limits: Option<Box<RateLimits>>,
     },
     /// The API account has no quota (credit) left.
     #[error("{message}")]
@@ -107,6 +110,7 @@ impl ModelError {
                 .resets_at()
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
             plan_type: self.plan_type(),
+            rate_limits: self.rate_limits(),
         }
     }
 
@@ -127,6 +131,14 @@ impl ModelError {
     pub fn resets_at(&self) -> Option<DateTime<Utc>> {
         match self {
             Self::UsageLimitReached { resets_at, .. } => *resets_at,
+            _ => None,
+        }
+    }
+
+    /// The rate limits known when a usage limit was reached.
+    pub fn rate_limits(&self) -> Option<RateLimits> {
+        match self {
+            Self::UsageLimitReached { rate_limits, .. } => rate_limits.as_deref().cloned(),
             _ => None,
         }
     }

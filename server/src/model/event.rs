@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use agent_server_schema::auth::RateLimits;
 use serde::Deserialize;
 
 use super::item::ResponseItem;
@@ -67,6 +68,10 @@ pub enum ResponseEvent {
         /// Token usage of this call, when reported.
         usage: Option<TokenUsage>,
     },
+    /// The response brought the plan's rate limits (its `x-codex-*` headers, or a
+    /// `codex.rate_limits` event): what the process knows now, parts it left out kept from
+    /// earlier responses.
+    RateLimits(RateLimits),
     /// The attempt failed and another starts after `delay`; drop partial state.
     Retrying {
         /// 1-based retry number within its budget.

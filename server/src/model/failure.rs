@@ -138,6 +138,7 @@ pub(crate) fn classify(details: ErrorDetails, origin: Origin, hint: Option<Durat
             resets_at: details.resets_at,
             plan_type: details.plan_type,
             http_status,
+            rate_limits: None,
         });
     }
     if details.is("insufficient_quota") {
@@ -211,12 +212,14 @@ mod tests {
                     resets_at: DateTime::from_timestamp(1_760_003_600, 0),
                     plan_type: Some("plus".into()),
                     http_status: Some(429),
+                    rate_limits: None,
                 }),
                 Failure::Fatal(ModelError::UsageLimitReached {
                     message: "the ChatGPT usage limit is reached: wait until it resets or upgrade the plan".into(),
                     resets_at: DateTime::from_timestamp(1_760_000_060, 0),
                     plan_type: Some("pro".into()),
                     http_status: Some(429),
+                    rate_limits: None,
                 })
             )
         );

@@ -17,6 +17,7 @@ mod failure;
 pub mod fixture;
 pub mod item;
 mod provider;
+pub mod rate_limits;
 mod request;
 mod retry;
 pub mod sse;
@@ -33,6 +34,7 @@ pub use provider::{
     OPENAI_PROVIDER_ID, Provider, default_provider_needs_openai_auth, resolve_provider,
     resolve_provider_with_env,
 };
+pub use rate_limits::RateLimitTracker;
 pub use request::ModelRequest;
 
 #[cfg(test)]

@@ -144,6 +144,11 @@ pub(crate) fn parse_frame(frame: &Event) -> Result<Option<ResponseEvent>, Failur
                 usage: response.usage.map(Into::into),
             }
         }
+        "codex.rate_limits" => {
+            // Rate limits are news, never a reason to fail: a malformed event is skipped.
+            let value: Value = serde_json::from_str(&frame.data).unwrap_or(Value::Null);
+            return Ok(super::rate_limits::from_event(&value).map(ResponseEvent::RateLimits));
+        }
         "response.failed" => {
             let error = parsed.response.and_then(|r| r.error).unwrap_or(Value::Null);
             return Err(stream_error(&error));

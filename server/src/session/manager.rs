@@ -13,7 +13,7 @@ use super::worker::{Session, TurnInput};
 use crate::config::Config;
 use crate::gate::ReplyGate;
 use crate::model::auth::UpstreamAuth;
-use crate::model::{ClientSettings, ModelClient, resolve_provider};
+use crate::model::{ClientSettings, ModelClient, RateLimitTracker, resolve_provider};
 use agent_server_schema::session::{
     InputItem, NewSessionParams, Session as SessionInfo, SubmitParams,
 };
@@ -59,6 +59,8 @@ pub struct Sessions {
     http: reqwest::Client,
     link: Arc<dyn ClientLink>,
     open: Mutex<Vec<Arc<Session>>>,
+    /// The rate limits every session's model calls record (one view per process).
+    rate_limits: RateLimitTracker,
 }
 
 impl Sessions {
@@ -75,6 +77,7 @@ impl Sessions {
             http,
             link,
             open: Mutex::new(Vec::new()),
+            rate_limits: RateLimitTracker::default(),
         }
     }
 
@@ -82,6 +85,11 @@ impl Sessions {
         self.open
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The latest rate limits any session's model calls saw.
+    pub fn rate_limits(&self) -> &RateLimitTracker {
+        &self.rate_limits
     }
 
     /// Finds a session.
@@ -128,7 +136,10 @@ impl Sessions {
             auto_compact_token_limit: config.model_auto_compact_token_limit,
         };
         let client = ModelClient::new(
-            ClientSettings::from_config(config),
+            ClientSettings {
+                rate_limits: self.rate_limits.clone(),
+                ..ClientSettings::from_config(config)
+            },
             provider,
             self.auth.clone(),
             self.http.clone(),

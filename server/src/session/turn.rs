@@ -151,6 +151,11 @@ impl Turn {
                     tracing::warn!(?reason, "the response ended incomplete");
                     return Ok(self.finish_response(tracker, None, usage).await);
                 }
+                ResponseEvent::RateLimits(rate_limits) => {
+                    let event = Event::RateLimitsUpdated { rate_limits };
+                    self.reporter.send(event).await;
+                    continue;
+                }
                 ResponseEvent::Retrying {
                     attempt,
                     max_attempts,

@@ -425,6 +425,7 @@ async fn model_errors_end_the_turn_with_their_typed_kind() {
                     http_status: error.http_status(),
                     resets_at: None,
                     plan_type: None,
+                    rate_limits: None,
                 }),
             })
         );

@@ -275,6 +275,7 @@ impl TurnOutcome {
                 http_status: None,
                 resets_at: None,
                 plan_type: None,
+                rate_limits: None,
             }),
         }
     }

@@ -21,6 +21,8 @@ import type {
   LoginChatGptParams,
   LoginChatGptResult,
   NewSessionParams,
+  RateLimitsParams,
+  RateLimitsResult,
   RequestApprovalParams,
   RequestApprovalResult,
   Session,
@@ -40,6 +42,7 @@ export interface ClientRequests {
   "auth/loginApiKey": { params: LoginApiKeyParams; result: EmptyResult };
   "auth/loginChatGPT": { params: LoginChatGptParams; result: LoginChatGptResult };
   "auth/cancelLogin": { params: CancelLoginParams; result: CancelLoginResult };
+  "auth/rateLimits": { params: RateLimitsParams; result: RateLimitsResult };
   "auth/logout": { params: EmptyParams; result: EmptyResult };
   "session/new": { params: NewSessionParams; result: Session };
   "session/submit": { params: SubmitParams; result: SubmitResult };
@@ -81,6 +84,7 @@ export const CLIENT_REQUEST_METHODS: readonly ClientRequestMethod[] = [
   "auth/loginApiKey",
   "auth/loginChatGPT",
   "auth/cancelLogin",
+  "auth/rateLimits",
   "auth/logout",
   "session/new",
   "session/submit",

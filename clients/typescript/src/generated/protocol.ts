@@ -91,6 +91,7 @@ export type Event =
   | TokenUsageEvent
   | RetryingEvent
   | ContextCompactedEvent
+  | RateLimitsUpdatedEvent
   | TurnCompletedEvent;
 /**
  * Something the agent did or said in a turn.
@@ -233,6 +234,11 @@ export interface AgentServerProtocol {
   NewSessionParams?: NewSessionParams;
   PlanStep?: PlanStep;
   PlanStepStatus?: PlanStepStatus;
+  RateLimitCredits?: RateLimitCredits;
+  RateLimitWindow?: RateLimitWindow;
+  RateLimits?: RateLimits;
+  RateLimitsParams?: RateLimitsParams;
+  RateLimitsResult?: RateLimitsResult;
   ReasoningEffort?: ReasoningEffort;
   RequestApprovalParams?: RequestApprovalParams;
   RequestApprovalResult?: RequestApprovalResult;
@@ -796,6 +802,81 @@ export interface ContextCompactedEvent {
   type: "contextCompacted";
 }
 /**
+ * A model response brought the plan's rate limits (1.1).
+ */
+export interface RateLimitsUpdatedEvent {
+  /**
+   * What this process knows now: the response's values, with parts it left out kept
+   * from earlier responses.
+   */
+  rateLimits: RateLimits;
+  type: "rateLimitsUpdated";
+}
+/**
+ * A ChatGPT plan's usage limits; every part is null when unknown.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "RateLimits".
+ */
+export interface RateLimits {
+  /**
+   * The plan's credits.
+   */
+  credits?: RateLimitCredits | null;
+  /**
+   * The ChatGPT plan, e.g. `plus`.
+   */
+  planType?: string | null;
+  /**
+   * The primary (shorter) window, e.g. 5 hours.
+   */
+  primary?: RateLimitWindow | null;
+  /**
+   * The secondary (longer) window, e.g. a week.
+   */
+  secondary?: RateLimitWindow | null;
+}
+/**
+ * The credits of a ChatGPT plan.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "RateLimitCredits".
+ */
+export interface RateLimitCredits {
+  /**
+   * The balance as the upstream wrote it (a decimal number in a string), when known.
+   */
+  balance?: string | null;
+  /**
+   * Whether the account has credits to spend beyond its limits.
+   */
+  hasCredits: boolean;
+  /**
+   * Whether its credits are unlimited.
+   */
+  unlimited: boolean;
+}
+/**
+ * One rate-limit window of a ChatGPT plan (e.g. the 5-hour or the weekly limit).
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "RateLimitWindow".
+ */
+export interface RateLimitWindow {
+  /**
+   * When the window resets (RFC 3339), when known.
+   */
+  resetsAt?: string | null;
+  /**
+   * How much of the window's limit is used, in percent (may pass 100 when over the limit).
+   */
+  usedPercent: number;
+  /**
+   * The window's length in minutes, when known (300 = 5 hours, 10080 = a week).
+   */
+  windowMinutes?: number | null;
+}
+/**
  * The turn ended; always the turn's last event.
  */
 export interface TurnCompletedEvent {
@@ -840,6 +921,10 @@ export interface TurnError {
    * The ChatGPT plan, for `usageLimitReached`.
    */
   planType?: string | null;
+  /**
+   * For `usageLimitReached`: the rate limits known when it happened (1.1).
+   */
+  rateLimits?: RateLimits | null;
   /**
    * When the usage limit resets (RFC 3339).
    */
@@ -1144,6 +1229,47 @@ export interface NewSessionParams {
    * Sandbox mode (default `workspaceWrite`).
    */
   sandbox?: SandboxMode | null;
+}
+/**
+ * Params of `auth/rateLimits`.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "RateLimitsParams".
+ */
+export interface RateLimitsParams {
+  /**
+   * Ask the usage endpoint even when the process has already seen rate limits.
+   */
+  refresh?: boolean;
+}
+/**
+ * Result of `auth/rateLimits`: the `RateLimits`, plus `error` when the usage endpoint could
+ * not be read (the limits are then what this process last saw, or null).
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "RateLimitsResult".
+ */
+export interface RateLimitsResult {
+  /**
+   * The plan's credits.
+   */
+  credits?: RateLimitCredits | null;
+  /**
+   * Why the usage endpoint could not be read; null when it was read or not needed.
+   */
+  error?: string | null;
+  /**
+   * The ChatGPT plan, e.g. `plus`.
+   */
+  planType?: string | null;
+  /**
+   * The primary (shorter) window, e.g. 5 hours.
+   */
+  primary?: RateLimitWindow | null;
+  /**
+   * The secondary (longer) window, e.g. a week.
+   */
+  secondary?: RateLimitWindow | null;
 }
 /**
  * Params of the server → client request `session/requestApproval`.
