@@ -15,7 +15,7 @@ use super::instructions::BASE_INSTRUCTIONS;
 use super::worker::{Session, SessionParts};
 use crate::config::Config;
 use crate::model::auth::UpstreamAuth;
-use crate::model::{ClientSettings, ModelClient, resolve_provider};
+use crate::model::{ClientSettings, ModelCatalog, ModelClient, resolve_provider};
 
 /// Why a session call failed; the api layer maps each to its contract error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +41,9 @@ pub struct Sessions {
     http: reqwest::Client,
     link: Arc<dyn ClientLink>,
     open: Mutex<Vec<Arc<Session>>>,
+    catalog: ModelCatalog,
+    /// `config.models`, shared by every session.
+    model_tables: Arc<std::collections::BTreeMap<String, crate::config::ModelConfig>>,
 }
 
 impl Sessions {
@@ -52,6 +55,8 @@ impl Sessions {
         link: Arc<dyn ClientLink>,
     ) -> Self {
         Self {
+            catalog: ModelCatalog::new(http.clone()),
+            model_tables: Arc::new(config.models.clone()),
             config,
             auth,
             http,
@@ -138,6 +143,7 @@ impl Sessions {
             instructions,
             shell_timeout: std::time::Duration::from_millis(config.shell_timeout_ms),
             client,
+            model_tables: Arc::clone(&self.model_tables),
             link: Arc::clone(&self.link),
         });
         tracing::info!(session_id = %session.id, cwd = %session.cwd.display(), "session created");
@@ -201,6 +207,11 @@ impl Sessions {
                 turn_id.unwrap_or_default().to_string(),
             ))
         }
+    }
+
+    /// Every model a client may pick (`model/list`).
+    pub async fn list_models(&self) -> Vec<agent_server_schema::models::Model> {
+        self.catalog.list(&self.config).await
     }
 
     /// Every open session, oldest first.

@@ -75,7 +75,7 @@ pub(crate) async fn run(session: Arc<Session>, turn: QueuedTurn) -> TurnOutcome 
                 model: session.model.clone(),
                 instructions: session.instructions.clone(),
                 input,
-                tools: tools::tool_specs(),
+                tools: tools::tool_specs(session.tool_shapes(&session.model)),
                 reasoning_effort: Some(effort_name(session.reasoning_effort).to_string()),
                 previous_response_id: previous,
                 user_agent: session.link.user_agent(),
@@ -103,17 +103,22 @@ pub(crate) async fn run(session: Arc<Session>, turn: QueuedTurn) -> TurnOutcome 
             approvals: Arc::clone(&session.approvals),
         };
         let mut calls = calls.into_iter();
-        while let Some(call) = calls.next() {
+        while let Some(PendingCall { call, custom }) = calls.next() {
             let call_id = call.call_id.clone();
-            let outcome = tools::dispatch(call, &context, &host).await;
+            let outcome = if custom {
+                tools::dispatch_custom(call, &context, &host).await
+            } else {
+                tools::dispatch(call, &context, &host).await
+            };
             let mut conversation = session.conversation.lock().await;
-            conversation.push_own(function_call_output(&call_id, &outcome.output));
+            conversation.push_own(call_output(&call_id, custom, &outcome.output));
             if outcome.abort_turn || turn.cancel.is_cancelled() {
                 // Every call in the history needs its output, or the next turn's request is
                 // refused upstream: the calls that never ran say so.
                 for skipped in calls.by_ref() {
-                    conversation.push_own(function_call_output(
-                        &skipped.call_id,
+                    conversation.push_own(call_output(
+                        &skipped.call.call_id,
+                        skipped.custom,
                         "The turn was interrupted before this tool call ran.",
                     ));
                 }
@@ -123,8 +128,21 @@ pub(crate) async fn run(session: Arc<Session>, turn: QueuedTurn) -> TurnOutcome 
     }
 }
 
-fn function_call_output(call_id: &str, output: &str) -> Value {
-    json!({"type": "function_call_output", "call_id": call_id, "output": output})
+/// The answer to a call: `custom_tool_call_output` for a freeform call, else
+/// `function_call_output`.
+fn call_output(call_id: &str, custom: bool, output: &str) -> Value {
+    let kind = if custom {
+        "custom_tool_call_output"
+    } else {
+        "function_call_output"
+    };
+    json!({"type": kind, "call_id": call_id, "output": output})
+}
+
+/// A tool call of the model and whether it came as a freeform `custom_tool_call`.
+struct PendingCall {
+    call: ToolCall,
+    custom: bool,
 }
 
 fn effort_name(effort: agent_server_schema::session::ReasoningEffort) -> &'static str {
@@ -135,6 +153,7 @@ fn effort_name(effort: agent_server_schema::session::ReasoningEffort) -> &'stati
         E::Low => "low",
         E::Medium => "medium",
         E::High => "high",
+        E::Xhigh => "xhigh",
     }
 }
 
@@ -192,7 +211,9 @@ struct Attempt {
     open: HashMap<String, OpenItem>,
     /// Finished items to add to the history once the response completes.
     done: Vec<Value>,
-    calls: Vec<ToolCall>,
+    calls: Vec<PendingCall>,
+    /// Streamed input of custom tool calls, by upstream item id.
+    custom_input: HashMap<String, String>,
 }
 
 struct OpenItem {
@@ -207,7 +228,7 @@ async fn model_call(
     turn: &QueuedTurn,
     request: ModelRequest,
     state: &mut TurnState,
-) -> Result<Vec<ToolCall>, TurnOutcome> {
+) -> Result<Vec<PendingCall>, TurnOutcome> {
     let sink = &session.sink;
     let turn_id = turn.turn_id.as_str();
     let mut stream = session.client.stream(request, turn.cancel.clone());
@@ -219,6 +240,14 @@ async fn model_call(
         };
         match event {
             ResponseEvent::Created { .. } | ResponseEvent::FunctionCallArgumentsDelta { .. } => {}
+            ResponseEvent::CustomToolCallInputDelta { item_id, delta } => {
+                // Kept for a `done` item that comes without its `input`.
+                attempt
+                    .custom_input
+                    .entry(item_id)
+                    .or_default()
+                    .push_str(&delta);
+            }
             ResponseEvent::OutputItemAdded { item } => {
                 let Some(upstream_id) = item.get("id").and_then(Value::as_str) else {
                     continue;
@@ -472,17 +501,29 @@ async fn item_done(
             .await;
             attempt.done.push(for_history(item));
         }
-        Some("function_call") => {
+        Some(kind @ ("function_call" | "custom_tool_call")) => {
+            let custom = kind == "custom_tool_call";
+            let mut item = item;
+            let streamed = attempt.custom_input.remove(&upstream_id);
+            if custom
+                && item.get("input").is_none()
+                && let (Some(input), Some(map)) = (streamed, item.as_object_mut())
+            {
+                map.insert("input".into(), Value::String(input));
+            }
             let field = |name: &str| {
                 item.get(name)
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                     .to_string()
             };
-            attempt.calls.push(ToolCall {
-                call_id: field("call_id"),
-                name: field("name"),
-                arguments: field("arguments"),
+            attempt.calls.push(PendingCall {
+                call: ToolCall {
+                    call_id: field("call_id"),
+                    name: field("name"),
+                    arguments: field(if custom { "input" } else { "arguments" }),
+                },
+                custom,
             });
             attempt.done.push(for_history(item));
         }
@@ -498,7 +539,7 @@ async fn finish_response(
     response_id: Option<String>,
     usage: Option<TokenUsage>,
     state: &mut TurnState,
-) -> Vec<ToolCall> {
+) -> Vec<PendingCall> {
     let last = usage.map(to_usage).unwrap_or_default();
     state.usage.add(&last);
     let total = {

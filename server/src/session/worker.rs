@@ -1,6 +1,6 @@
 //! One session: its settings, its queue of turns, and the worker that runs them one by one.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -13,7 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::EventSink;
 use super::turn::{self, Conversation, TurnOutcome};
-use crate::model::ModelClient;
+use crate::config::ModelConfig;
+use crate::model::catalog::tool_shapes;
+use crate::model::{ModelClient, ToolShapes};
 use crate::tools::SessionApprovals;
 
 /// A turn waiting to run (or running).
@@ -55,6 +57,8 @@ pub struct Session {
     /// Default timeout of a command.
     pub shell_timeout: std::time::Duration,
     pub(crate) client: ModelClient,
+    /// `[models.<id>]` tables, for the tool shapes of the turn's model.
+    pub(crate) model_tables: Arc<BTreeMap<String, ModelConfig>>,
     pub(crate) sink: EventSink,
     pub(crate) link: Arc<dyn super::ClientLink>,
     pub(crate) approvals: Arc<SessionApprovals>,
@@ -76,6 +80,7 @@ pub(crate) struct SessionParts {
     pub(crate) instructions: String,
     pub(crate) shell_timeout: std::time::Duration,
     pub(crate) client: ModelClient,
+    pub(crate) model_tables: Arc<BTreeMap<String, ModelConfig>>,
     pub(crate) sink: EventSink,
     pub(crate) link: Arc<dyn super::ClientLink>,
 }
@@ -94,6 +99,7 @@ impl Session {
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             shell_timeout: parts.shell_timeout,
             client: parts.client,
+            model_tables: parts.model_tables,
             sink: parts.sink,
             link: parts.link,
             approvals: Arc::new(SessionApprovals::new()),
@@ -107,6 +113,11 @@ impl Session {
         self.queue
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The tool shapes `model` is offered at this session's provider.
+    pub(crate) fn tool_shapes(&self, model: &str) -> ToolShapes {
+        tool_shapes(&self.model_tables, model, self.client.provider().wire_api)
     }
 
     /// Whether a turn is running or queued.

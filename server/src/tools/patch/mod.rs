@@ -13,10 +13,7 @@ pub fn from_command(argv: &[String]) -> Option<(String, Option<String>)> {
     match argv {
         [program, patch] if is_apply_patch(program) => Some((patch.clone(), None)),
         [shell, flag, script]
-            if matches!(
-                shell.as_str(),
-                "bash" | "sh" | "zsh" | "/bin/bash" | "/bin/sh"
-            ) && (flag == "-c" || flag == "-lc") =>
+            if crate::tools::safety::is_shell(shell) && (flag == "-c" || flag == "-lc") =>
         {
             from_heredoc(script)
         }
