@@ -13,6 +13,7 @@ import type {
   InitializeParams,
   InitializeResult,
   InterruptParams,
+  ListModelsResult,
   ListSessionsResult,
   LoginApiKeyParams,
   LoginChatGptCompleteNotification,
@@ -43,6 +44,7 @@ export interface ClientRequests {
   "session/interrupt": { params: InterruptParams; result: EmptyResult };
   "session/list": { params: EmptyParams; result: ListSessionsResult };
   "session/close": { params: CloseSessionParams; result: EmptyResult };
+  "model/list": { params: EmptyParams; result: ListModelsResult };
 }
 
 /** Requests the server sends to the client: params and result of each. */
@@ -83,6 +85,7 @@ export const CLIENT_REQUEST_METHODS: readonly ClientRequestMethod[] = [
   "session/interrupt",
   "session/list",
   "session/close",
+  "model/list",
 ];
 
 /** Every server → client request method. */
