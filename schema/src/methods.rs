@@ -12,9 +12,9 @@ use crate::lifecycle::{EmptyParams, EmptyResult, InitializeParams, InitializeRes
 use crate::models::ListModelsResult;
 use crate::rpc::{CancelRequestParams, CancelledNotificationParams};
 use crate::session::{
-    CloseSessionParams, InterruptParams, ListSessionsResult, NewSessionParams,
-    RequestApprovalParams, RequestApprovalResult, Session, SessionEventNotification, SubmitParams,
-    SubmitResult,
+    CloseSessionParams, CompactParams, CompactResult, InterruptParams, ListSessionsResult,
+    NewSessionParams, RequestApprovalParams, RequestApprovalResult, Session,
+    SessionEventNotification, SubmitParams, SubmitResult,
 };
 
 /// A request: a wire name with its params and result types.
@@ -114,6 +114,8 @@ requests! {
     CloseSession = "session/close", ClientToServer, CloseSessionParams => EmptyResult;
     /// `model/list`: the models a client may pick.
     ListModels = "model/list", ClientToServer, EmptyParams => ListModelsResult;
+    /// `session/compact`: compact the conversation in a turn of its own; replies at once.
+    Compact = "session/compact", ClientToServer, CompactParams => CompactResult;
     /// `session/requestApproval`: the server asks the client to approve an action.
     RequestApproval = "session/requestApproval", ServerToClient, RequestApprovalParams => RequestApprovalResult;
 }

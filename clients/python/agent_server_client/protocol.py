@@ -30,6 +30,8 @@ __all__ = [
     "CommandExecutionItem",
     "CommandOutputDeltaEvent",
     "CommandStream",
+    "CompactParams",
+    "CompactResult",
     "ContextCompactedEvent",
     "ContextSummaryItem",
     "EmptyParams",
@@ -232,6 +234,18 @@ class CloseSessionParams(TypedDict):
     """Params of `session/close`."""
     #: The session to close.
     sessionId: str
+
+
+class CompactParams(TypedDict):
+    """Params of `session/compact`."""
+    #: The session whose conversation to compact.
+    sessionId: str
+
+
+class CompactResult(TypedDict):
+    """Result of `session/compact`: the compaction runs as a turn of its own, queued like a submit."""
+    #: The compaction turn's id.
+    turnId: str
 
 
 class EmptyParams(TypedDict):
@@ -777,6 +791,7 @@ CLIENT_REQUESTS: dict[str, tuple[str, str]] = {
     "session/list": ("EmptyParams", "ListSessionsResult"),
     "session/close": ("CloseSessionParams", "EmptyResult"),
     "model/list": ("EmptyParams", "ListModelsResult"),
+    "session/compact": ("CompactParams", "CompactResult"),
 }
 ClientRequestMethod = Literal[
     "initialize",
@@ -792,6 +807,7 @@ ClientRequestMethod = Literal[
     "session/list",
     "session/close",
     "model/list",
+    "session/compact",
 ]
 
 #: Method name -> (params type name, result type name).

@@ -41,6 +41,8 @@ pub struct SessionSettings {
     pub model_tables: Arc<BTreeMap<String, ModelConfig>>,
     /// The wire API of the provider (Chat Completions providers get function tools only).
     pub wire_api: WireApi,
+    /// `model_auto_compact_token_limit` from config: compact past this many tokens.
+    pub auto_compact_token_limit: Option<u64>,
 }
 
 impl SessionSettings {

@@ -8,6 +8,8 @@ import type {
   CancelRequestParams,
   CancelledNotificationParams,
   CloseSessionParams,
+  CompactParams,
+  CompactResult,
   EmptyParams,
   EmptyResult,
   InitializeParams,
@@ -45,6 +47,7 @@ export interface ClientRequests {
   "session/list": { params: EmptyParams; result: ListSessionsResult };
   "session/close": { params: CloseSessionParams; result: EmptyResult };
   "model/list": { params: EmptyParams; result: ListModelsResult };
+  "session/compact": { params: CompactParams; result: CompactResult };
 }
 
 /** Requests the server sends to the client: params and result of each. */
@@ -86,6 +89,7 @@ export const CLIENT_REQUEST_METHODS: readonly ClientRequestMethod[] = [
   "session/list",
   "session/close",
   "model/list",
+  "session/compact",
 ];
 
 /** Every server → client request method. */
