@@ -22,7 +22,7 @@ use futures::future::join_all;
 use jsonrpsee::{ConnectionId, Extensions, MethodCallback, Methods};
 use jsonrpsee_types::{Id, Params};
 use serde_json::value::RawValue;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::AsyncRead;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -32,7 +32,7 @@ use super::message::{Incoming, classify};
 use super::peer::Peer;
 use super::{RequestContext, RpcError};
 use crate::gate::ReplyGate;
-use crate::transport::{FramingChoice, Inbound, MessageReader, Outbox, Output};
+use crate::transport::{FramingChoice, Inbound, MessageReader, Outbox};
 
 /// Requests that may run at once. Each is a small task; 1024 keeps a pipelined burst flowing
 /// while bounding memory. When all are busy the reader stops reading (back-pressure).
@@ -43,6 +43,7 @@ const MAX_IN_FLIGHT: usize = 1024;
 const OVERLOAD_GRACE: Duration = Duration::from_secs(2);
 
 /// What the application plugs into the generic loop.
+#[async_trait::async_trait]
 pub trait Hooks: Send + Sync + 'static {
     /// Called for each request in arrival order, before it runs; an error is the reply.
     fn admit(&self, _method: &str) -> Result<(), RpcError> {
@@ -51,6 +52,13 @@ pub trait Hooks: Send + Sync + 'static {
 
     /// A notification other than the cancellation ones, which the loop handles itself.
     fn notification(&self, _method: &str, _params: Option<&RawValue>) {}
+
+    /// The input ended: let running work finish (the peer is closed already, so nothing can
+    /// be asked of the client any more).
+    async fn input_closed(&self) {}
+
+    /// The connection is stopping: interrupt running work; it still reports its end.
+    async fn stopping(&self) {}
 }
 
 /// Settings of the loop.
@@ -106,21 +114,19 @@ impl Server {
         self
     }
 
-    /// Reads and dispatches until the input ends or `stop` fires. The writer task is started
-    /// once the framing is known and returned so the caller can wait for the final flush
-    /// (it ends when `finish` fires).
-    pub async fn serve<R, W>(
+    /// Reads and dispatches until the input ends or `stop` fires. The writer is started once
+    /// the framing is known and returned, so the caller can wait for the final flush (it ends
+    /// when the peer finishes writing).
+    pub async fn serve<R>(
         &self,
         input: R,
-        output: Output<W>,
+        output: Box<dyn std::io::Write + Send>,
         outbox: Outbox,
         config: ServeConfig,
         stop: CancellationToken,
-        finish: CancellationToken,
     ) -> (Ended, Option<JoinHandle<()>>)
     where
         R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin + Send + 'static,
     {
         let mut reader = MessageReader::new(input, config.framing, config.max_message_bytes);
         let framing = tokio::select! {
@@ -137,7 +143,7 @@ impl Server {
             }
         };
         self.peer.set_framing(framing);
-        let writer = outbox.start(output, framing, finish);
+        let writer = outbox.start(output, framing);
         loop {
             let next = tokio::select! {
                 biased;
@@ -610,7 +616,11 @@ mod tests {
         )
         .with_limits(1, Duration::from_millis(50));
         let (mut client_in, server_in) = tokio::io::duplex(64 * 1024);
-        let (server_out, client_out) = tokio::io::duplex(64 * 1024);
+        // The output is a real pipe, as stdout is.
+        let (pipe_out, pipe_in) = std::io::pipe().unwrap();
+        let client_out =
+            tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(pipe_out))
+                .unwrap();
         let config = ServeConfig {
             framing: FramingChoice::Ndjson,
             max_message_bytes: 1 << 20,
@@ -620,14 +630,7 @@ mod tests {
             let stop = stop.clone();
             async move {
                 server
-                    .serve(
-                        server_in,
-                        Output::Async(server_out),
-                        outbox,
-                        config,
-                        stop,
-                        CancellationToken::new(),
-                    )
+                    .serve(server_in, Box::new(pipe_in), outbox, config, stop)
                     .await
             }
         };
