@@ -39,10 +39,6 @@ use store::{AuthFile, MODE_API_KEY, Store};
 
 /// The OAuth client id of the ChatGPT login.
 pub const DEFAULT_CLIENT_ID: &str = "app_EMoamEEZ73f0CkXaXp7hrann";
-/// How long a browser login may stay pending by default.
-pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(600);
-/// How long a device-code login may stay pending by default (the contract's 15 minutes).
-pub const DEFAULT_DEVICE_LOGIN_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// Everything the auth domain needs to know from the configuration.
 #[derive(Debug, Clone)]
