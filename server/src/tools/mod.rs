@@ -25,6 +25,7 @@
 //!   an interrupt (`ToolContext::cancel`) or dropping the future kills the whole group.
 
 mod approval;
+pub mod decision;
 mod edit;
 mod exec;
 mod output;

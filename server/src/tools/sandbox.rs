@@ -27,6 +27,8 @@
 
 use std::path::{Path, PathBuf};
 
+use super::patch::nofollow::real_path;
+
 use agent_server_schema::session::SandboxMode;
 
 /// Why a command could not be confined as its sandbox mode requires.
@@ -160,28 +162,6 @@ pub(crate) fn mode_name(mode: SandboxMode) -> &'static str {
         SandboxMode::ReadOnly => "readOnly",
         SandboxMode::WorkspaceWrite => "workspaceWrite",
         SandboxMode::DangerFullAccess => "dangerFullAccess",
-    }
-}
-
-/// `path` with its longest existing prefix canonicalized (the rest appended as is).
-fn real_path(path: &Path) -> PathBuf {
-    let mut existing = path;
-    let mut rest = Vec::new();
-    loop {
-        if let Ok(real) = existing.canonicalize() {
-            let mut out = real;
-            for part in rest.iter().rev() {
-                out.push(part);
-            }
-            return out;
-        }
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_os_string());
-                existing = parent;
-            }
-            _ => return path.to_path_buf(),
-        }
     }
 }
 
