@@ -184,6 +184,12 @@ fn init_logging(level: Option<&str>, file: Option<&std::path::Path>) -> std::io:
 }
 
 async fn serve(config: Config, framing: FramingChoice) -> ExitCode {
+    agent_server::tools::sandbox::protect_agent_home(&config.home);
+    if let Err(err) = agent_server::tools::sandbox::make_server_unreadable() {
+        return fail(&format!(
+            "cannot make the server's /proc entries unreadable to commands: {err}"
+        ));
+    }
     let (writer, outbox) = transport::outbox();
     let peer = Peer::new(writer);
     let stop = CancellationToken::new();

@@ -49,10 +49,39 @@ fn is_safe_argv(argv: &[String]) -> bool {
     }
 }
 
-/// `rg --pre CMD` and `--hostname-bin CMD` run programs; `-z` runs decompressors.
+/// `rg --pre CMD` and `--hostname-bin CMD` run programs; `-z` runs decompressors, also inside a
+/// cluster of short options (`-nz`).
 fn is_safe_rg_arg(arg: &str) -> bool {
     let name = arg.split('=').next().unwrap_or(arg);
-    !matches!(name, "--pre" | "--hostname-bin" | "--search-zip" | "-z")
+    let short_cluster_with_z = !arg.starts_with("--") && arg.starts_with('-') && arg.contains('z');
+    !short_cluster_with_z && !matches!(name, "--pre" | "--hostname-bin" | "--search-zip")
+}
+
+/// Whether any word of `argv` (a shell script's words included) names one of `protected` (the
+/// agent home, the server's `/proc/<pid>`) or something inside it, directly, relative to `cwd`
+/// or through a symlink. A known-safe command that does is not run without approval: reading
+/// is what it would do there. (A recursive read of a directory above the home is not caught
+/// here; in confined modes the home is hidden from commands anyway.)
+pub fn names_protected_path(
+    argv: &[String],
+    cwd: &std::path::Path,
+    protected: &[std::path::PathBuf],
+) -> bool {
+    let words = match shell_script(argv) {
+        Some(script) => split_words(script).unwrap_or_default(),
+        None => argv.to_vec(),
+    };
+    words.iter().any(|word| {
+        // `--file=PATH` style arguments name a path too.
+        let value = word.split_once('=').map_or(word.as_str(), |(_, v)| v);
+        [word.as_str(), value].iter().any(|candidate| {
+            let resolved = super::patch::resolve(cwd, candidate);
+            let real = super::patch::nofollow::real_path(&resolved);
+            protected
+                .iter()
+                .any(|p| resolved.starts_with(p) || real.starts_with(p))
+        })
+    })
 }
 
 fn is_unsafe_find_arg(arg: &str) -> bool {
@@ -227,6 +256,10 @@ mod tests {
             (&["rg", "--pre", "sh", "x"], false),
             (&["rg", "--pre=sh", "x"], false),
             (&["rg", "-z", "x"], false),
+            (&["rg", "-nz", "x"], false),
+            (&["rg", "-zn", "x"], false),
+            (&["rg", "--search-zip", "x"], false),
+            (&["rg", "-n", "--", "z"], true),
             (&["find", ".", "-name", "*.rs"], true),
             (&["find", ".", "-exec", "rm", "{}", ";"], false),
             (&["find", ".", "-execdir", "rm", "{}", ";"], false),
@@ -287,6 +320,33 @@ mod tests {
         let want: Vec<(Vec<String>, bool)> =
             table.iter().map(|(cmd, safe)| (argv(cmd), *safe)).collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn commands_naming_the_home_or_the_server_proc_entry_are_flagged() {
+        let home = tempfile::tempdir().unwrap();
+        let home = home.path().canonicalize().unwrap();
+        let cwd = home.parent().unwrap().to_path_buf();
+        let protected = vec![home.clone(), std::path::PathBuf::from("/proc/4242")];
+        let name = home.file_name().unwrap().to_string_lossy().into_owned();
+        let auth = format!("{}/auth.json", home.display());
+        let table: &[(&[&str], bool)] = &[
+            (&["cat", &auth], true),
+            (&["cat", &format!("{name}/auth.json")], true),
+            (&["grep", &format!("--file={auth}"), "x"], true),
+            (&["bash", "-lc", &format!("cat '{auth}'")], true),
+            (&["cat", "/proc/4242/environ"], true),
+            (&["cat", "/proc/42421/environ"], false),
+            (&["cat", "Cargo.toml"], false),
+            (&["ls"], false),
+        ];
+        for (cmd, want) in table {
+            assert_eq!(
+                names_protected_path(&argv(cmd), &cwd, &protected),
+                *want,
+                "{cmd:?}"
+            );
+        }
     }
 
     #[test]
