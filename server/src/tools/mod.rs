@@ -50,6 +50,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use approval::{ApprovalRequest, SessionApprovals};
 pub use output::{MAX_OUTPUT_BYTES, MAX_OUTPUT_LINES};
+pub use shell::set_max_command_timeout;
 pub use spec::tool_specs;
 
 /// How tools reach the client; the session implements it.

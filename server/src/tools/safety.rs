@@ -157,6 +157,56 @@ fn is_safe_git(args: &[String]) -> bool {
     }
 }
 
+/// Global options that keep git from running programs named in the repository's config: no
+/// pager (`core.pager`, `pager.<cmd>`), no fsmonitor hook, no hooks, no signature checks (gpg).
+const GIT_SAFE_GLOBALS: [&str; 7] = [
+    "--no-pager",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "log.showSignature=false",
+];
+
+/// `argv` as it should run: a known-safe git command (also as a one-command shell script) gets
+/// [`GIT_SAFE_GLOBALS`] and, for `diff`/`log`/`show`, `--no-ext-diff --no-textconv`, so the
+/// repository's `.git/config` cannot make it run `diff.external`, textconv drivers, a pager or
+/// an fsmonitor; anything else is returned unchanged.
+pub fn without_repo_programs(argv: &[String]) -> Vec<String> {
+    if let Some(script) = shell_script(argv)
+        && let Some(words) = split_words(script)
+        && let Some(hardened) = hardened_git(&words)
+    {
+        let quoted: Vec<String> = hardened.iter().map(|w| quote(w)).collect();
+        let mut out = argv.to_vec();
+        out[2] = quoted.join(" ");
+        return out;
+    }
+    hardened_git(argv).unwrap_or_else(|| argv.to_vec())
+}
+
+fn hardened_git(argv: &[String]) -> Option<Vec<String>> {
+    let (program, args) = argv.split_first()?;
+    if program != "git" || !is_safe_git(args) {
+        return None;
+    }
+    let (sub, rest) = args.split_first()?;
+    let mut out = vec![program.clone()];
+    out.extend(GIT_SAFE_GLOBALS.iter().map(|s| (*s).to_owned()));
+    out.push(sub.clone());
+    if matches!(sub.as_str(), "diff" | "log" | "show") {
+        out.extend(["--no-ext-diff".to_owned(), "--no-textconv".to_owned()]);
+    }
+    out.extend(rest.iter().cloned());
+    Some(out)
+}
+
+/// A word single-quoted for the shell.
+fn quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
 /// Splits a shell script into the words of one simple command, or `None` when the script uses
 /// anything beyond plain words and quotes (operators, redirections, substitutions, expansions,
 /// globs, comments, line breaks), so that the words are exactly the argv the shell would run.
@@ -347,6 +397,30 @@ mod tests {
                 "{cmd:?}"
             );
         }
+    }
+
+    #[test]
+    fn known_safe_git_commands_run_without_repository_programs() {
+        let globals = "--no-pager -c core.fsmonitor=false -c core.hooksPath=/dev/null -c \
+                       log.showSignature=false";
+        let table: &[(&[&str], String)] = &[
+            (&["git", "status"], format!("git {globals} status")),
+            (
+                &["git", "diff", "HEAD"],
+                format!("git {globals} diff --no-ext-diff --no-textconv HEAD"),
+            ),
+            (&["git", "commit", "-m", "x"], "git commit -m x".to_owned()),
+            (&["ls", "-l"], "ls -l".to_owned()),
+        ];
+        for (cmd, want) in table {
+            assert_eq!(without_repo_programs(&argv(cmd)).join(" "), *want);
+        }
+        let wrapped = without_repo_programs(&argv(&["bash", "-lc", "git show 'HEAD'"]));
+        assert_eq!(
+            wrapped[2],
+            "'git' '--no-pager' '-c' 'core.fsmonitor=false' '-c' 'core.hooksPath=/dev/null' '-c' \
+             'log.showSignature=false' 'show' '--no-ext-diff' '--no-textconv' 'HEAD'"
+        );
     }
 
     #[test]
