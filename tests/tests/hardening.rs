@@ -787,3 +787,64 @@ async fn rg_z_in_a_cluster_needs_approval_and_a_huge_timeout_is_capped_and_said(
         "{told}"
     );
 }
+
+// ---- finding 10: the login callback server ----
+
+/// Needs to read the server's `/proc/<pid>/fd` (root, as the server is not dumpable). Idle
+/// connections are capped and closed after the header timeout, and `[::1]` is held on the
+/// callback port too (where the host has IPv6).
+#[tokio::test]
+async fn the_login_callback_server_caps_idle_connections_and_holds_both_loopbacks() {
+    let issuer = MockServer::start().await;
+    let mut server = TestServer::builder()
+        .env("AGENT_SERVER_AUTH_ISSUER", issuer.uri())
+        .args(["-c", "login_callback_port=0"])
+        .spawn()
+        .await;
+    let reply = server
+        .request_raw("auth/loginChatGPT", Some(json!({})))
+        .await;
+    let auth_url = url::Url::parse(reply["result"]["authUrl"].as_str().unwrap()).unwrap();
+    let redirect = auth_url
+        .query_pairs()
+        .find(|(k, _)| k == "redirect_uri")
+        .map(|(_, v)| url::Url::parse(&v).unwrap())
+        .unwrap();
+    let port = redirect.port().unwrap();
+    let fds = |pid: u32| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let before = fds(server.pid());
+    let mut idle: Vec<std::net::TcpStream> = (0..300)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = fds(server.pid());
+    assert!(
+        after < before + 40,
+        "300 idle connections took {} descriptors",
+        after - before
+    );
+    if std::net::TcpListener::bind(("::1", 0)).is_ok() {
+        let taken = std::net::TcpListener::bind(("::1", port)).map_err(|e| e.kind());
+        assert_eq!(taken.err(), Some(std::io::ErrorKind::AddrInUse));
+    }
+    // Every idle connection is closed by the server within the header timeout (5 s).
+    for stream in &mut idle {
+        use std::io::Read;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        let read = stream.read(&mut byte);
+        assert!(
+            matches!(read, Ok(0))
+                || read
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "an idle connection stayed open: {read:?}"
+        );
+    }
+}

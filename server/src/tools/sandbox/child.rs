@@ -92,7 +92,7 @@ impl Plan {
                     proc_dir: c("/proc"),
                     proc_fs: c("proc"),
                     tmpfs: c("tmpfs"),
-                    tmpfs_options: c("size=4k,mode=000"),
+                    tmpfs_options: c("size=4k,mode=755"),
                     empty: c(""),
                 },
                 uid_map: format!("{uid} {uid} 1\n").into_bytes(),
