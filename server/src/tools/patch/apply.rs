@@ -232,90 +232,99 @@ impl State<'_> {
 
     fn apply_op(&mut self, op: &PatchOp) -> Result<PlannedChange, ApplyError> {
         match op {
-            PatchOp::Add { path, contents } => {
-                let path = self.resolve(path);
-                let shown = self.display(&path);
-                let diff = match self.get(&path)? {
-                    Content::Text(old) => {
-                        unified(&old, contents, &format!("a/{shown}"), &format!("b/{shown}"))
-                    }
-                    Content::Absent | Content::Binary => {
-                        unified("", contents, "/dev/null", &format!("b/{shown}"))
-                    }
-                };
-                self.set(&path, Content::Text(contents.clone()));
-                Ok(PlannedChange {
-                    path,
-                    moved_from: None,
-                    kind: ChangeKind::Add,
-                    diff,
-                })
-            }
-            PatchOp::Delete { path } => {
-                let path = self.resolve(path);
-                let shown = self.display(&path);
-                let diff = match self.get(&path)? {
-                    Content::Absent => {
-                        return Err(ApplyError::Missing {
-                            path: path.display().to_string(),
-                        });
-                    }
-                    Content::Binary => {
-                        format!("--- a/{shown}\n+++ /dev/null\nBinary file deleted\n")
-                    }
-                    Content::Text(old) => unified(&old, "", &format!("a/{shown}"), "/dev/null"),
-                };
-                self.set(&path, Content::Absent);
-                Ok(PlannedChange {
-                    path,
-                    moved_from: None,
-                    kind: ChangeKind::Delete,
-                    diff,
-                })
-            }
+            PatchOp::Add { path, contents } => self.add(path, contents),
+            PatchOp::Delete { path } => self.delete(path),
             PatchOp::Update {
                 path,
                 move_to,
                 chunks,
-            } => {
-                let source = self.resolve(path);
-                let before = match self.get(&source)? {
-                    Content::Text(text) => text,
-                    Content::Absent => {
-                        return Err(ApplyError::Missing {
-                            path: source.display().to_string(),
-                        });
-                    }
-                    Content::Binary => {
-                        return Err(ApplyError::NotText {
-                            path: source.display().to_string(),
-                        });
-                    }
-                };
-                let after = apply_chunks(&before, chunks, &source)?;
-                let target = match move_to {
-                    Some(to) => self.resolve(to),
-                    None => source.clone(),
-                };
-                let diff = unified(
-                    &before,
-                    &after,
-                    &format!("a/{}", self.display(&source)),
-                    &format!("b/{}", self.display(&target)),
-                );
-                if target != source {
-                    self.get(&target)?;
-                    self.set(&source, Content::Absent);
-                }
-                self.set(&target, Content::Text(after));
-                Ok(PlannedChange {
-                    moved_from: (target != source).then_some(source),
-                    path: target,
-                    kind: ChangeKind::Update,
-                    diff,
-                })
-            }
+            } => self.update(path, move_to.as_deref(), chunks),
         }
+    }
+
+    fn add(&mut self, path: &str, contents: &str) -> Result<PlannedChange, ApplyError> {
+        let path = self.resolve(path);
+        let shown = self.display(&path);
+        let diff = match self.get(&path)? {
+            Content::Text(old) => {
+                unified(&old, contents, &format!("a/{shown}"), &format!("b/{shown}"))
+            }
+            Content::Absent | Content::Binary => {
+                unified("", contents, "/dev/null", &format!("b/{shown}"))
+            }
+        };
+        self.set(&path, Content::Text(contents.to_owned()));
+        Ok(PlannedChange {
+            path,
+            moved_from: None,
+            kind: ChangeKind::Add,
+            diff,
+        })
+    }
+
+    fn delete(&mut self, path: &str) -> Result<PlannedChange, ApplyError> {
+        let path = self.resolve(path);
+        let shown = self.display(&path);
+        let diff = match self.get(&path)? {
+            Content::Absent => {
+                return Err(ApplyError::Missing {
+                    path: path.display().to_string(),
+                });
+            }
+            Content::Binary => format!("--- a/{shown}\n+++ /dev/null\nBinary file deleted\n"),
+            Content::Text(old) => unified(&old, "", &format!("a/{shown}"), "/dev/null"),
+        };
+        self.set(&path, Content::Absent);
+        Ok(PlannedChange {
+            path,
+            moved_from: None,
+            kind: ChangeKind::Delete,
+            diff,
+        })
+    }
+
+    fn update(
+        &mut self,
+        path: &str,
+        move_to: Option<&str>,
+        chunks: &[Chunk],
+    ) -> Result<PlannedChange, ApplyError> {
+        let source = self.resolve(path);
+        let before = match self.get(&source)? {
+            Content::Text(text) => text,
+            Content::Absent => {
+                return Err(ApplyError::Missing {
+                    path: source.display().to_string(),
+                });
+            }
+            Content::Binary => {
+                return Err(ApplyError::NotText {
+                    path: source.display().to_string(),
+                });
+            }
+        };
+        let after = apply_chunks(&before, chunks, &source)?;
+        let target = match move_to {
+            Some(to) => self.resolve(to),
+            None => source.clone(),
+        };
+        let diff = unified(
+            &before,
+            &after,
+            &format!("a/{}", self.display(&source)),
+            &format!("b/{}", self.display(&target)),
+        );
+        if target != source {
+            self.get(&target)?;
+            self.set(&source, Content::Absent);
+        }
+        self.set(&target, Content::Text(after));
+        Ok(PlannedChange {
+            moved_from: (target != source).then_some(source),
+            path: target,
+            kind: ChangeKind::Update,
+            diff,
+        })
     }
 }
 
