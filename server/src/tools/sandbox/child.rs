@@ -135,7 +135,7 @@ fn in_child(data: &Data) -> io::Result<()> {
         }
     }
     let spaces = match &data.confine {
-        Some(confine) => confined_namespaces(data, confine.net),
+        Some(confine) => confined_namespaces(data, confine.net)?,
         None => unconfined_namespaces(data),
     };
     if spaces.pid {
@@ -162,8 +162,9 @@ fn unconfined_namespaces(data: &Data) -> Spaces {
 }
 
 /// New PID, mount and network namespaces (as root directly, else inside a new user namespace
-/// mapping our ids to themselves), falling back to fewer where they are not allowed.
-fn confined_namespaces(data: &Data, net: NetIsolation) -> Spaces {
+/// mapping our ids to themselves), falling back to fewer where they are not allowed. Once a
+/// namespace exists, failing to set it up is an error (the command is not run).
+fn confined_namespaces(data: &Data, net: NetIsolation) -> io::Result<Spaces> {
     let want_net = net == NetIsolation::NamespaceElseSeccomp;
     let user = if data.is_root { 0 } else { libc::CLONE_NEWUSER };
     let net_flag = if want_net { libc::CLONE_NEWNET } else { 0 };
@@ -185,7 +186,7 @@ fn confined_namespaces(data: &Data, net: NetIsolation) -> Spaces {
             continue;
         }
         if user != 0 && !map_ids(data) {
-            break;
+            return Err(last_error());
         }
         let spaces = Spaces {
             pid: pid_and_mount,
@@ -194,16 +195,16 @@ fn confined_namespaces(data: &Data, net: NetIsolation) -> Spaces {
             user: user != 0,
         };
         if spaces.mount && !make_mounts_private(data) {
-            break;
+            return Err(last_error());
         }
-        return spaces;
+        return Ok(spaces);
     }
-    Spaces {
+    Ok(Spaces {
         pid: false,
         mount: false,
         net: false,
         user: false,
-    }
+    })
 }
 
 /// Maps our uid and gid to themselves; setgroups must be denied first or the gid map is refused.
