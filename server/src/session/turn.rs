@@ -555,6 +555,9 @@ impl ToolHost for TurnHost {
             cwd: request.cwd.map(|p| p.display().to_string()),
             changes: request.changes,
             reason: request.reason,
+            server: request.mcp.as_ref().map(|m| m.server.clone()),
+            tool: request.mcp.as_ref().map(|m| m.tool.clone()),
+            arguments: request.mcp.map(|m| m.arguments),
         };
         self.session
             .link

@@ -23,6 +23,19 @@ pub struct ApprovalRequest {
     pub changes: Option<Vec<FileChange>>,
     /// Why approval is needed, when it is not the policy's usual question.
     pub reason: Option<String>,
+    /// The server, tool and arguments, for MCP tool calls.
+    pub mcp: Option<McpApprovalDetails>,
+}
+
+/// What the client is shown about an MCP tool call it is asked to approve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McpApprovalDetails {
+    /// The MCP server's name.
+    pub server: String,
+    /// The tool's own name on that server.
+    pub tool: String,
+    /// The arguments the model sent.
+    pub arguments: serde_json::Value,
 }
 
 /// What one session has approved for its whole life (`approveForSession`).

@@ -93,6 +93,7 @@ pub(crate) async fn run(
                 cwd: None,
                 changes: Some(changes.clone()),
                 reason,
+                mcp: None,
             },
         )
         .await;

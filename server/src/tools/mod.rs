@@ -47,7 +47,7 @@ use agent_server_schema::session::{
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-pub use approval::{ApprovalRequest, SessionApprovals};
+pub use approval::{ApprovalRequest, McpApprovalDetails, SessionApprovals};
 pub use output::{MAX_OUTPUT_BYTES, MAX_OUTPUT_LINES};
 pub use spec::tool_specs;
 

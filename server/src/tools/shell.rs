@@ -185,6 +185,7 @@ impl Command<'_> {
             cwd: Some(PathBuf::from(self.cwd)),
             changes: None,
             reason,
+            mcp: None,
         }
     }
 
