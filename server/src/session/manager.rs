@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use agent_server_schema::mcp::McpServerSpec;
 use agent_server_schema::session::{
     InputItem, NewSessionParams, Session as SessionInfo, SubmitParams,
 };
@@ -13,7 +14,8 @@ use super::events::EventSink;
 use super::input::{InputError, to_user_message};
 use super::instructions::BASE_INSTRUCTIONS;
 use super::worker::{Session, SessionParts};
-use crate::config::Config;
+use crate::config::{Config, check_http_url, check_mcp_server_name};
+use crate::mcp::{McpManager, McpServerConfig, McpTransportConfig};
 use crate::model::auth::UpstreamAuth;
 use crate::model::{ClientSettings, ModelClient, resolve_provider};
 
@@ -40,6 +42,7 @@ pub struct Sessions {
     auth: Option<Arc<dyn UpstreamAuth>>,
     http: reqwest::Client,
     link: Arc<dyn ClientLink>,
+    mcp: Arc<McpManager>,
     open: Mutex<Vec<Arc<Session>>>,
 }
 
@@ -50,12 +53,14 @@ impl Sessions {
         auth: Option<Arc<dyn UpstreamAuth>>,
         http: reqwest::Client,
         link: Arc<dyn ClientLink>,
+        mcp: Arc<McpManager>,
     ) -> Self {
         Self {
             config,
             auth,
             http,
             link,
+            mcp,
             open: Mutex::new(Vec::new()),
         }
     }
@@ -112,6 +117,7 @@ impl Sessions {
         if provider.requires_auth && provider.bearer.is_none() && config.sse_fixture.is_none() {
             self.check_auth().await?;
         }
+        let mcp_servers = mcp_servers(params.mcp_servers.unwrap_or_default())?;
         let approval_policy = params.approval_policy.unwrap_or(config.approval_policy);
         let sandbox = params.sandbox.unwrap_or(config.sandbox);
         let reasoning_effort = params.reasoning_effort.unwrap_or(config.reasoning_effort);
@@ -139,8 +145,10 @@ impl Sessions {
             shell_timeout: std::time::Duration::from_millis(config.shell_timeout_ms),
             client,
             link: Arc::clone(&self.link),
+            mcp: Arc::clone(&self.mcp),
         });
         tracing::info!(session_id = %session.id, cwd = %session.cwd.display(), "session created");
+        self.mcp.start_session(&session.id, mcp_servers);
         self.lock().push(Arc::clone(&session));
         Ok(session)
     }
@@ -220,6 +228,7 @@ impl Sessions {
         };
         session.interrupt(None);
         session.wait_idle().await;
+        self.mcp.stop_session(id).await;
         Ok(())
     }
 
@@ -237,6 +246,61 @@ impl Sessions {
         let sessions: Vec<_> = self.lock().clone();
         futures::future::join_all(sessions.iter().map(|s| s.wait_idle())).await;
     }
+}
+
+/// Checks the `mcpServers` of `session/new` and turns them into server configs (default
+/// timeouts, no filters).
+pub fn mcp_servers(
+    specs: Vec<McpServerSpec>,
+) -> Result<Vec<(String, McpServerConfig)>, SessionError> {
+    let invalid = |message: String| {
+        SessionError::InvalidParams(
+            "mcpServers".into(),
+            "a list of {name, command, args?, env?, cwd?} or {name, url, headers?}".into(),
+            message,
+        )
+    };
+    let mut servers: Vec<(String, McpServerConfig)> = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let name = spec.name().to_string();
+        check_mcp_server_name(&name).map_err(invalid)?;
+        if servers.iter().any(|(n, _)| *n == name) {
+            return Err(invalid(format!(
+                "two MCP servers are named `{name}`; give each a distinct name"
+            )));
+        }
+        let transport = match spec {
+            McpServerSpec::Stdio {
+                command,
+                args,
+                env,
+                cwd,
+                ..
+            } => {
+                if command.trim().is_empty() {
+                    return Err(invalid(format!(
+                        "the MCP server `{name}` has an empty `command`; name the program to run"
+                    )));
+                }
+                McpTransportConfig::Stdio {
+                    command,
+                    args,
+                    env,
+                    cwd: cwd.map(PathBuf::from),
+                }
+            }
+            McpServerSpec::Http { url, headers, .. } => {
+                check_http_url(&url).map_err(|e| invalid(format!("MCP server `{name}`: {e}")))?;
+                McpTransportConfig::Http {
+                    url,
+                    bearer_token_env_var: None,
+                    headers,
+                }
+            }
+        };
+        servers.push((name, McpServerConfig::new(transport)));
+    }
+    Ok(servers)
 }
 
 fn not_logged_in() -> String {

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 pub use events::EventSink;
 pub use input::{InputError, to_user_message};
 pub use instructions::BASE_INSTRUCTIONS;
-pub use manager::{SessionError, Sessions, info};
+pub use manager::{SessionError, Sessions, info, mcp_servers};
 pub use worker::Session;
 
 /// How sessions reach the client.

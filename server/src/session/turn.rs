@@ -59,6 +59,12 @@ pub(crate) async fn run(session: Arc<Session>, turn: QueuedTurn) -> TurnOutcome 
         .await
         .push_own(turn.message.clone());
     let store = session.client.store_enabled().await;
+    // The MCP tools of this turn, read once at its first model request: that is the one place
+    // that waits for servers still starting.
+    let mcp_tools = tokio::select! {
+        tools = session.mcp.turn_tools(&session.id) => tools,
+        () = turn.cancel.cancelled() => return state.interrupted(),
+    };
     loop {
         let request = {
             let conversation = session.conversation.lock().await;
@@ -75,7 +81,7 @@ pub(crate) async fn run(session: Arc<Session>, turn: QueuedTurn) -> TurnOutcome 
                 model: session.model.clone(),
                 instructions: session.instructions.clone(),
                 input,
-                tools: tools::tool_specs(),
+                tools: [tools::tool_specs(), mcp_tools.specs.clone()].concat(),
                 reasoning_effort: Some(effort_name(session.reasoning_effort).to_string()),
                 previous_response_id: previous,
                 user_agent: session.link.user_agent(),
@@ -105,7 +111,12 @@ pub(crate) async fn run(session: Arc<Session>, turn: QueuedTurn) -> TurnOutcome 
         let mut calls = calls.into_iter();
         while let Some(call) = calls.next() {
             let call_id = call.call_id.clone();
-            let outcome = tools::dispatch(call, &context, &host).await;
+            let outcome = if call.name.starts_with("mcp__") {
+                let offered = mcp_tools.by_name.get(&call.name);
+                tools::run_mcp_call(&call, offered, &session.mcp, &context, &host).await
+            } else {
+                tools::dispatch(call, &context, &host).await
+            };
             let mut conversation = session.conversation.lock().await;
             conversation.push_own(function_call_output(&call_id, &outcome.output));
             if outcome.abort_turn || turn.cancel.is_cancelled() {

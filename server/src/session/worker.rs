@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::EventSink;
 use super::turn::{self, Conversation, TurnOutcome};
+use crate::mcp::McpManager;
 use crate::model::ModelClient;
 use crate::tools::SessionApprovals;
 
@@ -57,6 +58,7 @@ pub struct Session {
     pub(crate) client: ModelClient,
     pub(crate) sink: EventSink,
     pub(crate) link: Arc<dyn super::ClientLink>,
+    pub(crate) mcp: Arc<McpManager>,
     pub(crate) approvals: Arc<SessionApprovals>,
     pub(crate) conversation: tokio::sync::Mutex<Conversation>,
     queue: Mutex<Queue>,
@@ -78,6 +80,7 @@ pub(crate) struct SessionParts {
     pub(crate) client: ModelClient,
     pub(crate) sink: EventSink,
     pub(crate) link: Arc<dyn super::ClientLink>,
+    pub(crate) mcp: Arc<McpManager>,
 }
 
 impl Session {
@@ -96,6 +99,7 @@ impl Session {
             client: parts.client,
             sink: parts.sink,
             link: parts.link,
+            mcp: parts.mcp,
             approvals: Arc::new(SessionApprovals::new()),
             conversation: tokio::sync::Mutex::new(Conversation::default()),
             queue: Mutex::new(Queue::default()),

@@ -43,6 +43,7 @@ pub struct McpApprovalDetails {
 pub struct SessionApprovals {
     commands: Mutex<HashSet<Vec<String>>>,
     file_roots: Mutex<Vec<PathBuf>>,
+    mcp_tools: Mutex<HashSet<(String, String)>>,
 }
 
 impl SessionApprovals {
@@ -65,6 +66,16 @@ impl SessionApprovals {
     pub fn are_file_changes_approved(&self, paths: &[PathBuf]) -> bool {
         let roots = lock(&self.file_roots);
         !paths.is_empty() && paths.iter().all(|p| roots.iter().any(|r| p.starts_with(r)))
+    }
+
+    /// Whether this MCP server's tool was approved for the session.
+    pub fn is_mcp_tool_approved(&self, server: &str, tool: &str) -> bool {
+        lock(&self.mcp_tools).contains(&(server.to_string(), tool.to_string()))
+    }
+
+    /// Approves every later call of this MCP server's tool.
+    pub fn approve_mcp_tool(&self, server: &str, tool: &str) {
+        lock(&self.mcp_tools).insert((server.to_string(), tool.to_string()));
     }
 
     /// Approves later file changes under `root` (the session cwd).
