@@ -260,6 +260,7 @@ async fn connect_stdio(
     if let Some(cwd) = cwd {
         cmd.current_dir(cwd);
     }
+    die_with_parent(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| {
         format!("cannot start `{command}`: {e}; check `command` (and `cwd`) of this MCP server")
     })?;
@@ -297,6 +298,29 @@ async fn connect_stdio(
         closed,
     })
 }
+
+/// Even when this process is killed outright (SIGKILL, no chance to clean up), the server's
+/// process gets SIGKILL from the kernel: what it started itself may outlive it, but it does not.
+#[cfg(target_os = "linux")]
+#[allow(
+    unsafe_code,
+    reason = "pre_exec and prctl(2) have no safe wrappers; the closure only calls prctl"
+)]
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: the closure runs between fork and exec and calls only the async-signal-safe
+    // prctl(2), touching no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_cmd: &mut Command) {}
 
 async fn connect_http(
     url: &str,

@@ -104,6 +104,7 @@ impl Sessions {
             }
             None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
         };
+        let mcp_servers = mcp_servers(params.mcp_servers.unwrap_or_default())?;
         let provider_id = params
             .model_provider
             .unwrap_or_else(|| config.model_provider.clone());
@@ -117,7 +118,6 @@ impl Sessions {
         if provider.requires_auth && provider.bearer.is_none() && config.sse_fixture.is_none() {
             self.check_auth().await?;
         }
-        let mcp_servers = mcp_servers(params.mcp_servers.unwrap_or_default())?;
         let approval_policy = params.approval_policy.unwrap_or(config.approval_policy);
         let sandbox = params.sandbox.unwrap_or(config.sandbox);
         let reasoning_effort = params.reasoning_effort.unwrap_or(config.reasoning_effort);
