@@ -13,40 +13,49 @@ use serde_json::Value;
 #[serde(untagged)]
 pub enum McpServerSpec {
     /// A server run as a child process speaking MCP on its stdin/stdout.
-    #[serde(rename_all = "camelCase")]
-    Stdio {
-        /// The server's name: tools appear as `mcp__<name>__<tool>`.
-        name: String,
-        /// The program to run.
-        command: String,
-        /// Its arguments.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        args: Vec<String>,
-        /// Variables added to the environment the server inherits.
-        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-        env: BTreeMap<String, String>,
-        /// Its working directory (default: the server process's).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        cwd: Option<String>,
-    },
+    Stdio(McpStdioServerSpec),
     /// A server reached over Streamable HTTP.
-    #[serde(rename_all = "camelCase")]
-    Http {
-        /// The server's name: tools appear as `mcp__<name>__<tool>`.
-        name: String,
-        /// The endpoint, e.g. `https://mcp.example.com/mcp`.
-        url: String,
-        /// Headers sent with every request (e.g. `Authorization`).
-        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-        headers: BTreeMap<String, String>,
-    },
+    Http(McpHttpServerSpec),
+}
+
+/// A server run as a child process speaking MCP on its stdin/stdout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct McpStdioServerSpec {
+    /// The server's name: tools appear as `mcp__<name>__<tool>`.
+    pub name: String,
+    /// The program to run.
+    pub command: String,
+    /// Its arguments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Variables added to the environment the server inherits.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Its working directory (default: the server process's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+}
+
+/// A server reached over Streamable HTTP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct McpHttpServerSpec {
+    /// The server's name: tools appear as `mcp__<name>__<tool>`.
+    pub name: String,
+    /// The endpoint, e.g. `https://mcp.example.com/mcp`.
+    pub url: String,
+    /// Headers sent with every request (e.g. `Authorization`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
 }
 
 impl McpServerSpec {
     /// The server's name.
     pub fn name(&self) -> &str {
         match self {
-            McpServerSpec::Stdio { name, .. } | McpServerSpec::Http { name, .. } => name,
+            McpServerSpec::Stdio(spec) => &spec.name,
+            McpServerSpec::Http(spec) => &spec.name,
         }
     }
 }

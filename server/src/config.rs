@@ -157,63 +157,23 @@ impl TryFrom<McpServerToml> for McpServerConfig {
     type Error = String;
 
     fn try_from(raw: McpServerToml) -> Result<Self, String> {
-        let transport = match (raw.command, raw.url) {
+        let transport = match (raw.command.clone(), raw.url.clone()) {
             (Some(_), Some(_)) => {
-                return Err("an MCP server has either `command` (stdio) or `url` (Streamable \
+                return Err(
+                    "an MCP server has either `command` (stdio) or `url` (Streamable \
                     HTTP), not both; remove one"
-                    .into());
+                        .into(),
+                );
             }
             (None, None) => {
-                return Err("an MCP server needs `command` (a stdio server) or `url` (a \
+                return Err(
+                    "an MCP server needs `command` (a stdio server) or `url` (a \
                     Streamable HTTP server); add one"
-                    .into());
+                        .into(),
+                );
             }
-            (Some(command), None) => {
-                if let Some(key) = [
-                    raw.bearer_token_env_var.as_ref().map(|_| "bearer_token_env_var"),
-                    raw.http_headers.as_ref().map(|_| "http_headers"),
-                ]
-                .into_iter()
-                .flatten()
-                .next()
-                {
-                    return Err(format!(
-                        "`{key}` is for Streamable HTTP servers (with `url`), not for one with \
-                         `command`; remove it"
-                    ));
-                }
-                if command.trim().is_empty() {
-                    return Err("`command` is empty; name the program to run".into());
-                }
-                McpTransportConfig::Stdio {
-                    command,
-                    args: raw.args.unwrap_or_default(),
-                    env: raw.env.unwrap_or_default(),
-                    cwd: raw.cwd,
-                }
-            }
-            (None, Some(url)) => {
-                if let Some(key) = [
-                    raw.args.as_ref().map(|_| "args"),
-                    raw.env.as_ref().map(|_| "env"),
-                    raw.cwd.as_ref().map(|_| "cwd"),
-                ]
-                .into_iter()
-                .flatten()
-                .next()
-                {
-                    return Err(format!(
-                        "`{key}` is for stdio servers (with `command`), not for one with `url`; \
-                         remove it"
-                    ));
-                }
-                check_http_url(&url)?;
-                McpTransportConfig::Http {
-                    url,
-                    bearer_token_env_var: raw.bearer_token_env_var,
-                    headers: raw.http_headers.unwrap_or_default(),
-                }
-            }
+            (Some(command), None) => stdio_transport(command, &raw)?,
+            (None, Some(url)) => http_transport(url, &raw)?,
         };
         Ok(Self {
             transport,
@@ -232,6 +192,57 @@ impl TryFrom<McpServerToml> for McpServerConfig {
             disabled_tools: raw.disabled_tools.unwrap_or_default(),
         })
     }
+}
+
+/// The stdio transport of a table with `command`; HTTP-only keys are refused.
+fn stdio_transport(command: String, raw: &McpServerToml) -> Result<McpTransportConfig, String> {
+    if let Some(key) = [
+        raw.bearer_token_env_var
+            .as_ref()
+            .map(|_| "bearer_token_env_var"),
+        raw.http_headers.as_ref().map(|_| "http_headers"),
+    ]
+    .into_iter()
+    .flatten()
+    .next()
+    {
+        return Err(format!(
+            "`{key}` is for Streamable HTTP servers (with `url`), not for one with `command`; \
+             remove it"
+        ));
+    }
+    if command.trim().is_empty() {
+        return Err("`command` is empty; name the program to run".into());
+    }
+    Ok(McpTransportConfig::Stdio {
+        command,
+        args: raw.args.clone().unwrap_or_default(),
+        env: raw.env.clone().unwrap_or_default(),
+        cwd: raw.cwd.clone(),
+    })
+}
+
+/// The HTTP transport of a table with `url`; stdio-only keys are refused.
+fn http_transport(url: String, raw: &McpServerToml) -> Result<McpTransportConfig, String> {
+    if let Some(key) = [
+        raw.args.as_ref().map(|_| "args"),
+        raw.env.as_ref().map(|_| "env"),
+        raw.cwd.as_ref().map(|_| "cwd"),
+    ]
+    .into_iter()
+    .flatten()
+    .next()
+    {
+        return Err(format!(
+            "`{key}` is for stdio servers (with `command`), not for one with `url`; remove it"
+        ));
+    }
+    check_http_url(&url)?;
+    Ok(McpTransportConfig::Http {
+        url,
+        bearer_token_env_var: raw.bearer_token_env_var.clone(),
+        headers: raw.http_headers.clone().unwrap_or_default(),
+    })
 }
 
 /// Checks that `url` is an absolute `http:` or `https:` URL.
@@ -554,20 +565,27 @@ impl Config {
             env_api_key: env.var("OPENAI_API_KEY").map(crate::secret::Secret::new),
             env_openai_base_url: env.var("OPENAI_BASE_URL"),
             sse_fixture: env.var("AGENT_SERVER_SSE_FIXTURE"),
-            mcp_servers: file
-                .mcp_servers
-                .into_iter()
-                .map(|(name, entry)| (name, entry.0))
-                .collect(),
+            mcp_servers: mcp_servers(file.mcp_servers, &path)?,
         };
-        for name in config.mcp_servers.keys() {
-            check_mcp_server_name(name).map_err(|message| ConfigError::Malformed {
-                path: path.clone(),
-                message,
-            })?;
-        }
         Ok(config)
     }
+}
+
+/// The `[mcp_servers.*]` tables with their names checked.
+fn mcp_servers(
+    entries: BTreeMap<String, McpServerEntry>,
+    path: &std::path::Path,
+) -> Result<BTreeMap<String, McpServerConfig>, ConfigError> {
+    entries
+        .into_iter()
+        .map(|(name, entry)| {
+            check_mcp_server_name(&name).map_err(|message| ConfigError::Malformed {
+                path: path.to_path_buf(),
+                message: format!("[mcp_servers.{name}]: {message}"),
+            })?;
+            Ok((name, entry.0))
+        })
+        .collect()
 }
 
 fn one_line(text: &str) -> String {
@@ -685,7 +703,10 @@ disabled_tools = ["drop"]
         let everything = McpServerConfig {
             transport: McpTransportConfig::Stdio {
                 command: "npx".into(),
-                args: vec!["-y".into(), "@modelcontextprotocol/server-everything".into()],
+                args: vec![
+                    "-y".into(),
+                    "@modelcontextprotocol/server-everything".into(),
+                ],
                 env: BTreeMap::from([("LOG_LEVEL".into(), "info".into())]),
                 cwd: Some(PathBuf::from("/tmp")),
             },
@@ -722,10 +743,19 @@ disabled_tools = ["drop"]
             ),
             ("[mcp_servers.a]\nargs = [\"x\"]\n", "needs `command`"),
             ("[mcp_servers.a]\ncommand = \"x\"\ncomand = 1\n", "comand"),
-            ("[mcp_servers.a]\ncommand = \"x\"\ntool_timeout_sec = -1\n", "above 0"),
+            (
+                "[mcp_servers.a]\ncommand = \"x\"\ntool_timeout_sec = -1\n",
+                "above 0",
+            ),
             ("[mcp_servers.a]\nurl = \"ftp://h\"\n", "http://"),
-            ("[mcp_servers.a]\nurl = \"http://h\"\nenv = {}\n", "stdio servers"),
-            ("[mcp_servers.a]\ncommand = \"x\"\nhttp_headers = {}\n", "Streamable HTTP"),
+            (
+                "[mcp_servers.a]\nurl = \"http://h\"\nenv = {}\n",
+                "stdio servers",
+            ),
+            (
+                "[mcp_servers.a]\ncommand = \"x\"\nhttp_headers = {}\n",
+                "Streamable HTTP",
+            ),
         ];
         for (text, expected) in cases {
             let home = tempfile::tempdir().unwrap();

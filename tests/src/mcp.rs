@@ -41,7 +41,12 @@ pub fn fault_js() -> PathBuf {
 }
 
 /// A `[mcp_servers.<name>]` table running `node <script> <args…>`, plus `extra` TOML lines.
-pub fn node_server_table(name: &str, script: &std::path::Path, args: &[&str], extra: &str) -> String {
+pub fn node_server_table(
+    name: &str,
+    script: &std::path::Path,
+    args: &[&str],
+    extra: &str,
+) -> String {
     let mut all = vec![format!("{:?}", script.display().to_string())];
     all.extend(args.iter().map(|a| format!("{a:?}")));
     format!(
@@ -109,7 +114,10 @@ pub fn processes_with(marker: &str) -> Vec<u32> {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
                 .ok()
-                .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+                })
                 .unwrap_or(true);
             !zombie
                 && String::from_utf8_lossy(&cmdline)

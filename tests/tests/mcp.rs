@@ -106,7 +106,13 @@ async fn tool_names(upstream: &MockServer, n: usize) -> Vec<String> {
 #[tokio::test]
 async fn the_reference_servers_tool_result_reaches_the_next_model_request() {
     let upstream = MockServer::start().await;
-    mount_call(&upstream, "call_1", "mcp__everything__echo", &json!({"message": "hi"})).await;
+    mount_call(
+        &upstream,
+        "call_1",
+        "mcp__everything__echo",
+        &json!({"message": "hi"}),
+    )
+    .await;
     mount_answer(&upstream).await;
     let config = everything_table("everything", "enabled_tools = [\"echo\", \"get-sum\"]");
     let (mut server, session) = server_with(&upstream, &config, "untrusted").await;
@@ -121,14 +127,18 @@ async fn the_reference_servers_tool_result_reaches_the_next_model_request() {
         .collect();
     assert_eq!(
         started,
-        vec![json!({"id": "call_1", "type": "mcpToolCall", "server": "everything",
-            "tool": "echo", "arguments": {"message": "hi"}, "status": "inProgress"})]
+        vec![
+            json!({"id": "call_1", "type": "mcpToolCall", "server": "everything",
+            "tool": "echo", "arguments": {"message": "hi"}, "status": "inProgress"})
+        ]
     );
     assert_eq!(
         completed_mcp_items(&events),
-        vec![json!({"id": "call_1", "type": "mcpToolCall", "server": "everything",
+        vec![
+            json!({"id": "call_1", "type": "mcpToolCall", "server": "everything",
             "tool": "echo", "arguments": {"message": "hi"}, "status": "completed",
-            "result": {"content": [{"type": "text", "text": "Echo: hi"}], "isError": false}})]
+            "result": {"content": [{"type": "text", "text": "Echo: hi"}], "isError": false}})
+        ]
     );
     assert_eq!(status_of(&events), "completed");
     assert_eq!(told_model(&upstream, "call_1").await, "Echo: hi");
@@ -141,7 +151,10 @@ async fn the_reference_servers_tool_result_reaches_the_next_model_request() {
         .unwrap_or_else(|| panic!("echo not offered: {}", requests[0]["tools"]));
     assert_eq!(echo["type"], "function");
     assert_eq!(echo["description"], "Echoes back the input string");
-    assert_eq!(echo["parameters"]["properties"]["message"]["type"], "string");
+    assert_eq!(
+        echo["parameters"]["properties"]["message"]["type"],
+        "string"
+    );
     let names = tool_names(&upstream, 0).await;
     assert!(
         names.contains(&"mcp__everything__get-sum".to_owned())
@@ -175,9 +188,11 @@ async fn a_tool_without_read_only_hint_is_asked_about_and_a_denial_declines_it()
         your approach or ask the user how to proceed.";
     assert_eq!(
         completed_mcp_items(&events),
-        vec![json!({"id": "call_1", "type": "mcpToolCall", "server": "fault",
+        vec![
+            json!({"id": "call_1", "type": "mcpToolCall", "server": "fault",
             "tool": "write_note", "arguments": arguments, "status": "declined",
-            "error": declined})]
+            "error": declined})
+        ]
     );
     assert_eq!(told_model(&upstream, "call_1").await, declined);
     assert_eq!(status_of(&events), "completed");
@@ -186,8 +201,20 @@ async fn a_tool_without_read_only_hint_is_asked_about_and_a_denial_declines_it()
 #[tokio::test]
 async fn approve_for_session_stops_asking_about_that_tool() {
     let upstream = MockServer::start().await;
-    mount_call(&upstream, "call_1", "mcp__fault__write_note", &json!({"note": "a"})).await;
-    mount_call(&upstream, "call_2", "mcp__fault__write_note", &json!({"note": "b"})).await;
+    mount_call(
+        &upstream,
+        "call_1",
+        "mcp__fault__write_note",
+        &json!({"note": "a"}),
+    )
+    .await;
+    mount_call(
+        &upstream,
+        "call_2",
+        "mcp__fault__write_note",
+        &json!({"note": "b"}),
+    )
+    .await;
     mount_answer(&upstream).await;
     let (mut server, session) =
         server_with(&upstream, &fault_table("fault", "ok", ""), "untrusted").await;
@@ -204,7 +231,10 @@ async fn approve_for_session_stops_asking_about_that_tool() {
         .collect();
     assert_eq!(
         outputs,
-        vec![json!(["completed", "wrote: a"]), json!(["completed", "wrote: b"])]
+        vec![
+            json!(["completed", "wrote: a"]),
+            json!(["completed", "wrote: b"])
+        ]
     );
     // Only the first call was asked about.
     server.close_stdin().await;
@@ -220,7 +250,13 @@ async fn approve_for_session_stops_asking_about_that_tool() {
 #[tokio::test]
 async fn a_call_past_the_tool_timeout_fails_its_item_and_the_turn_goes_on() {
     let upstream = MockServer::start().await;
-    mount_call(&upstream, "call_1", "mcp__fault__sleep", &json!({"ms": 5000})).await;
+    mount_call(
+        &upstream,
+        "call_1",
+        "mcp__fault__sleep",
+        &json!({"ms": 5000}),
+    )
+    .await;
     mount_answer(&upstream).await;
     let config = fault_table("fault", "ok", "tool_timeout_sec = 0.3");
     let (mut server, session) = server_with(&upstream, &config, "untrusted").await;
@@ -229,8 +265,10 @@ async fn a_call_past_the_tool_timeout_fails_its_item_and_the_turn_goes_on() {
     let error = "the MCP server did not answer within 0.3s (tool_timeout_sec)";
     assert_eq!(
         completed_mcp_items(&events),
-        vec![json!({"id": "call_1", "type": "mcpToolCall", "server": "fault", "tool": "sleep",
-            "arguments": {"ms": 5000}, "status": "failed", "error": error})]
+        vec![
+            json!({"id": "call_1", "type": "mcpToolCall", "server": "fault", "tool": "sleep",
+            "arguments": {"ms": 5000}, "status": "failed", "error": error})
+        ]
     );
     assert_eq!(
         told_model(&upstream, "call_1").await,
@@ -250,9 +288,11 @@ async fn an_is_error_result_fails_the_item_and_is_told_as_an_error() {
     let events = just_events(&turn_events(&mut server, &turn).await);
     assert_eq!(
         completed_mcp_items(&events),
-        vec![json!({"id": "call_1", "type": "mcpToolCall", "server": "fault", "tool": "fail",
+        vec![
+            json!({"id": "call_1", "type": "mcpToolCall", "server": "fault", "tool": "fail",
             "arguments": {}, "status": "failed",
-            "result": {"content": [{"type": "text", "text": "it went wrong"}], "isError": true}})]
+            "result": {"content": [{"type": "text", "text": "it went wrong"}], "isError": true}})
+        ]
     );
     assert_eq!(
         told_model(&upstream, "call_1").await,
@@ -272,8 +312,10 @@ async fn an_unknown_mcp_tool_fails_its_item_and_the_turn_goes_on() {
     let error = "unknown MCP tool `mcp__fault__nope`: no ready MCP server offers it in this turn";
     assert_eq!(
         completed_mcp_items(&events),
-        vec![json!({"id": "call_1", "type": "mcpToolCall", "server": "fault", "tool": "nope",
-            "arguments": {}, "status": "failed", "error": error})]
+        vec![
+            json!({"id": "call_1", "type": "mcpToolCall", "server": "fault", "tool": "nope",
+            "arguments": {}, "status": "failed", "error": error})
+        ]
     );
     assert_eq!(
         told_model(&upstream, "call_1").await,
@@ -295,7 +337,13 @@ async fn a_server_that_crashes_mid_call_fails_the_item_and_is_restarted_at_the_n
         ]),
     )
     .await;
-    mount_call(&upstream, "call_2", "mcp__fault__echo", &json!({"message": "back"})).await;
+    mount_call(
+        &upstream,
+        "call_2",
+        "mcp__fault__echo",
+        &json!({"message": "back"}),
+    )
+    .await;
     mount_answer(&upstream).await;
     let (mut server, session) =
         server_with(&upstream, &fault_table("fault", "ok", ""), "never").await;
@@ -304,9 +352,11 @@ async fn a_server_that_crashes_mid_call_fails_the_item_and_is_restarted_at_the_n
     let items = completed_mcp_items(&events);
     assert_eq!(
         items,
-        vec![json!({"id": "call_1", "type": "mcpToolCall", "server": "fault", "tool": "crash",
+        vec![
+            json!({"id": "call_1", "type": "mcpToolCall", "server": "fault", "tool": "crash",
             "arguments": {}, "status": "failed",
-            "error": "the MCP server's connection closed during the call (the server crashed or exited)"})]
+            "error": "the MCP server's connection closed during the call (the server crashed or exited)"})
+        ]
     );
     assert_eq!(status_of(&events), "completed");
     let failed = server
@@ -318,9 +368,11 @@ async fn a_server_that_crashes_mid_call_fails_the_item_and_is_restarted_at_the_n
     let events = just_events(&turn_events(&mut server, &turn).await);
     assert_eq!(
         completed_mcp_items(&events),
-        vec![json!({"id": "call_2", "type": "mcpToolCall", "server": "fault", "tool": "echo",
+        vec![
+            json!({"id": "call_2", "type": "mcpToolCall", "server": "fault", "tool": "echo",
             "arguments": {"message": "back"}, "status": "completed",
-            "result": {"content": [{"type": "text", "text": "echo: back"}], "isError": false}})]
+            "result": {"content": [{"type": "text", "text": "echo: back"}], "isError": false}})
+        ]
     );
     let restarted = server
         .wait_for_notification("mcp/serverStatus", |p| p["status"] == "ready")
@@ -339,9 +391,11 @@ async fn lines_that_are_not_json_rpc_on_stdout_are_skipped() {
     let events = just_events(&turn_events(&mut server, &turn).await);
     assert_eq!(
         completed_mcp_items(&events),
-        vec![json!({"id": "call_1", "type": "mcpToolCall", "server": "noisy", "tool": "noisy",
+        vec![
+            json!({"id": "call_1", "type": "mcpToolCall", "server": "noisy", "tool": "noisy",
             "arguments": {}, "status": "completed",
-            "result": {"content": [{"type": "text", "text": "still here"}], "isError": false}})]
+            "result": {"content": [{"type": "text", "text": "still here"}], "isError": false}})
+        ]
     );
     let stderr = server.stderr_text();
     assert!(stderr.contains("not JSON-RPC"), "{stderr}");
@@ -371,16 +425,34 @@ async fn servers_that_cannot_start_are_reported_and_left_out_of_the_turn() {
         .as_array()
         .unwrap_or_else(|| panic!("{listed}"))
         .iter()
-        .map(|s| json!([s["name"], s["transport"], s["status"], s["error"], s["tools"].as_array().map(Vec::len)]))
+        .map(|s| {
+            json!([
+                s["name"],
+                s["transport"],
+                s["status"],
+                s["error"],
+                s["tools"].as_array().map(Vec::len)
+            ])
+        })
         .collect();
     assert_eq!(
         summary,
         vec![
-            json!(["bad", "stdio", "failed",
-                "cannot start `/nonexistent/mcp-server`: No such file or directory (os error 2); check `command` (and `cwd`) of this MCP server", 0]),
+            json!([
+                "bad",
+                "stdio",
+                "failed",
+                "cannot start `/nonexistent/mcp-server`: No such file or directory (os error 2); check `command` (and `cwd`) of this MCP server",
+                0
+            ]),
             json!(["good", "stdio", "ready", null, 1]),
-            json!(["hang", "stdio", "failed",
-                "it did not finish initialize and tools/list within 0.5s (startup_timeout_sec); it was stopped", 0]),
+            json!([
+                "hang",
+                "stdio",
+                "failed",
+                "it did not finish initialize and tools/list within 0.5s (startup_timeout_sec); it was stopped",
+                0
+            ]),
         ]
     );
     let hang = server
@@ -424,8 +496,13 @@ async fn initialize_and_session_new_do_not_wait_for_servers_still_starting() {
         statuses,
         vec![json!(["slow", "starting"]), json!(["slow2", "starting"])]
     );
-    let first = server.wait_for_notification("mcp/serverStatus", |_| true).await;
-    assert_eq!(first["params"], json!({"name": "slow", "status": "starting"}));
+    let first = server
+        .wait_for_notification("mcp/serverStatus", |_| true)
+        .await;
+    assert_eq!(
+        first["params"],
+        json!({"name": "slow", "status": "starting"})
+    );
     server.close_stdin().await;
     assert!(server.wait_exit().await.success());
 }
@@ -433,11 +510,20 @@ async fn initialize_and_session_new_do_not_wait_for_servers_still_starting() {
 #[tokio::test]
 async fn a_session_can_bring_its_own_http_and_stdio_servers() {
     let upstream = MockServer::start().await;
-    mount_call(&upstream, "call_1", "mcp__remote__echo", &json!({"message": "over http"})).await;
+    mount_call(
+        &upstream,
+        "call_1",
+        "mcp__remote__echo",
+        &json!({"message": "over http"}),
+    )
+    .await;
     mount_answer(&upstream).await;
     let http = HttpFaultServer::start().await;
     let mut server = api_key_builder(&upstream)
-        .home_file("config.toml", fault_table("local", "ok", "enabled_tools = [\"echo\"]"))
+        .home_file(
+            "config.toml",
+            fault_table("local", "ok", "enabled_tools = [\"echo\"]"),
+        )
         .spawn()
         .await;
     initialize(&mut server, true).await;
@@ -453,9 +539,11 @@ async fn a_session_can_bring_its_own_http_and_stdio_servers() {
     let events = just_events(&turn_events(&mut server, &turn).await);
     assert_eq!(
         completed_mcp_items(&events),
-        vec![json!({"id": "call_1", "type": "mcpToolCall", "server": "remote", "tool": "echo",
+        vec![
+            json!({"id": "call_1", "type": "mcpToolCall", "server": "remote", "tool": "echo",
             "arguments": {"message": "over http"}, "status": "completed",
-            "result": {"content": [{"type": "text", "text": "echo: over http"}], "isError": false}})]
+            "result": {"content": [{"type": "text", "text": "echo: over http"}], "isError": false}})
+        ]
     );
     // The session's `local` replaced the configured one (no enabled_tools filter).
     let listed = server
@@ -465,11 +553,21 @@ async fn a_session_can_bring_its_own_http_and_stdio_servers() {
         .as_array()
         .unwrap_or_else(|| panic!("{listed}"))
         .iter()
-        .map(|s| json!([s["name"], s["transport"], s["status"], s["tools"].as_array().map(Vec::len)]))
+        .map(|s| {
+            json!([
+                s["name"],
+                s["transport"],
+                s["status"],
+                s["tools"].as_array().map(Vec::len)
+            ])
+        })
         .collect();
     assert_eq!(
         summary,
-        vec![json!(["remote", "http", "ready", 7]), json!(["local", "stdio", "ready", 7])]
+        vec![
+            json!(["remote", "http", "ready", 7]),
+            json!(["local", "stdio", "ready", 7])
+        ]
     );
     // Without a session only the configured server is listed, with its filter.
     server
@@ -478,7 +576,12 @@ async fn a_session_can_bring_its_own_http_and_stdio_servers() {
         })
         .await;
     let configured = server.request_raw("mcp/list", Some(json!({}))).await;
-    assert_eq!(configured["result"]["servers"][0]["tools"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        configured["result"]["servers"][0]["tools"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
     let ready = server
         .wait_for_notification("mcp/serverStatus", |p| {
             p["name"] == "remote" && p["status"] == "ready"

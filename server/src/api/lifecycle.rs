@@ -88,15 +88,17 @@ fn already_initialized() -> RpcError {
 
 /// Registers the lifecycle methods.
 pub fn register(table: &mut MethodTable<App>) {
-    table.add::<Initialize, _, _>(|app: Arc<App>, params: InitializeParams, request| async move {
-        let greeted = app.lifecycle.greeted();
-        let reply_sent = request.reply_sent.clone();
-        tokio::spawn(async move {
-            reply_sent.cancelled().await;
-            greeted.cancel();
-        });
-        initialize(&app, params).await
-    });
+    table.add::<Initialize, _, _>(
+        |app: Arc<App>, params: InitializeParams, request| async move {
+            let greeted = app.lifecycle.greeted();
+            let reply_sent = request.reply_sent.clone();
+            tokio::spawn(async move {
+                reply_sent.cancelled().await;
+                greeted.cancel();
+            });
+            initialize(&app, params).await
+        },
+    );
     table.add::<Shutdown, _, _>(|app: Arc<App>, _params, request| async move {
         tracing::info!("shutdown requested");
         // Running turns end first, each with its `turnCompleted`; then the reply; then exit.

@@ -30,9 +30,7 @@ pub async fn list(
     } else {
         write_table(&servers, config, out)?;
     }
-    Ok(servers
-        .iter()
-        .all(|s| s.status == McpServerStatus::Ready))
+    Ok(servers.iter().all(|s| s.status == McpServerStatus::Ready))
 }
 
 fn write_table(

@@ -113,9 +113,7 @@ impl Connection {
                         name: tool.name.to_string(),
                         description: tool.description.map(|d| d.to_string()),
                         input_schema: Value::Object((*tool.input_schema).clone()),
-                        annotations: tool
-                            .annotations
-                            .and_then(|a| serde_json::to_value(a).ok()),
+                        annotations: tool.annotations.and_then(|a| serde_json::to_value(a).ok()),
                     },
                     read_only,
                 }

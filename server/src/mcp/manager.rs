@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use agent_server_schema::mcp::{
-    McpServerInfo, McpServerStatus, McpServerStatusNotification, McpToolCallResult, McpTransportKind,
+    McpServerInfo, McpServerStatus, McpServerStatusNotification, McpToolCallResult,
+    McpTransportKind,
 };
 use serde_json::Value;
 use tokio::sync::watch;
@@ -193,7 +194,11 @@ impl McpManager {
     }
 
     /// Starts a session's own servers in the background; returns at once.
-    pub fn start_session(self: &Arc<Self>, session_id: &str, servers: Vec<(String, McpServerConfig)>) {
+    pub fn start_session(
+        self: &Arc<Self>,
+        session_id: &str,
+        servers: Vec<(String, McpServerConfig)>,
+    ) {
         let servers: Vec<Arc<Server>> = servers
             .into_iter()
             .filter(|(_, config)| config.enabled)
@@ -224,7 +229,10 @@ impl McpManager {
 
     /// `mcp/list`: the servers of a session (or the configured ones), with their tools.
     pub fn list(&self, session_id: Option<&str>) -> Vec<McpServerInfo> {
-        self.servers_of(session_id).iter().map(|s| s.info()).collect()
+        self.servers_of(session_id)
+            .iter()
+            .map(|s| s.info())
+            .collect()
     }
 
     /// Waits until no server of the session (or no configured one) is starting; each is waited
@@ -302,7 +310,11 @@ impl McpManager {
                         "the MCP server `{}` is not running ({}){}",
                         server.name,
                         status_word(state.status),
-                        state.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+                        state
+                            .error
+                            .as_ref()
+                            .map(|e| format!(": {e}"))
+                            .unwrap_or_default()
                     ));
                 }
             }
@@ -313,7 +325,11 @@ impl McpManager {
         match result {
             Ok(result) => Ok(result),
             Err(CallError::Closed) => {
-                self.crashed(server, generation, "the server's connection closed during a call");
+                self.crashed(
+                    server,
+                    generation,
+                    "the server's connection closed during a call",
+                );
                 Err(CallError::Closed.to_string())
             }
             Err(err) => Err(err.to_string()),
@@ -356,7 +372,12 @@ impl McpManager {
 
     /// Applies `change` if `generation` is still current and `change` says it changed
     /// something; then reports the new status.
-    fn set(&self, server: &Server, generation: u64, change: impl FnOnce(&mut State) -> bool) -> bool {
+    fn set(
+        &self,
+        server: &Server,
+        generation: u64,
+        change: impl FnOnce(&mut State) -> bool,
+    ) -> bool {
         let mut state = server.lock();
         if state.generation != generation || !change(&mut state) {
             return false;
@@ -489,11 +510,12 @@ fn status_word(status: McpServerStatus) -> &'static str {
 
 /// The Responses function-tool spec of an MCP tool.
 fn function_spec(name: &str, server: &str, tool: &ListedTool) -> Value {
-    let description = tool
-        .info
-        .description
-        .clone()
-        .unwrap_or_else(|| format!("The `{}` tool of the MCP server `{server}`.", tool.info.name));
+    let description = tool.info.description.clone().unwrap_or_else(|| {
+        format!(
+            "The `{}` tool of the MCP server `{server}`.",
+            tool.info.name
+        )
+    });
     let mut parameters = tool.info.input_schema.clone();
     if let Some(object) = parameters.as_object_mut() {
         // The Responses API wants an object schema with `properties`, even an empty one.

@@ -98,7 +98,10 @@ mod tests {
         assert_ne!(names[0], names[1]);
         assert!(names[0].starts_with("mcp__srv__aaaa"), "{names:?}");
         // The same pair always gets the same name.
-        assert_eq!(names, qualified_names(&[("srv", &long_a), ("srv", &long_b)]));
+        assert_eq!(
+            names,
+            qualified_names(&[("srv", &long_a), ("srv", &long_b)])
+        );
     }
 
     #[test]
@@ -107,10 +110,9 @@ mod tests {
         let unique: std::collections::HashSet<_> = names.iter().collect();
         assert_eq!(unique.len(), 4, "{names:?}");
         assert!(
-            names
-                .iter()
-                .all(|n| n.len() <= MAX_NAME_LEN
-                    && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')),
+            names.iter().all(|n| n.len() <= MAX_NAME_LEN
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')),
             "{names:?}"
         );
     }

@@ -37,7 +37,10 @@ impl ProcessGroup {
         let mut pause = Duration::from_millis(1);
         while group_exists(pgid) {
             if Instant::now() >= give_up {
-                tracing::warn!(pgid, "processes of a killed MCP server are still not reaped");
+                tracing::warn!(
+                    pgid,
+                    "processes of a killed MCP server are still not reaped"
+                );
                 return;
             }
             signal_group(pgid, libc::SIGKILL);

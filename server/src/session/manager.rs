@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use agent_server_schema::mcp::McpServerSpec;
+use agent_server_schema::mcp::{McpHttpServerSpec, McpServerSpec, McpStdioServerSpec};
 use agent_server_schema::session::{
     InputItem, NewSessionParams, Session as SessionInfo, SubmitParams,
 };
@@ -270,13 +270,13 @@ pub fn mcp_servers(
             )));
         }
         let transport = match spec {
-            McpServerSpec::Stdio {
+            McpServerSpec::Stdio(McpStdioServerSpec {
                 command,
                 args,
                 env,
                 cwd,
                 ..
-            } => {
+            }) => {
                 if command.trim().is_empty() {
                     return Err(invalid(format!(
                         "the MCP server `{name}` has an empty `command`; name the program to run"
@@ -289,7 +289,7 @@ pub fn mcp_servers(
                     cwd: cwd.map(PathBuf::from),
                 }
             }
-            McpServerSpec::Http { url, headers, .. } => {
+            McpServerSpec::Http(McpHttpServerSpec { url, headers, .. }) => {
                 check_http_url(&url).map_err(|e| invalid(format!("MCP server `{name}`: {e}")))?;
                 McpTransportConfig::Http {
                     url,

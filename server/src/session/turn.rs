@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::worker::{QueuedTurn, Session};
+use crate::mcp::TurnTools;
 use crate::model::{ModelError, ModelRequest, ResponseEvent, TokenUsage};
 use crate::tools::{self, ApprovalRequest, ToolCall, ToolContext, ToolHost};
 
@@ -111,12 +112,7 @@ pub(crate) async fn run(session: Arc<Session>, turn: QueuedTurn) -> TurnOutcome 
         let mut calls = calls.into_iter();
         while let Some(call) = calls.next() {
             let call_id = call.call_id.clone();
-            let outcome = if call.name.starts_with("mcp__") {
-                let offered = mcp_tools.by_name.get(&call.name);
-                tools::run_mcp_call(&call, offered, &session.mcp, &context, &host).await
-            } else {
-                tools::dispatch(call, &context, &host).await
-            };
+            let outcome = dispatch(call, &mcp_tools, &session, &context, &host).await;
             let mut conversation = session.conversation.lock().await;
             conversation.push_own(function_call_output(&call_id, &outcome.output));
             if outcome.abort_turn || turn.cancel.is_cancelled() {
@@ -131,6 +127,22 @@ pub(crate) async fn run(session: Arc<Session>, turn: QueuedTurn) -> TurnOutcome 
                 return state.interrupted();
             }
         }
+    }
+}
+
+/// Runs one tool call: an MCP tool by its qualified name, else a built-in tool.
+async fn dispatch(
+    call: ToolCall,
+    mcp_tools: &TurnTools,
+    session: &Session,
+    context: &ToolContext,
+    host: &TurnHost,
+) -> tools::ToolOutcome {
+    if call.name.starts_with("mcp__") {
+        let offered = mcp_tools.by_name.get(&call.name);
+        tools::run_mcp_call(&call, offered, &session.mcp, context, host).await
+    } else {
+        tools::dispatch(call, context, host).await
     }
 }
 

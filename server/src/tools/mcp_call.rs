@@ -107,9 +107,7 @@ pub async fn run(
         return outcome;
     }
     let started = Instant::now();
-    let result = mcp
-        .call(offered, Some(arguments), &ctx.cancel)
-        .await;
+    let result = mcp.call(offered, Some(arguments), &ctx.cancel).await;
     let duration_ms = Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
     match result {
         Ok(result) => {
@@ -139,7 +137,11 @@ pub async fn run(
 }
 
 /// Asks the client when the policy says so; `Some` when the call must not go ahead.
-async fn approve(item: &McpItem<'_>, offered: &OfferedTool, ctx: &ToolContext) -> Option<ToolOutcome> {
+async fn approve(
+    item: &McpItem<'_>,
+    offered: &OfferedTool,
+    ctx: &ToolContext,
+) -> Option<ToolOutcome> {
     let needs_approval = ctx.approval_policy == ApprovalPolicy::Untrusted
         && !offered.read_only
         && !ctx.approvals.is_mcp_tool_approved(&item.server, &item.tool);
@@ -210,17 +212,23 @@ fn model_output(result: &McpToolCallResult) -> String {
     let mut parts: Vec<String> = result
         .content
         .iter()
-        .map(|block| match (block.get("type").and_then(Value::as_str), block.get("text")) {
-            (Some("text"), Some(Value::String(text))) => text.clone(),
-            _ => block.to_string(),
-        })
+        .map(
+            |block| match (block.get("type").and_then(Value::as_str), block.get("text")) {
+                (Some("text"), Some(Value::String(text))) => text.clone(),
+                _ => block.to_string(),
+            },
+        )
         .collect();
     if parts.is_empty()
         && let Some(structured) = &result.structured_content
     {
         parts.push(structured.to_string());
     }
-    let text = truncate(&parts.join("\n"), MAX_MCP_OUTPUT_BYTES, MAX_MCP_OUTPUT_LINES);
+    let text = truncate(
+        &parts.join("\n"),
+        MAX_MCP_OUTPUT_BYTES,
+        MAX_MCP_OUTPUT_LINES,
+    );
     if result.is_error {
         format!("The MCP tool reported an error:\n{text}")
     } else {

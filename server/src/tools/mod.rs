@@ -51,8 +51,8 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 pub use approval::{ApprovalRequest, McpApprovalDetails, SessionApprovals};
-pub use output::{MAX_OUTPUT_BYTES, MAX_OUTPUT_LINES};
 pub use mcp_call::run as run_mcp_call;
+pub use output::{MAX_OUTPUT_BYTES, MAX_OUTPUT_LINES};
 pub use spec::tool_specs;
 
 /// How tools reach the client; the session implements it.

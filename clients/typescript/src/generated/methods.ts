@@ -17,6 +17,9 @@ import type {
   LoginApiKeyParams,
   LoginChatGptCompleteNotification,
   LoginChatGptResult,
+  McpListParams,
+  McpListResult,
+  McpServerStatusNotification,
   NewSessionParams,
   RequestApprovalParams,
   RequestApprovalResult,
@@ -43,6 +46,7 @@ export interface ClientRequests {
   "session/interrupt": { params: InterruptParams; result: EmptyResult };
   "session/list": { params: EmptyParams; result: ListSessionsResult };
   "session/close": { params: CloseSessionParams; result: EmptyResult };
+  "mcp/list": { params: McpListParams; result: McpListResult };
 }
 
 /** Requests the server sends to the client: params and result of each. */
@@ -61,6 +65,7 @@ export interface ClientNotifications {
 export interface ServerNotifications {
   "session/event": SessionEventNotification;
   "auth/statusChanged": AuthStatus;
+  "mcp/serverStatus": McpServerStatusNotification;
   "auth/loginChatGPTComplete": LoginChatGptCompleteNotification;
 }
 
@@ -83,6 +88,7 @@ export const CLIENT_REQUEST_METHODS: readonly ClientRequestMethod[] = [
   "session/interrupt",
   "session/list",
   "session/close",
+  "mcp/list",
 ];
 
 /** Every server → client request method. */
@@ -101,5 +107,6 @@ export const CLIENT_NOTIFICATION_METHODS: readonly ClientNotificationMethod[] = 
 export const SERVER_NOTIFICATION_METHODS: readonly ServerNotificationMethod[] = [
   "session/event",
   "auth/statusChanged",
+  "mcp/serverStatus",
   "auth/loginChatGPTComplete",
 ];
