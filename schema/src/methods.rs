@@ -12,9 +12,9 @@ use crate::lifecycle::{EmptyParams, EmptyResult, InitializeParams, InitializeRes
 use crate::mcp::{McpListParams, McpListResult, McpServerStatusNotification};
 use crate::rpc::{CancelRequestParams, CancelledNotificationParams};
 use crate::session::{
-    CloseSessionParams, InterruptParams, ListSessionsResult, NewSessionParams,
-    RequestApprovalParams, RequestApprovalResult, Session, SessionEventNotification, SubmitParams,
-    SubmitResult,
+    CloseSessionParams, CompactParams, CompactResult, InterruptParams, ListSessionsResult,
+    NewSessionParams, RequestApprovalParams, RequestApprovalResult, Session,
+    SessionEventNotification, SubmitParams, SubmitResult,
 };
 
 /// A request: a wire name with its params and result types.
@@ -114,6 +114,8 @@ requests! {
     CloseSession = "session/close", ClientToServer, CloseSessionParams => EmptyResult;
     /// `mcp/list`: the MCP servers (configured, or of one session), their status and tools.
     McpList = "mcp/list", ClientToServer, McpListParams => McpListResult;
+    /// `session/compact`: compact the conversation in a turn of its own; replies at once.
+    Compact = "session/compact", ClientToServer, CompactParams => CompactResult;
     /// `session/requestApproval`: the server asks the client to approve an action.
     RequestApproval = "session/requestApproval", ServerToClient, RequestApprovalParams => RequestApprovalResult;
 }

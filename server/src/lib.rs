@@ -14,6 +14,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod gate;
 pub mod mcp;
 pub mod model;
 pub mod rpc;

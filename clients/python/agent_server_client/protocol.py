@@ -30,6 +30,10 @@ __all__ = [
     "CommandExecutionItem",
     "CommandOutputDeltaEvent",
     "CommandStream",
+    "CompactParams",
+    "CompactResult",
+    "ContextCompactedEvent",
+    "ContextSummaryItem",
     "EmptyParams",
     "EmptyResult",
     "ErrorData",
@@ -244,6 +248,18 @@ class CloseSessionParams(TypedDict):
     sessionId: str
 
 
+class CompactParams(TypedDict):
+    """Params of `session/compact`."""
+    #: The session whose conversation to compact.
+    sessionId: str
+
+
+class CompactResult(TypedDict):
+    """Result of `session/compact`: the compaction runs as a turn of its own, queued like a submit."""
+    #: The compaction turn's id.
+    turnId: str
+
+
 class EmptyParams(TypedDict):
     """Params of a method that takes none (`{}` or absent)."""
 
@@ -349,6 +365,18 @@ class RetryingEvent(TypedDict):
     #: What failed.
     message: str
     type: Literal["retrying"]
+
+
+class ContextCompactedEvent(TypedDict):
+    """The conversation was compacted: the model now sees the summary item instead of the
+    earlier history. Follows the summary's `itemCompleted`.
+    """
+    #: The `contextSummary` item.
+    summaryItemId: str
+    #: The estimated tokens of the conversation before compaction (the last response's
+    #: total when known).
+    tokensBefore: int
+    type: Literal["contextCompacted"]
 
 
 class _TurnCompletedEventRequired(TypedDict):
@@ -526,6 +554,15 @@ class McpToolCallItem(_McpToolCallItemRequired, total=False):
     error: str | None
     #: What the MCP server answered, once it answered.
     result: McpToolCallResult | None
+
+
+class ContextSummaryItem(TypedDict):
+    """The summary that replaced the earlier conversation when it was compacted."""
+    #: The item's id.
+    id: str
+    #: The summary the model wrote (a placeholder when it wrote none).
+    text: str
+    type: Literal["contextSummary"]
 
 
 class ListSessionsResult(TypedDict):
@@ -758,8 +795,7 @@ class ServerInfo(TypedDict):
     version: str
 
 
-class Session(TypedDict):
-    """A conversation with the agent in one working directory."""
+class _SessionRequired(TypedDict):
     #: When to ask before acting.
     approvalPolicy: ApprovalPolicy
     #: When the session was created (RFC 3339).
@@ -776,6 +812,13 @@ class Session(TypedDict):
     sessionId: str
     #: Whether a turn is running.
     status: SessionStatus
+
+
+class Session(_SessionRequired, total=False):
+    """A conversation with the agent in one working directory."""
+    #: The project instruction files (`AGENTS.md` and the like) the session sends the model,
+    #: as absolute paths in the order they are joined; empty until the first turn starts.
+    instructionSources: list[str]
 
 
 class SessionEventNotification(TypedDict):
@@ -840,13 +883,13 @@ class Usage(TypedDict):
 
 
 #: One step of a turn, as sent in `session/event`.
-Event = Union[TurnStartedEvent, ItemStartedEvent, ItemCompletedEvent, AgentMessageDeltaEvent, ReasoningDeltaEvent, CommandOutputDeltaEvent, PlanUpdatedEvent, TokenUsageEvent, RetryingEvent, TurnCompletedEvent]
+Event = Union[TurnStartedEvent, ItemStartedEvent, ItemCompletedEvent, AgentMessageDeltaEvent, ReasoningDeltaEvent, CommandOutputDeltaEvent, PlanUpdatedEvent, TokenUsageEvent, RetryingEvent, ContextCompactedEvent, TurnCompletedEvent]
 
 #: One piece of user input.
 InputItem = Union[TextInputItem, ImageInputItem, LocalImageInputItem]
 
 #: Something the agent did or said in a turn.
-Item = Union[AgentMessageItem, ReasoningItem, CommandExecutionItem, FileChangeItem, ToolCallItem, McpToolCallItem]
+Item = Union[AgentMessageItem, ReasoningItem, CommandExecutionItem, FileChangeItem, ToolCallItem, McpToolCallItem, ContextSummaryItem]
 
 #: An MCP server a client passes to `session/new`: a child process (stdio) or a Streamable
 #: HTTP endpoint. Added to the configured servers for that session; the same name replaces a
@@ -872,6 +915,7 @@ CLIENT_REQUESTS: dict[str, tuple[str, str]] = {
     "session/list": ("EmptyParams", "ListSessionsResult"),
     "session/close": ("CloseSessionParams", "EmptyResult"),
     "mcp/list": ("McpListParams", "McpListResult"),
+    "session/compact": ("CompactParams", "CompactResult"),
 }
 ClientRequestMethod = Literal[
     "initialize",
@@ -887,6 +931,7 @@ ClientRequestMethod = Literal[
     "session/list",
     "session/close",
     "mcp/list",
+    "session/compact",
 ]
 
 #: Method name -> (params type name, result type name).

@@ -91,9 +91,9 @@ pub fn register(table: &mut MethodTable<App>) {
     table.add::<Initialize, _, _>(
         |app: Arc<App>, params: InitializeParams, request| async move {
             let greeted = app.lifecycle.greeted();
-            let reply_sent = request.reply_sent.clone();
+            let reply_gate = request.reply_gate.clone();
             tokio::spawn(async move {
-                reply_sent.cancelled().await;
+                reply_gate.opened().await;
                 greeted.cancel();
             });
             initialize(&app, params).await
@@ -110,7 +110,7 @@ pub fn register(table: &mut MethodTable<App>) {
         // The process stops once this reply is written.
         let stop = app.stop.clone();
         tokio::spawn(async move {
-            request.reply_sent.cancelled().await;
+            request.reply_gate.opened().await;
             stop.cancel();
         });
         Ok(())

@@ -8,6 +8,8 @@ import type {
   CancelRequestParams,
   CancelledNotificationParams,
   CloseSessionParams,
+  CompactParams,
+  CompactResult,
   EmptyParams,
   EmptyResult,
   InitializeParams,
@@ -47,6 +49,7 @@ export interface ClientRequests {
   "session/list": { params: EmptyParams; result: ListSessionsResult };
   "session/close": { params: CloseSessionParams; result: EmptyResult };
   "mcp/list": { params: McpListParams; result: McpListResult };
+  "session/compact": { params: CompactParams; result: CompactResult };
 }
 
 /** Requests the server sends to the client: params and result of each. */
@@ -89,6 +92,7 @@ export const CLIENT_REQUEST_METHODS: readonly ClientRequestMethod[] = [
   "session/list",
   "session/close",
   "mcp/list",
+  "session/compact",
 ];
 
 /** Every server → client request method. */

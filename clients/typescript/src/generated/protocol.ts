@@ -89,6 +89,7 @@ export type Event =
   | PlanUpdatedEvent
   | TokenUsageEvent
   | RetryingEvent
+  | ContextCompactedEvent
   | TurnCompletedEvent;
 /**
  * Something the agent did or said in a turn.
@@ -97,7 +98,13 @@ export type Event =
  * via the `definition` "Item".
  */
 export type Item =
-  AgentMessageItem | ReasoningItem | CommandExecutionItem | FileChangeItem | ToolCallItem | McpToolCallItem;
+  | AgentMessageItem
+  | ReasoningItem
+  | CommandExecutionItem
+  | FileChangeItem
+  | ToolCallItem
+  | McpToolCallItem
+  | ContextSummaryItem;
 /**
  * The state of an item.
  *
@@ -222,6 +229,8 @@ export interface AgentServerProtocol {
   ClientInfo?: ClientInfo;
   CloseSessionParams?: CloseSessionParams;
   CommandStream?: CommandStream;
+  CompactParams?: CompactParams;
+  CompactResult?: CompactResult;
   EmptyParams?: EmptyParams;
   EmptyResult?: EmptyResult;
   ErrorData?: ErrorData;
@@ -427,6 +436,30 @@ export interface CloseSessionParams {
    * The session to close.
    */
   sessionId: string;
+}
+/**
+ * Params of `session/compact`.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "CompactParams".
+ */
+export interface CompactParams {
+  /**
+   * The session whose conversation to compact.
+   */
+  sessionId: string;
+}
+/**
+ * Result of `session/compact`: the compaction runs as a turn of its own, queued like a submit.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "CompactResult".
+ */
+export interface CompactResult {
+  /**
+   * The compaction turn's id.
+   */
+  turnId: string;
 }
 /**
  * Params of a method that takes none (`{}` or absent).
@@ -675,6 +708,20 @@ export interface McpToolCallResult {
   };
 }
 /**
+ * The summary that replaced the earlier conversation when it was compacted.
+ */
+export interface ContextSummaryItem {
+  /**
+   * The item's id.
+   */
+  id: string;
+  /**
+   * The summary the model wrote (a placeholder when it wrote none).
+   */
+  text: string;
+  type: "contextSummary";
+}
+/**
  * An item ended.
  */
 export interface ItemCompletedEvent {
@@ -823,6 +870,22 @@ export interface RetryingEvent {
    */
   message: string;
   type: "retrying";
+}
+/**
+ * The conversation was compacted: the model now sees the summary item instead of the
+ * earlier history. Follows the summary's `itemCompleted`.
+ */
+export interface ContextCompactedEvent {
+  /**
+   * The `contextSummary` item.
+   */
+  summaryItemId: string;
+  /**
+   * The estimated tokens of the conversation before compaction (the last response's
+   * total when known).
+   */
+  tokensBefore: number;
+  type: "contextCompacted";
 }
 /**
  * The turn ended; always the turn's last event.
@@ -1035,6 +1098,11 @@ export interface Session {
    * The working directory commands and patches run in.
    */
   cwd: string;
+  /**
+   * The project instruction files (`AGENTS.md` and the like) the session sends the model,
+   * as absolute paths in the order they are joined; empty until the first turn starts.
+   */
+  instructionSources?: string[];
   /**
    * The model used for its turns.
    */
