@@ -8,6 +8,7 @@ pub mod export;
 pub mod lifecycle;
 pub mod mcp;
 pub mod methods;
+pub mod models;
 pub mod rpc;
 pub mod session;
 

@@ -10,6 +10,7 @@ use crate::auth::{
 };
 use crate::lifecycle::{EmptyParams, EmptyResult, InitializeParams, InitializeResult};
 use crate::mcp::{McpListParams, McpListResult, McpServerStatusNotification};
+use crate::models::ListModelsResult;
 use crate::rpc::{CancelRequestParams, CancelledNotificationParams};
 use crate::session::{
     CloseSessionParams, CompactParams, CompactResult, InterruptParams, ListSessionsResult,
@@ -114,6 +115,8 @@ requests! {
     CloseSession = "session/close", ClientToServer, CloseSessionParams => EmptyResult;
     /// `mcp/list`: the MCP servers (configured, or of one session), their status and tools.
     McpList = "mcp/list", ClientToServer, McpListParams => McpListResult;
+    /// `model/list`: the models a client may pick.
+    ListModels = "model/list", ClientToServer, EmptyParams => ListModelsResult;
     /// `session/compact`: compact the conversation in a turn of its own; replies at once.
     Compact = "session/compact", ClientToServer, CompactParams => CompactResult;
     /// `session/requestApproval`: the server asks the client to approve an action.

@@ -698,3 +698,45 @@ async fn the_mcp_server_process_dies_even_with_a_killed_agent_server() {
     server.kill_signal(agent_server_tests::SIGKILL);
     wait_no_processes_with(&marker).await;
 }
+
+#[tokio::test]
+async fn mcp_list_on_the_command_line_shows_status_and_tools() {
+    let home = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}\n[mcp_servers.bad]\ncommand = \"/nonexistent/mcp-server\"\n\n[mcp_servers.off]\ncommand = \"x\"\nenabled = false\n",
+        fault_table("fault", "ok", "enabled_tools = [\"echo\", \"sleep\"]")
+    );
+    std::fs::write(home.path().join("config.toml"), config).unwrap();
+    let home_arg = home.path().display().to_string();
+    let out = agent_server_tests::run_to_end(
+        home.path(),
+        &["--home", &home_arg, "mcp", "list"],
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "bad  (stdio)  failed: cannot start `/nonexistent/mcp-server`: No such file or directory (os error 2); check `command` (and `cwd`) of this MCP server\n\
+         fault  (stdio)  ready, 2 tools\n    echo                         Echoes the message back\n    sleep                        Answers after `ms` milliseconds\n"
+    );
+    let out = agent_server_tests::run_to_end(
+        home.path(),
+        &["--home", &home_arg, "mcp", "list", "--json"],
+        &[],
+        b"",
+    )
+    .await;
+    let listed: Value = serde_json::from_str(&out.stdout).unwrap();
+    let names: Vec<Value> = listed["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| json!([s["name"], s["status"]]))
+        .collect();
+    assert_eq!(
+        names,
+        vec![json!(["bad", "failed"]), json!(["fault", "ready"])]
+    );
+}

@@ -47,11 +47,13 @@ __all__ = [
     "InitializeParams",
     "InitializeResult",
     "InputItem",
+    "InputModality",
     "InterruptParams",
     "Item",
     "ItemCompletedEvent",
     "ItemStartedEvent",
     "ItemStatus",
+    "ListModelsResult",
     "ListSessionsResult",
     "LocalImageInputItem",
     "LoginApiKeyParams",
@@ -69,6 +71,7 @@ __all__ = [
     "McpToolCallResult",
     "McpToolInfo",
     "McpTransportKind",
+    "Model",
     "NewSessionParams",
     "PROTOCOL_VERSION",
     "PlanStep",
@@ -134,6 +137,9 @@ FileChangeKind = Literal["add", "delete", "update"]
 #: The framing in use on a connection.
 Framing = Literal["ndjson", "content-length"]
 
+#: A kind of input a model accepts.
+InputModality = Literal["text", "image"]
+
 #: The state of an item.
 ItemStatus = Literal["inProgress", "completed", "failed", "declined"]
 
@@ -147,7 +153,7 @@ McpTransportKind = Literal["stdio", "http"]
 PlanStepStatus = Literal["pending", "inProgress", "completed"]
 
 #: How hard a reasoning model thinks.
-ReasoningEffort = Literal["none", "minimal", "low", "medium", "high"]
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
 
 #: What a command may touch.
 SandboxMode = Literal["readOnly", "workspaceWrite", "dangerFullAccess"]
@@ -565,6 +571,12 @@ class ContextSummaryItem(TypedDict):
     type: Literal["contextSummary"]
 
 
+class ListModelsResult(TypedDict):
+    """Result of `model/list`."""
+    #: The built-in catalog, then `[models.<id>]` tables, then what providers list.
+    models: list[Model]
+
+
 class ListSessionsResult(TypedDict):
     """Result of `session/list`."""
     #: Every open session, oldest first.
@@ -703,6 +715,31 @@ class McpToolInfo(_McpToolInfoRequired, total=False):
     annotations: Any
     #: What it does.
     description: str | None
+
+
+class _ModelRequired(TypedDict):
+    #: The effort used when none is chosen.
+    defaultReasoningEffort: ReasoningEffort
+    #: One line about the model (empty when nothing is known).
+    description: str
+    #: The name a model picker shows.
+    displayName: str
+    #: The model id to pass as `model` (e.g. `gpt-5-codex`).
+    id: str
+    #: `["text","image"]` or `["text"]`.
+    inputModalities: list[InputModality]
+    #: Whether it is the configured default model.
+    isDefault: bool
+    #: The id of the provider that serves it.
+    provider: str
+    #: The efforts the model accepts (empty when not known).
+    reasoningEfforts: list[ReasoningEffort]
+
+
+class Model(_ModelRequired, total=False):
+    """One model a client may pick."""
+    #: The context window in tokens, when known.
+    contextWindow: int | None
 
 
 class NewSessionParams(TypedDict, total=False):
@@ -915,6 +952,7 @@ CLIENT_REQUESTS: dict[str, tuple[str, str]] = {
     "session/list": ("EmptyParams", "ListSessionsResult"),
     "session/close": ("CloseSessionParams", "EmptyResult"),
     "mcp/list": ("McpListParams", "McpListResult"),
+    "model/list": ("EmptyParams", "ListModelsResult"),
     "session/compact": ("CompactParams", "CompactResult"),
 }
 ClientRequestMethod = Literal[
@@ -931,6 +969,7 @@ ClientRequestMethod = Literal[
     "session/list",
     "session/close",
     "mcp/list",
+    "model/list",
     "session/compact",
 ]
 

@@ -4,6 +4,7 @@
 mod auth;
 mod lifecycle;
 mod mcp;
+mod models;
 mod session;
 
 use std::sync::Arc;
@@ -97,12 +98,14 @@ pub fn methods(app: Arc<App>) -> Methods {
     auth::register(&mut table);
     session::register(&mut table);
     mcp::register(&mut table);
+    models::register(&mut table);
     table.into_methods()
 }
 
 /// The hooks the generic loop calls: admission (the `initialize`-first rule) and notifications.
 pub struct AppHooks(pub Arc<App>);
 
+#[async_trait::async_trait]
 impl Hooks for AppHooks {
     fn admit(&self, method: &str) -> Result<(), RpcError> {
         self.0.lifecycle.admit(method)
@@ -116,6 +119,15 @@ impl Hooks for AppHooks {
             }
             other => tracing::debug!(method = other, "ignoring an unknown notification"),
         }
+    }
+
+    async fn input_closed(&self) {
+        // Turns run to their end; approvals they ask for now are declined by policy.
+        self.0.sessions.wait_all_idle().await;
+    }
+
+    async fn stopping(&self) {
+        self.0.sessions.interrupt_all().await;
     }
 }
 

@@ -15,6 +15,7 @@ import type {
   InitializeParams,
   InitializeResult,
   InterruptParams,
+  ListModelsResult,
   ListSessionsResult,
   LoginApiKeyParams,
   LoginChatGptCompleteNotification,
@@ -49,6 +50,7 @@ export interface ClientRequests {
   "session/list": { params: EmptyParams; result: ListSessionsResult };
   "session/close": { params: CloseSessionParams; result: EmptyResult };
   "mcp/list": { params: McpListParams; result: McpListResult };
+  "model/list": { params: EmptyParams; result: ListModelsResult };
   "session/compact": { params: CompactParams; result: CompactResult };
 }
 
@@ -92,6 +94,7 @@ export const CLIENT_REQUEST_METHODS: readonly ClientRequestMethod[] = [
   "session/list",
   "session/close",
   "mcp/list",
+  "model/list",
   "session/compact",
 ];
 

@@ -165,6 +165,20 @@ export type Framing = "ndjson" | "content-length";
  */
 export type InputItem = TextInputItem | ImageInputItem | LocalImageInputItem;
 /**
+ * A kind of input a model accepts.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "InputModality".
+ */
+export type InputModality = "text" | "image";
+/**
+ * How hard a reasoning model thinks.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "ReasoningEffort".
+ */
+export type ReasoningEffort = "none" | "minimal" | "low" | "medium" | "high" | "xhigh";
+/**
  * What a command may touch.
  *
  * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
@@ -201,13 +215,6 @@ export type McpTransportKind = "stdio" | "http";
  * via the `definition` "McpServerSpec".
  */
 export type McpServerSpec = McpStdioServerSpec | McpHttpServerSpec;
-/**
- * How hard a reasoning model thinks.
- *
- * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
- * via the `definition` "ReasoningEffort".
- */
-export type ReasoningEffort = "none" | "minimal" | "low" | "medium" | "high";
 
 /**
  * The agent-server JSON-RPC protocol: every type, method and notification.
@@ -242,9 +249,11 @@ export interface AgentServerProtocol {
   InitializeParams?: InitializeParams;
   InitializeResult?: InitializeResult;
   InputItem?: InputItem;
+  InputModality?: InputModality;
   InterruptParams?: InterruptParams;
   Item?: Item;
   ItemStatus?: ItemStatus;
+  ListModelsResult?: ListModelsResult;
   ListSessionsResult?: ListSessionsResult;
   LoginApiKeyParams?: LoginApiKeyParams;
   LoginChatGptCompleteNotification?: LoginChatGptCompleteNotification;
@@ -260,6 +269,7 @@ export interface AgentServerProtocol {
   McpToolCallResult?: McpToolCallResult;
   McpToolInfo?: McpToolInfo;
   McpTransportKind?: McpTransportKind;
+  Model?: Model;
   NewSessionParams?: NewSessionParams;
   PlanStep?: PlanStep;
   PlanStepStatus?: PlanStepStatus;
@@ -1066,6 +1076,62 @@ export interface InterruptParams {
    * Only this turn (running or queued); absent interrupts the running turn and every queued one.
    */
   turnId?: string | null;
+}
+/**
+ * Result of `model/list`.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "ListModelsResult".
+ */
+export interface ListModelsResult {
+  /**
+   * The built-in catalog, then `[models.<id>]` tables, then what providers list.
+   */
+  models: Model[];
+}
+/**
+ * One model a client may pick.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "Model".
+ */
+export interface Model {
+  /**
+   * The context window in tokens, when known.
+   */
+  contextWindow?: number | null;
+  /**
+   * The effort used when none is chosen.
+   */
+  defaultReasoningEffort: ReasoningEffort;
+  /**
+   * One line about the model (empty when nothing is known).
+   */
+  description: string;
+  /**
+   * The name a model picker shows.
+   */
+  displayName: string;
+  /**
+   * The model id to pass as `model` (e.g. `gpt-5-codex`).
+   */
+  id: string;
+  /**
+   * `["text","image"]` or `["text"]`.
+   */
+  inputModalities: InputModality[];
+  /**
+   * Whether it is the configured default model.
+   */
+  isDefault: boolean;
+  /**
+   * The id of the provider that serves it.
+   */
+  provider: string;
+  /**
+   * The efforts the model accepts (empty when not known).
+   */
+  reasoningEfforts: ReasoningEffort[];
 }
 /**
  * Result of `session/list`.
