@@ -4,10 +4,11 @@
 use std::time::Instant;
 
 use agent_server_schema::mcp::McpToolCallResult;
-use agent_server_schema::session::{ApprovalKind, ApprovalPolicy, Event, Item, ItemStatus};
+use agent_server_schema::session::{ApprovalKind, Event, Item, ItemStatus};
 use serde_json::{Map, Value};
 
 use super::approval::{Answer, ask};
+use super::decision::{Action, Decision, decide};
 use super::output::truncate;
 use super::{ApprovalRequest, McpApprovalDetails, ToolCall, ToolContext, ToolHost, ToolOutcome};
 use crate::mcp::{McpManager, OfferedTool};
@@ -142,11 +143,17 @@ async fn approve(
     offered: &OfferedTool,
     ctx: &ToolContext,
 ) -> Option<ToolOutcome> {
-    let needs_approval = ctx.approval_policy == ApprovalPolicy::Untrusted
-        && !offered.read_only
-        && !ctx.approvals.is_mcp_tool_approved(&item.server, &item.tool);
-    if !needs_approval {
-        return None;
+    let remembered = ctx.approvals.is_mcp_tool_approved(&item.server, &item.tool);
+    let action = Action::ToolCall {
+        read_only: offered.read_only,
+    };
+    match decide(ctx.approval_policy, ctx.sandbox, remembered, action) {
+        Decision::Ask(_) => {}
+        Decision::Run(_) | Decision::RunThenAskOnFailure => return None,
+        Decision::Refuse => {
+            let message = "The MCP tool call was refused by policy.".to_string();
+            return Some(item.failed(ItemStatus::Declined, message.clone(), message));
+        }
     }
     let request = ApprovalRequest {
         item_id: item.call.call_id.clone(),

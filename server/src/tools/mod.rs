@@ -28,6 +28,7 @@
 //!   an interrupt (`ToolContext::cancel`) or dropping the future kills the whole group.
 
 mod approval;
+pub mod decision;
 mod edit;
 mod exec;
 mod mcp_call;
@@ -53,6 +54,7 @@ use tokio_util::sync::CancellationToken;
 pub use approval::{ApprovalReply, ApprovalRequest, McpApprovalDetails, SessionApprovals};
 pub use mcp_call::run as run_mcp_call;
 pub use output::{MAX_OUTPUT_BYTES, MAX_OUTPUT_LINES};
+pub use shell::set_max_command_timeout;
 pub use shell_command::login_shell;
 pub use spec::{APPLY_PATCH_GRAMMAR, tool_specs};
 
