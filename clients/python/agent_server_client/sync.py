@@ -32,6 +32,8 @@ from .protocol import (
     LoginApiKeyParams,
     LoginChatGptParams,
     LoginChatGptResult,
+    McpListParams,
+    McpListResult,
     RateLimitsParams,
     RateLimitsResult,
     NewSessionParams,
@@ -132,6 +134,9 @@ class SyncClient:
 
     def close_session(self, params: CloseSessionParams) -> EmptyResult:
         return self._run(self._client.close_session(params))
+
+    def mcp_list(self, params: Optional[McpListParams] = None) -> McpListResult:
+        return self._run(self._client.mcp_list(params))
 
     def submit_and_wait(
         self,

@@ -3,6 +3,7 @@
 
 mod auth;
 mod lifecycle;
+mod mcp;
 mod models;
 mod session;
 
@@ -14,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthManager, AuthSettings};
 use crate::config::Config;
+use crate::mcp::McpManager;
 use crate::model::auth::UpstreamAuth;
 use crate::model::rate_limits::UsageEndpoint;
 use crate::rpc::{Hooks, MethodTable, Peer, RpcError};
@@ -37,6 +39,8 @@ pub struct App {
     pub sessions: Arc<Sessions>,
     /// The ChatGPT usage endpoint, for `auth/rateLimits`.
     pub usage: UsageEndpoint,
+    /// The MCP servers.
+    pub mcp: Arc<McpManager>,
 }
 
 /// Builds the one HTTP client of the process (rustls only), shared by model calls, token
@@ -75,7 +79,15 @@ impl App {
             chatgpt_base_url: config.chatgpt_base_url.clone(),
             originator: config.originator.clone(),
         };
-        let sessions = Arc::new(Sessions::new(config.clone(), Some(upstream), http, link));
+        let mcp_observer = mcp::PeerMcpObserver::spawn(Arc::clone(&peer), lifecycle.greeted());
+        let mcp = McpManager::new(&config.mcp_servers, http.clone(), mcp_observer);
+        let sessions = Arc::new(Sessions::new(
+            config.clone(),
+            Some(upstream),
+            http,
+            link,
+            Arc::clone(&mcp),
+        ));
         Arc::new(Self {
             config,
             peer,
@@ -84,6 +96,7 @@ impl App {
             auth,
             sessions,
             usage,
+            mcp,
         })
     }
 }
@@ -94,6 +107,7 @@ pub fn methods(app: Arc<App>) -> Methods {
     lifecycle::register(&mut table);
     auth::register(&mut table);
     session::register(&mut table);
+    mcp::register(&mut table);
     models::register(&mut table);
     table.into_methods()
 }

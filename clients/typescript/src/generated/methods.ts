@@ -21,6 +21,9 @@ import type {
   LoginChatGptCompleteNotification,
   LoginChatGptParams,
   LoginChatGptResult,
+  McpListParams,
+  McpListResult,
+  McpServerStatusNotification,
   NewSessionParams,
   RateLimitsParams,
   RateLimitsResult,
@@ -50,6 +53,7 @@ export interface ClientRequests {
   "session/interrupt": { params: InterruptParams; result: EmptyResult };
   "session/list": { params: EmptyParams; result: ListSessionsResult };
   "session/close": { params: CloseSessionParams; result: EmptyResult };
+  "mcp/list": { params: McpListParams; result: McpListResult };
   "model/list": { params: EmptyParams; result: ListModelsResult };
   "session/compact": { params: CompactParams; result: CompactResult };
 }
@@ -70,6 +74,7 @@ export interface ClientNotifications {
 export interface ServerNotifications {
   "session/event": SessionEventNotification;
   "auth/statusChanged": AuthStatus;
+  "mcp/serverStatus": McpServerStatusNotification;
   "auth/loginChatGPTComplete": LoginChatGptCompleteNotification;
 }
 
@@ -93,6 +98,7 @@ export const CLIENT_REQUEST_METHODS: readonly ClientRequestMethod[] = [
   "session/interrupt",
   "session/list",
   "session/close",
+  "mcp/list",
   "model/list",
   "session/compact",
 ];
@@ -113,5 +119,6 @@ export const CLIENT_NOTIFICATION_METHODS: readonly ClientNotificationMethod[] = 
 export const SERVER_NOTIFICATION_METHODS: readonly ServerNotificationMethod[] = [
   "session/event",
   "auth/statusChanged",
+  "mcp/serverStatus",
   "auth/loginChatGPTComplete",
 ];
