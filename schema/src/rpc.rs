@@ -41,6 +41,10 @@ pub enum ErrorKind {
     LoginPortInUse,
     /// Another login is in progress (-32010).
     LoginInProgress,
+    /// `session/steer` while no turn runs (-32002).
+    NoRunningTurn,
+    /// `session/steer` with an `expectedTurnId` that is not the running turn (-32002).
+    TurnMismatch,
 }
 
 impl ErrorKind {
@@ -62,6 +66,7 @@ impl ErrorKind {
             ErrorKind::AuthRequired | ErrorKind::LoginRequired => -32000,
             ErrorKind::Overloaded => -32001,
             ErrorKind::LoginPortInUse | ErrorKind::LoginInProgress => -32010,
+            ErrorKind::NoRunningTurn | ErrorKind::TurnMismatch => -32002,
         }
     }
 
@@ -85,6 +90,8 @@ impl ErrorKind {
             ErrorKind::Overloaded => "overloaded",
             ErrorKind::LoginPortInUse => "loginPortInUse",
             ErrorKind::LoginInProgress => "loginInProgress",
+            ErrorKind::NoRunningTurn => "noRunningTurn",
+            ErrorKind::TurnMismatch => "turnMismatch",
         }
     }
 }

@@ -147,7 +147,7 @@ impl Printer {
 
     fn print(&mut self, event: &Event, out: &mut dyn Write) -> std::io::Result<()> {
         match event {
-            Event::TurnStarted { model } => writeln!(out, "── turn started ({model})"),
+            Event::TurnStarted { model, .. } => writeln!(out, "── turn started ({model})"),
             Event::AgentMessageDelta { delta, .. } => {
                 if !self.in_text {
                     write!(out, "assistant: ")?;
@@ -158,7 +158,8 @@ impl Printer {
             }
             Event::ReasoningDelta { .. }
             | Event::CommandOutputDelta { .. }
-            | Event::TokenUsage { .. } => Ok(()),
+            | Event::TokenUsage { .. }
+            | Event::InputAdded { .. } => Ok(()),
             Event::ItemStarted { item } => match item {
                 Item::CommandExecution { command, cwd, .. } => {
                     self.end_text(out)?;

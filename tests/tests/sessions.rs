@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use agent_server_tests::replies::{MESSAGE, kind_error, redact};
 use agent_server_tests::turns::{
-    api_key_builder, completion, conversation_input, just_events, new_session, normalize_ids,
-    submit, turn_events,
+    api_key_builder, completion, conversation_input, default_turn_started, just_events,
+    new_session, normalize_ids, server_cwd, submit, turn_events,
 };
 use agent_server_tests::upstream::{
     ev_completed, ev_created, ev_failed, ev_message_done, ev_output_text_delta, mount_sse,
@@ -101,7 +101,7 @@ async fn a_text_turn_streams_the_whole_event_sequence() {
     let events = turn_events(&mut server, &turn).await;
 
     let expected: Vec<Value> = [
-        json!({"type": "turnStarted", "model": "gpt-5-codex"}),
+        default_turn_started(&server_cwd()),
         json!({"type": "itemStarted", "item": {"id": "id1", "type": "reasoning", "summary": []}}),
         json!({"type": "reasoningDelta", "itemId": "id1", "delta": "**Greeting the user**"}),
         json!({"type": "itemCompleted", "item": {"id": "id1", "type": "reasoning", "summary": ["**Greeting the user**"]}}),
@@ -334,7 +334,7 @@ async fn interrupt_without_turn_id_also_interrupts_queued_turns() {
     assert_eq!(
         second_events,
         vec![
-            json!({"type": "turnStarted", "model": "gpt-5-codex"}),
+            default_turn_started(&server_cwd()),
             json!({"type": "turnCompleted", "status": "interrupted", "lastAgentMessage": null, "usage": zero_usage()}),
         ]
     );
@@ -881,7 +881,7 @@ async fn interrupt_during_a_retry_backoff_ends_the_turn_without_waiting_it_out()
     assert_eq!(
         events,
         vec![
-            json!({"type": "turnStarted", "model": "gpt-5-codex"}),
+            default_turn_started(&server_cwd()),
             json!({"type": "turnCompleted", "status": "interrupted", "lastAgentMessage": null, "usage": zero_usage()}),
         ]
     );

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use agent_server_tests::turns::{
-    api_key_builder, initialize, just_events, new_session, normalize_ids, submit, turn_events,
+    api_key_builder, default_turn_started, initialize, just_events, new_session, normalize_ids,
+    submit, turn_events,
 };
 use agent_server_tests::upstream::{
     ev_completed, ev_created, ev_function_call, ev_message_done, function_call_output, mount_sse,
@@ -171,7 +172,7 @@ async fn an_approved_command_runs_in_the_session_cwd_and_its_output_goes_back() 
     assert_eq!(
         normalize_ids(&Value::Array(events)),
         json!([
-            {"type": "turnStarted", "model": "gpt-5-codex"},
+            default_turn_started(cwd.path()),
             {"type": "tokenUsage", "last": usage(1), "total": usage(1)},
             {"type": "itemStarted", "item": {"id": "id1", "type": "commandExecution",
                 "command": command, "cwd": dir, "status": "inProgress"}},

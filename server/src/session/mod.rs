@@ -54,8 +54,8 @@ pub use history::{History, NextInput};
 pub use input::{InputError, to_user_message};
 pub use instructions::BASE_INSTRUCTIONS;
 pub use manager::{SessionError, Sessions, info};
-pub use settings::SessionSettings;
-pub use worker::Session;
+pub use settings::{SessionSettings, TurnOverrides};
+pub use worker::{Session, SteerError};
 
 /// How sessions reach the client.
 #[async_trait::async_trait]

@@ -16,9 +16,11 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::items::{ItemTracker, Next, PendingCall, Update};
+use super::settings::SessionSettings;
 use super::worker::{QueuedTurn, Session, TurnInput};
 use crate::model::{CallKind, ModelError, ModelRequest, ResponseEvent, ResponseItem, TokenUsage};
 use crate::tools::{self, ApprovalReply, ApprovalRequest, ToolHost};
+use serde_json::Value;
 
 /// What the model is told for a call that never ran because the turn ended before it.
 pub(crate) const NOT_RUN: &str = "The turn was interrupted before this tool call ran.";
@@ -41,6 +43,8 @@ pub(crate) async fn run(session: Arc<Session>, queued: QueuedTurn) -> TurnOutcom
         },
         session,
         cancel: queued.cancel,
+        settings: queued.settings,
+        output_schema: queued.output_schema,
         usage: Usage::default(),
         last_agent_message: None,
     };
@@ -61,7 +65,14 @@ pub(crate) async fn run(session: Arc<Session>, queued: QueuedTurn) -> TurnOutcom
         if let Some(end) = turn.compact_if_due().await {
             return end;
         }
-        let request = next_request(&turn.session, store).await;
+        turn.add_steered().await;
+        let request = next_request(
+            &turn.session,
+            &turn.settings,
+            turn.output_schema.as_ref(),
+            store,
+        )
+        .await;
         let calls = match turn.model_call(request).await {
             Ok(calls) => {
                 recovered = false;
@@ -92,11 +103,16 @@ fn is_context_overflow(end: &TurnOutcome) -> bool {
         .is_some_and(|e| e.kind == TurnErrorKind::ContextWindowExceeded)
 }
 
-/// The next model call's request: the session's settings and what the history says to send.
-pub(crate) async fn next_request(session: &Session, store: bool) -> ModelRequest {
+/// The next model call's request: the turn's settings and what the history says to send.
+pub(crate) async fn next_request(
+    session: &Session,
+    settings: &SessionSettings,
+    output_schema: Option<&Value>,
+    store: bool,
+) -> ModelRequest {
     let input = session.history.lock().await.next_input(store);
-    let settings = &session.settings;
     ModelRequest {
+        output_schema: output_schema.cloned(),
         session_id: session.id.clone(),
         model: settings.model.clone(),
         instructions: settings.instructions.clone(),
@@ -113,6 +129,10 @@ pub(super) struct Turn {
     pub(super) session: Arc<Session>,
     pub(super) reporter: Reporter,
     pub(super) cancel: CancellationToken,
+    /// The settings this turn runs with.
+    pub(super) settings: Arc<SessionSettings>,
+    /// `outputSchema` of this turn.
+    output_schema: Option<Value>,
     /// Token usage of this turn's model calls.
     pub(super) usage: Usage,
     /// The text of the model's last completed message.
@@ -120,6 +140,25 @@ pub(super) struct Turn {
 }
 
 impl Turn {
+    /// Adds the input steered into this turn since its last request to the conversation, and
+    /// tells the client (`inputAdded`): it goes out with the request about to be made.
+    async fn add_steered(&mut self) {
+        let steered = self.session.take_steered(&self.reporter.turn_id);
+        if steered.is_empty() {
+            return;
+        }
+        {
+            let mut history = self.session.history.lock().await;
+            for input in &steered {
+                history.push_own(input.message.clone());
+            }
+        }
+        for input in steered {
+            let event = Event::InputAdded { input: input.items };
+            self.reporter.send(event).await;
+        }
+    }
+
     /// Streams one model call into events; returns the tool calls it asked for, or how the
     /// turn ends.
     async fn model_call(&mut self, request: ModelRequest) -> Result<Vec<PendingCall>, TurnOutcome> {
@@ -232,7 +271,7 @@ impl Turn {
             reporter: self.reporter.clone(),
             cancel: self.cancel.clone(),
         };
-        let context = session.settings.tool_context(
+        let context = self.settings.tool_context(
             session.link.can_approve(),
             self.cancel.clone(),
             Arc::clone(&session.approvals),
