@@ -32,6 +32,7 @@ def test_the_generated_module_imports_and_names_every_method() -> None:
             "session/list",
             "session/close",
             "model/list",
+            "session/steer",
             "session/compact",
         ]
     )

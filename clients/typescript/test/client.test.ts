@@ -272,6 +272,7 @@ test("every client → server request of the schema has a typed wrapper", async 
     "session/list": () => client.listSessions(),
     "session/close": () => client.closeSession({ sessionId: "s" }),
     "model/list": () => client.listModels(),
+    "session/steer": () => client.steer({ sessionId: "s", text: "x" }),
     "session/compact": () => client.compact({ sessionId: "s" }),
   };
   for (const method of CLIENT_REQUEST_METHODS) await wrappers[method]();

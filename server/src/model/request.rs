@@ -146,7 +146,7 @@ fn text_field(request: &ModelRequest) -> Option<(&'static str, Value)> {
             json!({"type": "json_schema", "name": "output", "schema": schema, "strict": true}),
         );
     }
-    (!text.is_empty()).then(|| ("text", Value::Object(text)))
+    (!text.is_empty()).then_some(("text", Value::Object(text)))
 }
 
 /// The Responses API body. `previous_response_id` is only sent when storing, since without
