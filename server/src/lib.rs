@@ -14,10 +14,10 @@
 pub mod api;
 pub mod auth;
 pub mod config;
-pub mod gate;
+pub(crate) mod gate;
 pub mod model;
 pub mod rpc;
 pub mod secret;
-pub mod session;
+pub(crate) mod session;
 pub mod tools;
 pub mod transport;
