@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::items::{ItemTracker, Next, PendingCall, Update};
 use super::settings::SessionSettings;
 use super::worker::{QueuedTurn, Session, TurnInput};
+use crate::mcp::TurnTools;
 use crate::model::{CallKind, ModelError, ModelRequest, ResponseEvent, ResponseItem, TokenUsage};
 use crate::tools::{self, ApprovalReply, ApprovalRequest, ToolHost};
 use serde_json::Value;
@@ -47,6 +48,7 @@ pub(crate) async fn run(session: Arc<Session>, queued: QueuedTurn) -> TurnOutcom
         output_schema: queued.output_schema,
         usage: Usage::default(),
         last_agent_message: None,
+        mcp_tools: TurnTools::default(),
     };
     if turn.cancel.is_cancelled() {
         return turn.ended(TurnStatus::Interrupted, None);
@@ -58,6 +60,12 @@ pub(crate) async fn run(session: Arc<Session>, queued: QueuedTurn) -> TurnOutcom
     if let Err(end) = turn.start(message).await {
         return end;
     }
+    // The MCP tools of this turn, read once before its first model request: the one place
+    // that waits for servers still starting.
+    turn.mcp_tools = tokio::select! {
+        tools = turn.session.mcp.turn_tools(&turn.session.id) => tools,
+        () = turn.cancel.cancelled() => return turn.ended(TurnStatus::Interrupted, None),
+    };
     let store = turn.session.client.store_enabled().await;
     // Whether this request already overflowed the context window once and was compacted.
     let mut recovered = false;
@@ -66,13 +74,14 @@ pub(crate) async fn run(session: Arc<Session>, queued: QueuedTurn) -> TurnOutcom
             return end;
         }
         turn.add_steered().await;
-        let request = next_request(
+        let mut request = next_request(
             &turn.session,
             &turn.settings,
             turn.output_schema.as_ref(),
             store,
         )
         .await;
+        request.tools.extend(turn.mcp_tools.specs.iter().cloned());
         let calls = match turn.model_call(request).await {
             Ok(calls) => {
                 recovered = false;
@@ -137,6 +146,8 @@ pub(super) struct Turn {
     pub(super) usage: Usage,
     /// The text of the model's last completed message.
     last_agent_message: Option<String>,
+    /// The MCP tools offered in this turn, by the name the model sees.
+    mcp_tools: TurnTools,
 }
 
 impl Turn {
@@ -282,6 +293,10 @@ impl Turn {
             let call_id = call.call_id.clone();
             // Tools are chosen by name; a custom tool call takes its input as the arguments.
             let outcome = match kind {
+                CallKind::Function if call.name.starts_with("mcp__") => {
+                    let offered = self.mcp_tools.by_name.get(&call.name);
+                    tools::run_mcp_call(&call, offered, &session.mcp, &context, &host).await
+                }
                 CallKind::Function => tools::dispatch(call, &context, &host).await,
                 CallKind::Custom => tools::dispatch_custom(call, &context, &host).await,
             };
@@ -381,6 +396,9 @@ impl ToolHost for TurnHost {
             cwd: request.cwd.map(|p| p.display().to_string()),
             changes: request.changes,
             reason: request.reason,
+            server: request.mcp.as_ref().map(|m| m.server.clone()),
+            tool: request.mcp.as_ref().map(|m| m.tool.clone()),
+            arguments: request.mcp.map(|m| m.arguments),
         };
         session.link.request_approval(params, &self.cancel).await
     }
