@@ -4,7 +4,7 @@
 //! server at start (the error names the path and line) and is never changed.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use agent_server_schema::session::{ApprovalPolicy, ReasoningEffort, SandboxMode};
 use serde::Deserialize;
@@ -342,42 +342,8 @@ impl Config {
     /// Loads the configuration of `home`: `config.toml`, then the environment, then `-c`
     /// overrides. Nothing is half-applied: any error means no configuration.
     pub fn load(home: PathBuf, overrides: &[String], env: &dyn Env) -> Result<Self, ConfigError> {
-        let path = home.join("config.toml");
-        let mut table = match std::fs::read_to_string(&path) {
-            Ok(text) => text
-                .parse::<toml::Table>()
-                .map_err(|e| ConfigError::Malformed {
-                    path: path.clone(),
-                    message: one_line(&e.to_string()),
-                })?,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
-            Err(source) => return Err(ConfigError::Unreadable { path, source }),
-        };
-        // The file alone must be valid, so its errors name the file.
-        FileConfig::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
-            ConfigError::Malformed {
-                path: path.clone(),
-                message: one_line(&e.to_string()),
-            }
-        })?;
-        for (var, key) in [
-            ("AGENT_SERVER_AUTH_ISSUER", "auth_issuer"),
-            ("AGENT_SERVER_LOGIN_PORT", "login_callback_port"),
-        ] {
-            if let Some(value) = env.var(var) {
-                let value = match key {
-                    "login_callback_port" => {
-                        toml::Value::Integer(value.trim().parse().map_err(|_| {
-                            ConfigError::BadValue(format!(
-                                "{var}={value} is not a port number; set it to 0-65535"
-                            ))
-                        })?)
-                    }
-                    _ => toml::Value::String(value),
-                };
-                table.insert(key.to_string(), value);
-            }
-        }
+        let mut table = read_file(&home.join("config.toml"))?;
+        apply_env(&mut table, env)?;
         for text in overrides {
             let (path, value) = parse_override(text)?;
             set_path(&mut table, &path, value)?;
@@ -426,6 +392,56 @@ impl Config {
         };
         Ok(config)
     }
+}
+
+/// The table of `config.toml` (empty when there is none), checked on its own so that its errors
+/// name the file.
+fn read_file(path: &Path) -> Result<toml::Table, ConfigError> {
+    let table = match std::fs::read_to_string(path) {
+        Ok(text) => text
+            .parse::<toml::Table>()
+            .map_err(|e| ConfigError::Malformed {
+                path: path.to_path_buf(),
+                message: one_line(&e.to_string()),
+            })?,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
+        Err(source) => {
+            return Err(ConfigError::Unreadable {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    FileConfig::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
+        ConfigError::Malformed {
+            path: path.to_path_buf(),
+            message: one_line(&e.to_string()),
+        }
+    })?;
+    Ok(table)
+}
+
+/// The environment variables that set config keys, applied over the file's table.
+fn apply_env(table: &mut toml::Table, env: &dyn Env) -> Result<(), ConfigError> {
+    for (var, key) in [
+        ("AGENT_SERVER_AUTH_ISSUER", "auth_issuer"),
+        ("AGENT_SERVER_LOGIN_PORT", "login_callback_port"),
+    ] {
+        if let Some(value) = env.var(var) {
+            let value = match key {
+                "login_callback_port" => {
+                    toml::Value::Integer(value.trim().parse().map_err(|_| {
+                        ConfigError::BadValue(format!(
+                            "{var}={value} is not a port number; set it to 0-65535"
+                        ))
+                    })?)
+                }
+                _ => toml::Value::String(value),
+            };
+            table.insert(key.to_string(), value);
+        }
+    }
+    Ok(())
 }
 
 /// Fallback doc names are joined to directories: a name must stay inside the directory.
