@@ -14,6 +14,8 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod model;
 pub mod rpc;
 pub mod secret;

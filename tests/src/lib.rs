@@ -23,6 +23,7 @@ mod binary;
 mod fixtures;
 mod framing;
 pub mod replies;
+pub mod scripted;
 mod server;
 pub mod turns;
 pub mod upstream;
