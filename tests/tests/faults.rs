@@ -168,6 +168,12 @@ fn cells() -> Vec<Cell> {
             call,
             always(Reply::Stall(String::new())),
         ));
+        let third = boundaries(&body)[3];
+        cells.push(cell(
+            format!("{label}: ends early always"),
+            call,
+            always(Reply::Sse(body[..third].to_owned())),
+        ));
     }
     let marker = "3141.5926";
     cells.push(Cell {
