@@ -16,6 +16,7 @@ pub mod auth;
 pub mod config;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod gate;
 pub mod model;
 pub mod rpc;
 pub mod secret;
