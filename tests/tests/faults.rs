@@ -201,7 +201,7 @@ async fn run_cell(cell: Cell) -> Result<Outcome, String> {
     let upstream = ScriptedUpstream::start(Arc::new(move |_, body: &Value| {
         let call = call_of(body);
         let attempt = {
-            let mut counts = script_counts.lock().unwrap();
+            let mut counts = script_counts.lock().unwrap_or_else(|e| e.into_inner());
             let n = counts.entry(call).or_insert(0);
             *n += 1;
             *n - 1
@@ -248,7 +248,7 @@ async fn run_cell(cell: Cell) -> Result<Outcome, String> {
         }
     }
     let status = server.wait_exit().await;
-    let attempts = counts.lock().unwrap().clone();
+    let attempts = counts.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let requests = upstream.requests();
 
     let mut problems = Vec::new();
@@ -328,7 +328,8 @@ async fn read_turn(server: &mut TestServer, turn: &str, events: &mut Vec<Value>)
 /// Kills the process whose argv holds `marker`, once it appears.
 async fn kill_marked(marker: &str) {
     for _ in 0..200 {
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let proc = std::fs::read_dir("/proc").unwrap_or_else(|e| panic!("cannot list /proc: {e}"));
+        for entry in proc.flatten() {
             let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
                 continue;
             };
@@ -410,10 +411,8 @@ fn check_conversation(request: &Value, problems: &mut Vec<String>) {
     for item in &input {
         let id = item["call_id"].as_str().unwrap_or_default().to_owned();
         match item["type"].as_str() {
-            Some("function_call") => {
-                if !calls.insert(id.clone()) {
-                    problems.push(format!("function call {id} appears twice"));
-                }
+            Some("function_call") if !calls.insert(id.clone()) => {
+                problems.push(format!("function call {id} appears twice"));
             }
             Some("function_call_output") => {
                 if !calls.contains(&id) {
