@@ -16,10 +16,10 @@ pub mod auth;
 pub mod config;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
-pub mod gate;
+pub(crate) mod gate;
 pub mod model;
 pub mod rpc;
 pub mod secret;
-pub mod session;
+pub(crate) mod session;
 pub mod tools;
 pub mod transport;
