@@ -17,6 +17,7 @@ pub mod config;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub(crate) mod gate;
+pub mod mcp;
 pub mod model;
 pub mod rpc;
 pub mod secret;
