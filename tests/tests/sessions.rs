@@ -6,6 +6,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use agent_server_tests::replies::{MESSAGE, kind_error, redact};
+use agent_server_tests::schema::lifecycle::{EmptyParams, EmptyResult};
+use agent_server_tests::schema::methods::{CloseSession, Interrupt, ListSessions, NewSession};
+use agent_server_tests::schema::rpc::RpcError;
+use agent_server_tests::schema::session::{CloseSessionParams, InterruptParams, NewSessionParams};
 use agent_server_tests::turns::{
     api_key_builder, completion, conversation_input, just_events, new_session, normalize_ids,
     submit, turn_events,
@@ -56,6 +60,19 @@ fn message_added(item_id: &str) -> Value {
         "type": "response.output_item.added", "output_index": 0,
         "item": {"id": item_id, "type": "message", "status": "in_progress", "role": "assistant", "content": []},
     })
+}
+
+/// A typed reply as JSON, for comparing whole objects.
+fn as_json<T: serde::Serialize>(reply: Result<T, RpcError>) -> Result<Value, RpcError> {
+    reply.map(|r| serde_json::to_value(r).unwrap_or_else(|e| panic!("not JSON: {e}")))
+}
+
+/// `session/interrupt` of the running turn and every queued one.
+fn interrupt_all(session: &str) -> InterruptParams {
+    InterruptParams {
+        session_id: session.to_string(),
+        turn_id: None,
+    }
 }
 
 fn user_message(text: &str) -> Value {
@@ -324,10 +341,8 @@ async fn interrupt_without_turn_id_also_interrupts_queued_turns() {
             p["turnId"] == first && p["event"]["type"] == "turnStarted"
         })
         .await;
-    let reply = server
-        .request_raw("session/interrupt", Some(json!({"sessionId": session})))
-        .await;
-    assert_eq!(reply["result"], json!({}), "{reply}");
+    let reply = server.request::<Interrupt>(interrupt_all(&session)).await;
+    assert_eq!(reply, Ok(EmptyResult {}));
     let first_done = completion(&turn_events(&mut server, &first).await);
     let second_events = just_events(&turn_events(&mut server, &second).await);
     assert_eq!(first_done["status"], "interrupted");
@@ -687,9 +702,12 @@ async fn session_list_shows_running_then_idle_once_turn_completed_is_seen() {
     let mut server = api_key_builder(&upstream).spawn().await;
     let cwd = tempfile::tempdir().unwrap();
     let reply = server
-        .request_raw("session/new", Some(json!({"cwd": cwd.path()})))
+        .request::<NewSession>(NewSessionParams {
+            cwd: Some(cwd.path().display().to_string()),
+            ..NewSessionParams::default()
+        })
         .await;
-    let info = reply["result"].clone();
+    let info = as_json(reply).unwrap();
     let session = info["sessionId"].as_str().unwrap().to_owned();
     let mut expected = info.clone();
     assert_eq!(
@@ -709,13 +727,13 @@ async fn session_list_shows_running_then_idle_once_turn_completed_is_seen() {
             p["turnId"] == turn && p["event"]["type"] == "turnStarted"
         })
         .await;
-    let listed = server.request_raw("session/list", Some(json!({}))).await;
+    let listed = as_json(server.request::<ListSessions>(EmptyParams {}).await);
     expected["status"] = json!("running");
-    assert_eq!(listed["result"], json!({"sessions": [expected.clone()]}));
+    assert_eq!(listed, Ok(json!({"sessions": [expected.clone()]})));
     turn_events(&mut server, &turn).await;
-    let listed = server.request_raw("session/list", Some(json!({}))).await;
+    let listed = as_json(server.request::<ListSessions>(EmptyParams {}).await);
     expected["status"] = json!("idle");
-    assert_eq!(listed["result"], json!({"sessions": [expected]}));
+    assert_eq!(listed, Ok(json!({"sessions": [expected]})));
 }
 
 #[tokio::test]
@@ -728,15 +746,17 @@ async fn session_close_interrupts_the_running_turn_and_forgets_the_session() {
         .wait_for_notification("session/event", |p| p["event"]["type"] == "turnStarted")
         .await;
     let reply = server
-        .request_raw("session/close", Some(json!({"sessionId": session})))
+        .request::<CloseSession>(CloseSessionParams {
+            session_id: session.clone(),
+        })
         .await;
-    assert_eq!(reply["result"], json!({}), "{reply}");
+    assert_eq!(reply, Ok(EmptyResult {}));
     assert_eq!(
         completion(&turn_events(&mut server, &turn).await)["status"],
         "interrupted"
     );
-    let listed = server.request_raw("session/list", Some(json!({}))).await;
-    assert_eq!(listed["result"], json!({"sessions": []}));
+    let listed = as_json(server.request::<ListSessions>(EmptyParams {}).await);
+    assert_eq!(listed, Ok(json!({"sessions": []})));
     for (method, params) in [
         (
             "session/submit",
@@ -877,9 +897,8 @@ async fn interrupt_during_a_retry_backoff_ends_the_turn_without_waiting_it_out()
         .wait_for_notification("session/event", |p| p["event"]["type"] == "retrying")
         .await;
     assert_eq!(retrying["params"]["event"]["delayMs"], json!(60_000));
-    server
-        .request_raw("session/interrupt", Some(json!({"sessionId": session})))
-        .await;
+    let reply = server.request::<Interrupt>(interrupt_all(&session)).await;
+    assert_eq!(reply, Ok(EmptyResult {}));
     // The harness's read timeout (far below the 60 s backoff) is what shows it did not wait.
     // (`retrying` was taken above; `turnStarted` came before it.)
     let events = just_events(&turn_events(&mut server, &turn).await);
