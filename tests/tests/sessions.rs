@@ -568,6 +568,8 @@ async fn a_stream_closed_early_is_retried_then_succeeds() {
             "turnStarted",
             "itemStarted",
             "agentMessageDelta",
+            // The abandoned item ends as it stood, so no item stays in progress.
+            "itemCompleted",
             "retrying",
             "itemStarted",
             "agentMessageDelta",
@@ -576,6 +578,9 @@ async fn a_stream_closed_early_is_retried_then_succeeds() {
             "turnCompleted",
         ]
     );
+    assert_eq!(events[3]["item"]["text"], "par");
+    assert_eq!(events[1]["item"]["id"], events[3]["item"]["id"]);
+    assert_ne!(events[5]["item"]["id"], events[3]["item"]["id"]);
     assert_eq!(
         (&done["status"], &done["lastAgentMessage"]),
         (&json!("completed"), &json!("whole"))

@@ -176,7 +176,13 @@ impl Turn {
         let mut stream = self.session.client.stream(request, self.cancel.clone());
         let mut tracker = ItemTracker::default();
         while let Some(event) = stream.next().await {
-            let event = event.map_err(|err| self.failed(&err))?;
+            let event = match event {
+                Ok(event) => event,
+                Err(err) => {
+                    self.end_open_items(tracker.close_open());
+                    return Err(self.failed(&err));
+                }
+            };
             let update = match event {
                 ResponseEvent::Created { .. }
                 | ResponseEvent::FunctionCallArgumentsDelta { .. } => {
@@ -197,12 +203,14 @@ impl Turn {
                 } => tracker.summary_delta(item_id, summary_index, delta),
                 ResponseEvent::OutputItemDone { item } => tracker.done(item),
                 ResponseEvent::Completed { response_id, usage } => {
+                    self.end_open_items(tracker.close_open());
                     return Ok(self
                         .finish_response(tracker, Some(response_id), usage)
                         .await);
                 }
                 ResponseEvent::Incomplete { reason, usage } => {
                     tracing::warn!(?reason, "the response ended incomplete");
+                    self.end_open_items(tracker.close_open());
                     return Ok(self.finish_response(tracker, None, usage).await);
                 }
                 ResponseEvent::Retrying {
@@ -211,8 +219,8 @@ impl Turn {
                     delay,
                     message,
                 } => {
-                    // What the failed attempt started is abandoned; the new one starts afresh.
-                    tracker.abandon();
+                    // What the failed attempt started ends as it stood; the new one starts afresh.
+                    self.end_open_items(tracker.abandon());
                     let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
                     let event = Event::Retrying {
                         attempt,
@@ -226,6 +234,7 @@ impl Turn {
             };
             self.apply(update).await;
         }
+        self.end_open_items(tracker.close_open());
         if self.cancel.is_cancelled() {
             return Err(self.ended(TurnStatus::Interrupted, None));
         }
@@ -233,6 +242,14 @@ impl Turn {
             message: "the model stream ended before the response completed; submit again".into(),
             http_status: None,
         }))
+    }
+
+    /// Completes items the stream left open (as they stood), so none stays in progress. They
+    /// are not the turn's last agent message: that is only a message the model finished.
+    fn end_open_items(&self, items: Vec<Item>) {
+        for item in items {
+            self.reporter.completed(item);
+        }
     }
 
     /// Tells the client what one stream event changed.
