@@ -110,7 +110,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with server.lock:
             server.count += 1
             n = server.count
-        has_output = any(i.get("type") == "function_call_output" for i in body.get("input", []))
+        # The turn's second request ends with the command's output; every other one asks anew.
+        items = body.get("input", [])
+        has_output = bool(items) and items[-1].get("type") == "function_call_output"
         payload = answer_body(n) if has_output else tool_call_body(n)
         fault = None
         if server.fault_every and n % server.fault_every == 0:
