@@ -93,6 +93,8 @@ pub struct Config {
     pub reasoning_effort: ReasoningEffort,
     /// Default timeout of a shell command in milliseconds.
     pub shell_timeout_ms: u64,
+    /// Sessions are ephemeral (never stored) unless `session/new` says otherwise.
+    pub ephemeral: bool,
     /// `OPENAI_API_KEY` from the environment, if set and not empty.
     pub env_api_key: Option<crate::secret::Secret>,
     /// `OPENAI_BASE_URL` from the environment, if set and not empty.
@@ -157,6 +159,7 @@ struct FileConfig {
     originator: Option<String>,
     reasoning_effort: Option<ReasoningEffort>,
     shell_timeout_ms: Option<u64>,
+    ephemeral: Option<bool>,
 }
 
 /// The process environment as far as configuration reads it; tests pass their own.
@@ -337,6 +340,7 @@ impl Config {
                 .unwrap_or_else(|| "agent-server".to_string()),
             reasoning_effort: file.reasoning_effort.unwrap_or(ReasoningEffort::Medium),
             shell_timeout_ms: file.shell_timeout_ms.unwrap_or(60_000),
+            ephemeral: file.ephemeral.unwrap_or(false),
             env_api_key: env.var("OPENAI_API_KEY").map(crate::secret::Secret::new),
             env_openai_base_url: env.var("OPENAI_BASE_URL"),
             sse_fixture: env.var("AGENT_SERVER_SSE_FIXTURE"),

@@ -198,6 +198,7 @@ pub(crate) fn config() -> Config {
         originator: "agent-server".into(),
         reasoning_effort: agent_server_schema::session::ReasoningEffort::Medium,
         shell_timeout_ms: 10_000,
+        ephemeral: false,
         env_api_key: None,
         env_openai_base_url: None,
         sse_fixture: None,

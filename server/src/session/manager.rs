@@ -1,4 +1,5 @@
-//! The set of open sessions: create, submit, interrupt, list, close, shut down.
+//! The set of sessions loaded in this process: create, submit, interrupt, list, close, shut
+//! down. Stored sessions (resume, fork, read, archive, delete) are in `durable.rs`.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -9,13 +10,13 @@ use agent_server_schema::session::{
 use tokio_util::sync::CancellationToken;
 
 use super::ClientLink;
-use super::events::EventSink;
+use super::durable::{Settings, check_id};
 use super::input::{InputError, to_user_message};
-use super::instructions::BASE_INSTRUCTIONS;
-use super::worker::{Session, SessionParts};
+use super::worker::{Meta, Session};
 use crate::config::Config;
 use crate::model::auth::UpstreamAuth;
-use crate::model::{ClientSettings, ModelClient, resolve_provider};
+use crate::model::resolve_provider;
+use crate::store::{LazyStore, SessionRow, StoreError};
 
 /// Why a session call failed; the api layer maps each to its contract error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +33,41 @@ pub enum SessionError {
     /// A param is wrong: field, expectation, message.
     #[error("{2}")]
     InvalidParams(String, String, String),
+    /// The session is stored but not loaded in this process.
+    #[error("session `{0}` is not loaded in this process; load it with session/resume first")]
+    NotLoaded(String),
+    /// Another live process has the session loaded.
+    #[error(
+        "session `{id}` is loaded by another agent-server process{}; close it there (or wait for that process to end), or fork it with session/fork",
+        .pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    InUse {
+        /// The session.
+        id: String,
+        /// The other process, when known.
+        pid: Option<u32>,
+    },
+    /// The store cannot be opened, read or written.
+    #[error("{0}; sessions with ephemeral:true (or --ephemeral) work without the store")]
+    Store(StoreError),
+}
+
+impl SessionError {
+    /// The error of a store call about session `id`.
+    pub(crate) fn store(id: &str, err: StoreError) -> Self {
+        match err {
+            StoreError::InUse(pid) => SessionError::InUse {
+                id: id.to_string(),
+                pid,
+            },
+            StoreError::BadCursor => SessionError::InvalidParams(
+                "cursor".into(),
+                "a nextCursor returned by session/list".into(),
+                err.to_string(),
+            ),
+            err => SessionError::Store(err),
+        }
+    }
 }
 
 /// The open sessions of the server.
@@ -41,15 +77,31 @@ pub struct Sessions {
     http: reqwest::Client,
     link: Arc<dyn ClientLink>,
     open: Mutex<Vec<Arc<Session>>>,
+    /// The home's store, opened on first use.
+    pub(crate) store: LazyStore,
+    /// Where ephemeral sessions keep their turns while loaded.
+    pub(crate) memory: LazyStore,
 }
 
 impl Sessions {
-    /// An empty set of sessions.
+    /// An empty set of sessions over the home's store.
     pub fn new(
         config: Config,
         auth: Option<Arc<dyn UpstreamAuth>>,
         http: reqwest::Client,
         link: Arc<dyn ClientLink>,
+    ) -> Self {
+        let store = LazyStore::new(config.home.clone());
+        Self::with_store(config, auth, http, link, store)
+    }
+
+    /// An empty set of sessions over `store` (tests pass an in-memory one).
+    pub fn with_store(
+        config: Config,
+        auth: Option<Arc<dyn UpstreamAuth>>,
+        http: reqwest::Client,
+        link: Arc<dyn ClientLink>,
+        store: LazyStore,
     ) -> Self {
         Self {
             config,
@@ -57,7 +109,35 @@ impl Sessions {
             http,
             link,
             open: Mutex::new(Vec::new()),
+            store,
+            memory: LazyStore::memory(),
         }
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub(crate) fn auth(&self) -> Option<Arc<dyn UpstreamAuth>> {
+        self.auth.clone()
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub(crate) fn link(&self) -> Arc<dyn ClientLink> {
+        Arc::clone(&self.link)
+    }
+
+    /// The session loaded here with this id, if any.
+    pub(crate) fn find(&self, id: &str) -> Option<Arc<Session>> {
+        self.lock().iter().find(|s| s.id == id).cloned()
+    }
+
+    /// Adds a loaded session.
+    pub(crate) fn insert(&self, session: Arc<Session>) {
+        self.lock().push(session);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Session>>> {
@@ -66,39 +146,30 @@ impl Sessions {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Finds a session.
+    /// Finds a loaded session; a stored one that is not loaded here says to resume it.
     pub fn get(&self, id: &str) -> Result<Arc<Session>, SessionError> {
-        self.lock()
-            .iter()
-            .find(|s| s.id == id)
-            .cloned()
-            .ok_or_else(|| SessionError::NotFound(id.to_string()))
+        if let Some(session) = self.find(id) {
+            return Ok(session);
+        }
+        let stored = check_id(id).is_ok()
+            && self
+                .store
+                .get()
+                .ok()
+                .and_then(|store| store.get(id).ok().flatten())
+                .is_some();
+        if stored {
+            Err(SessionError::NotLoaded(id.to_string()))
+        } else {
+            Err(SessionError::NotFound(id.to_string()))
+        }
     }
 
-    /// Creates a session; fails with `AuthRequired` when its provider needs OpenAI auth and none is available.
+    /// Creates a session (stored unless ephemeral); fails with `AuthRequired` when its provider
+    /// needs OpenAI auth and none is available.
     pub async fn create(&self, params: NewSessionParams) -> Result<Arc<Session>, SessionError> {
         let config = &self.config;
-        let cwd = match params.cwd {
-            Some(cwd) => {
-                let path = PathBuf::from(&cwd);
-                let path = if path.is_absolute() {
-                    path
-                } else {
-                    std::env::current_dir().unwrap_or_default().join(path)
-                };
-                if !path.is_dir() {
-                    return Err(SessionError::InvalidParams(
-                        "cwd".into(),
-                        "an existing directory".into(),
-                        format!(
-                            "cwd `{cwd}` is not an existing directory; pass a directory that exists"
-                        ),
-                    ));
-                }
-                path
-            }
-            None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
-        };
+        let cwd = resolve_cwd(params.cwd.as_deref())?;
         let provider_id = params
             .model_provider
             .unwrap_or_else(|| config.model_provider.clone());
@@ -112,36 +183,41 @@ impl Sessions {
         if provider.requires_auth && provider.bearer.is_none() && config.sse_fixture.is_none() {
             self.check_auth().await?;
         }
-        let approval_policy = params.approval_policy.unwrap_or(config.approval_policy);
-        let sandbox = params.sandbox.unwrap_or(config.sandbox);
-        let reasoning_effort = params.reasoning_effort.unwrap_or(config.reasoning_effort);
-        let instructions = match params.instructions {
-            Some(extra) if !extra.trim().is_empty() => format!("{BASE_INSTRUCTIONS}\n\n{extra}"),
-            _ => BASE_INSTRUCTIONS.to_string(),
-        };
-        let id = uuid::Uuid::new_v4().to_string();
-        let client = ModelClient::new(
-            ClientSettings::from_config(config),
-            provider,
-            self.auth.clone(),
-            self.http.clone(),
-        );
-        let session = Session::new(SessionParts {
-            sink: EventSink::spawn(id.clone(), Arc::clone(&self.link)),
-            id,
-            cwd,
+        let settings = Settings {
             model: params.model.unwrap_or_else(|| config.model.clone()),
-            provider_id,
-            approval_policy,
-            sandbox,
-            reasoning_effort,
-            instructions,
-            shell_timeout: std::time::Duration::from_millis(config.shell_timeout_ms),
-            client,
-            link: Arc::clone(&self.link),
-        });
-        tracing::info!(session_id = %session.id, cwd = %session.cwd.display(), "session created");
-        self.lock().push(Arc::clone(&session));
+            model_provider: provider_id,
+            approval_policy: params.approval_policy.unwrap_or(config.approval_policy),
+            sandbox: params.sandbox.unwrap_or(config.sandbox),
+            reasoning_effort: params.reasoning_effort.unwrap_or(config.reasoning_effort),
+            instructions: params.instructions.filter(|i| !i.trim().is_empty()),
+        };
+        let ephemeral = params.ephemeral.unwrap_or(config.ephemeral);
+        let lazy = if ephemeral { &self.memory } else { &self.store };
+        let id = uuid::Uuid::new_v4().to_string();
+        let store = lazy.get().map_err(|e| SessionError::store(&id, e))?;
+        let lease = store.lease(&id).map_err(|e| SessionError::store(&id, e))?;
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let row = SessionRow {
+            id: id.clone(),
+            created_at: now,
+            updated_at: String::new(),
+            cwd: cwd.display().to_string(),
+            title: None,
+            archived: false,
+            settings: settings.to_value(),
+            forked_from: None,
+            turn_count: 0,
+            running: false,
+            last_seq: 0,
+        };
+        let row = store.create(&row).map_err(|e| SessionError::store(&id, e))?;
+        let meta = Meta {
+            updated_at: row.updated_at.clone(),
+            ..Meta::default()
+        };
+        let session = self.build(&row, settings, store, lease, meta, Vec::new(), Default::default())?;
+        tracing::info!(session_id = %session.id, cwd = %session.cwd.display(), ephemeral, "session created");
+        self.insert(Arc::clone(&session));
         Ok(session)
     }
 
@@ -187,7 +263,7 @@ impl Sessions {
                 err.to_string(),
             )
         })?;
-        let turn_id = session.submit(message, start_after);
+        let turn_id = session.submit(message, items, start_after);
         Ok((session.id.clone(), turn_id))
     }
 
@@ -208,7 +284,8 @@ impl Sessions {
         self.lock().iter().map(|s| info(s)).collect()
     }
 
-    /// Interrupts and forgets a session; returns once its last `turnCompleted` is sent.
+    /// Interrupts and unloads a session (it stays stored; an ephemeral one is forgotten);
+    /// returns once its last `turnCompleted` is sent and stored.
     pub async fn close(&self, id: &str) -> Result<(), SessionError> {
         let session = {
             let mut open = self.lock();
@@ -220,6 +297,7 @@ impl Sessions {
         };
         session.interrupt(None);
         session.wait_idle().await;
+        session.unload();
         Ok(())
     }
 
@@ -243,8 +321,31 @@ fn not_logged_in() -> String {
     "this provider needs OpenAI auth and none is available: set OPENAI_API_KEY, call auth/loginApiKey or auth/loginChatGPT, or run `agent-server login`".into()
 }
 
-/// The wire view of a session.
+/// The session's working directory: `cwd` (relative to the server's) when given, which must be
+/// an existing directory, else the server's own.
+pub(crate) fn resolve_cwd(cwd: Option<&str>) -> Result<PathBuf, SessionError> {
+    let Some(cwd) = cwd else {
+        return Ok(std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")));
+    };
+    let path = PathBuf::from(cwd);
+    let path = if path.is_absolute() {
+        path
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    if !path.is_dir() {
+        return Err(SessionError::InvalidParams(
+            "cwd".into(),
+            "an existing directory".into(),
+            format!("cwd `{cwd}` is not an existing directory; pass a directory that exists"),
+        ));
+    }
+    Ok(path)
+}
+
+/// The wire view of a loaded session.
 pub fn info(session: &Session) -> SessionInfo {
+    let meta = session.meta();
     SessionInfo {
         session_id: session.id.clone(),
         cwd: session.cwd.display().to_string(),
@@ -254,5 +355,12 @@ pub fn info(session: &Session) -> SessionInfo {
         sandbox: session.sandbox,
         created_at: session.created_at.clone(),
         status: session.status(),
+        title: meta.title,
+        updated_at: meta.updated_at,
+        ephemeral: session.ephemeral,
+        archived: false,
+        loaded: true,
+        forked_from: meta.forked_from,
+        turn_count: meta.turn_count,
     }
 }

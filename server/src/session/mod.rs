@@ -3,10 +3,13 @@
 //! The domain reaches the client only through [`ClientLink`], which the api layer implements
 //! with the rpc peer; tests can drive sessions with an in-memory implementation.
 
+mod durable;
 mod events;
 mod input;
 mod instructions;
 mod manager;
+mod record;
+mod recovery;
 mod turn;
 mod worker;
 

@@ -12,6 +12,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use super::record::Recorder;
 use super::worker::{QueuedTurn, Session};
 use crate::model::{ModelError, ModelRequest, ResponseEvent, TokenUsage};
 use crate::tools::{self, ApprovalRequest, ToolCall, ToolContext, ToolHost};
@@ -35,12 +36,37 @@ pub(crate) struct Conversation {
     unsent: Vec<Value>,
     /// The session's usage so far.
     total: Usage,
+    /// Where the history is stored as it grows, and the turn it grows in.
+    recorder: Option<Arc<Recorder>>,
+    turn_id: Option<String>,
 }
 
 impl Conversation {
+    /// A conversation that goes on from a stored `history`, storing what it adds.
+    pub(crate) fn restored(history: Vec<Value>, total: Usage, recorder: Arc<Recorder>) -> Self {
+        Self {
+            history,
+            total,
+            recorder: Some(recorder),
+            ..Self::default()
+        }
+    }
+
     fn push_own(&mut self, item: Value) {
+        self.record(std::slice::from_ref(&item));
         self.unsent.push(item.clone());
         self.history.push(item);
+    }
+
+    fn extend_history(&mut self, items: Vec<Value>) {
+        self.record(&items);
+        self.history.extend(items);
+    }
+
+    fn record(&self, items: &[Value]) {
+        if let Some(recorder) = &self.recorder {
+            recorder.history(self.turn_id.as_deref(), items);
+        }
     }
 }
 
@@ -53,11 +79,11 @@ pub(crate) async fn run(session: Arc<Session>, turn: QueuedTurn) -> TurnOutcome 
     if turn.cancel.is_cancelled() {
         return state.interrupted();
     }
-    session
-        .conversation
-        .lock()
-        .await
-        .push_own(turn.message.clone());
+    {
+        let mut conversation = session.conversation.lock().await;
+        conversation.turn_id = Some(turn.turn_id.clone());
+        conversation.push_own(turn.message.clone());
+    }
     let store = session.client.store_enabled().await;
     loop {
         let request = {
@@ -503,7 +529,7 @@ async fn finish_response(
     state.usage.add(&last);
     let total = {
         let mut conversation = session.conversation.lock().await;
-        conversation.history.extend(attempt.done);
+        conversation.extend_history(attempt.done);
         if let Some(id) = response_id {
             conversation.last_response_id = Some(id);
             conversation.unsent.clear();
