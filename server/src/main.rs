@@ -15,6 +15,7 @@ use agent_server::transport::{self, FramingChoice, Output};
 use clap::{Parser, Subcommand};
 
 mod exec;
+mod sessions_cli;
 use tokio_util::sync::CancellationToken;
 
 /// How long shutdown waits for interrupted turns to send their `turnCompleted`; the contract
@@ -43,6 +44,9 @@ struct Cli {
     /// Write logs to this file instead of stderr.
     #[arg(long, global = true)]
     log_file: Option<PathBuf>,
+    /// New sessions are kept in memory only, never stored (like `-c ephemeral=true`).
+    #[arg(long, global = true)]
+    ephemeral: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -74,10 +78,16 @@ enum Command {
     },
     /// Run one prompt through a server child process and print the conversation.
     Exec(exec::ExecArgs),
+    /// List, show, export or delete stored sessions.
+    #[command(subcommand)]
+    Sessions(sessions_cli::SessionsCommand),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if cli.ephemeral {
+        cli.overrides.push("ephemeral=true".into());
+    }
     if let Err(err) = init_logging(cli.log_level.as_deref(), cli.log_file.as_deref()) {
         return fail(&format!("cannot start logging: {err}"));
     }
@@ -94,6 +104,10 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(err) => return fail(&err.to_string()),
     };
+    let command = match cli.command.take() {
+        Some(Command::Sessions(command)) => return sessions_cli::run(command, config),
+        other => other,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -101,7 +115,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(err) => return fail(&format!("cannot start the async runtime: {err}")),
     };
-    let code = match cli.command {
+    let code = match command {
         None | Some(Command::Schema { .. }) => runtime.block_on(serve(config, cli.framing)),
         Some(Command::Exec(args)) => {
             runtime.block_on(exec::run(&args, cli.home.as_deref(), &cli.overrides))
@@ -123,6 +137,7 @@ fn main() -> ExitCode {
         Some(Command::Status { json }) => {
             runtime.block_on(auth_command(AuthCommand::Status { json }, &config))
         }
+        Some(Command::Sessions(_)) => ExitCode::SUCCESS,
     };
     // The blocking thread reading stdin may still be parked in read(2); do not wait for it.
     runtime.shutdown_background();

@@ -685,15 +685,19 @@ async fn session_list_shows_running_then_idle_once_turn_completed_is_seen() {
     let info = reply["result"].clone();
     let session = info["sessionId"].as_str().unwrap().to_owned();
     let mut expected = info.clone();
+    let shown = |info: &Value| {
+        let mut shown = info.clone();
+        shown["createdAt"] = json!("<time>");
+        shown["updatedAt"] = json!("<time>");
+        shown["sessionId"] = json!("<id>");
+        shown
+    };
     assert_eq!(
-        {
-            let mut shown = info.clone();
-            shown["createdAt"] = json!("<time>");
-            shown["sessionId"] = json!("<id>");
-            shown
-        },
+        shown(&info),
         json!({"sessionId": "<id>", "cwd": cwd.path(), "model": "gpt-5-codex", "modelProvider": "openai",
-               "approvalPolicy": "untrusted", "sandbox": "workspaceWrite", "createdAt": "<time>", "status": "idle"})
+               "approvalPolicy": "untrusted", "sandbox": "workspaceWrite", "createdAt": "<time>", "status": "idle",
+               "title": null, "updatedAt": "<time>", "ephemeral": false, "archived": false, "loaded": true,
+               "turnCount": 0})
     );
     let turn = submit(&mut server, &session, "hi").await;
     server
@@ -703,15 +707,19 @@ async fn session_list_shows_running_then_idle_once_turn_completed_is_seen() {
         .await;
     let listed = server.request_raw("session/list", Some(json!({}))).await;
     expected["status"] = json!("running");
-    assert_eq!(listed["result"], json!({"sessions": [expected.clone()]}));
+    expected["title"] = json!("hi");
+    expected["turnCount"] = json!(1);
+    let sessions = &listed["result"]["sessions"];
+    assert_eq!(shown(&sessions[0]), shown(&expected));
+    assert_eq!(listed["result"]["nextCursor"], Value::Null);
     turn_events(&mut server, &turn).await;
     let listed = server.request_raw("session/list", Some(json!({}))).await;
     expected["status"] = json!("idle");
-    assert_eq!(listed["result"], json!({"sessions": [expected]}));
+    assert_eq!(shown(&listed["result"]["sessions"][0]), shown(&expected));
 }
 
 #[tokio::test]
-async fn session_close_interrupts_the_running_turn_and_forgets_the_session() {
+async fn session_close_interrupts_the_running_turn_and_unloads_the_session() {
     let upstream = stalled_upstream().await;
     let mut server = api_key_builder(&upstream).spawn().await;
     let session = new_session(&mut server, json!({})).await;
@@ -728,7 +736,7 @@ async fn session_close_interrupts_the_running_turn_and_forgets_the_session() {
         "interrupted"
     );
     let listed = server.request_raw("session/list", Some(json!({}))).await;
-    assert_eq!(listed["result"], json!({"sessions": []}));
+    assert_eq!(listed["result"], json!({"sessions": [], "nextCursor": null}));
     for (method, params) in [
         (
             "session/submit",
