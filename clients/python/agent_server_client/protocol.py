@@ -38,6 +38,8 @@ __all__ = [
     "FileChange",
     "FileChangeItem",
     "FileChangeKind",
+    "ForkSessionParams",
+    "ForkedFrom",
     "Framing",
     "ImageInputItem",
     "InitializeParams",
@@ -48,6 +50,7 @@ __all__ = [
     "ItemCompletedEvent",
     "ItemStartedEvent",
     "ItemStatus",
+    "ListSessionsParams",
     "ListSessionsResult",
     "LocalImageInputItem",
     "LoginApiKeyParams",
@@ -58,11 +61,13 @@ __all__ = [
     "PlanStep",
     "PlanStepStatus",
     "PlanUpdatedEvent",
+    "ReadSessionParams",
     "ReasoningDeltaEvent",
     "ReasoningEffort",
     "ReasoningItem",
     "RequestApprovalParams",
     "RequestApprovalResult",
+    "ResumeSessionParams",
     "RetryingEvent",
     "RpcError",
     "SERVER_NOTIFICATIONS",
@@ -74,12 +79,17 @@ __all__ = [
     "ServerRequestMethod",
     "Session",
     "SessionEventNotification",
+    "SessionIdParams",
     "SessionStatus",
+    "SessionWithTurns",
+    "SetTitleParams",
+    "StoredTurnStatus",
     "SubmitParams",
     "SubmitResult",
     "TextInputItem",
     "TokenUsageEvent",
     "ToolCallItem",
+    "Turn",
     "TurnCompletedEvent",
     "TurnError",
     "TurnErrorKind",
@@ -110,7 +120,7 @@ CancelLoginStatus = Literal["cancelled", "notFound"]
 CommandStream = Literal["stdout", "stderr"]
 
 #: The normative `data.kind` of an error; each kind belongs to exactly one JSON-RPC code.
-ErrorKind = Literal["parseError", "invalidRequest", "messageTooLarge", "alreadyInitialized", "initializeNotFirst", "methodNotFound", "invalidParams", "sessionNotFound", "unsupportedProtocolVersion", "turnNotFound", "internal", "cancelled", "authRequired", "loginRequired", "overloaded", "loginPortInUse", "loginInProgress"]
+ErrorKind = Literal["parseError", "invalidRequest", "messageTooLarge", "alreadyInitialized", "initializeNotFirst", "methodNotFound", "invalidParams", "sessionNotFound", "unsupportedProtocolVersion", "turnNotFound", "internal", "cancelled", "authRequired", "loginRequired", "overloaded", "sessionInUse", "storeUnavailable", "loginPortInUse", "loginInProgress"]
 
 #: What a file change does to one file.
 FileChangeKind = Literal["add", "delete", "update"]
@@ -133,8 +143,11 @@ SandboxMode = Literal["readOnly", "workspaceWrite", "dangerFullAccess"]
 #: Whether a session is running a turn.
 SessionStatus = Literal["idle", "running"]
 
+#: The state of a stored turn.
+StoredTurnStatus = Literal["inProgress", "completed", "interrupted", "failed"]
+
 #: Why a turn failed.
-TurnErrorKind = Literal["authRequired", "loginRequired", "unauthorized", "usageLimitReached", "quotaExceeded", "contextWindowExceeded", "rateLimited", "upstream", "interrupted", "internal"]
+TurnErrorKind = Literal["authRequired", "loginRequired", "unauthorized", "usageLimitReached", "quotaExceeded", "contextWindowExceeded", "rateLimited", "upstream", "storeUnavailable", "interrupted", "internal"]
 
 #: How a turn ended.
 TurnStatus = Literal["completed", "interrupted", "failed"]
@@ -245,6 +258,8 @@ class ErrorData(_ErrorDataRequired, total=False):
     expected: str | None
     #: For `invalidParams`: the path of the offending field (e.g. `input[0].type`), when known.
     field: str | None
+    #: For `sessionInUse`: the process id of the process that has the session loaded.
+    pid: int | None
     #: For `unsupportedProtocolVersion`: the versions the server speaks.
     supported: list[int] | None
 
@@ -357,6 +372,37 @@ class FileChange(TypedDict):
     kind: FileChangeKind
     #: The file's path.
     path: str
+
+
+class _ForkSessionParamsRequired(TypedDict):
+    #: The session to copy from.
+    sessionId: str
+
+
+class ForkSessionParams(_ForkSessionParamsRequired, total=False):
+    """Params of `session/fork`."""
+    #: Approval policy.
+    approvalPolicy: ApprovalPolicy | None
+    #: Working directory. Must exist.
+    cwd: str | None
+    #: Text appended to the server's base instructions (replaces the session's own).
+    instructions: str | None
+    #: Model name.
+    model: str | None
+    #: Reasoning effort.
+    reasoningEffort: ReasoningEffort | None
+    #: Sandbox mode.
+    sandbox: SandboxMode | None
+    #: The last turn to copy (default: every turn).
+    turnId: str | None
+
+
+class ForkedFrom(TypedDict):
+    """Where a forked session came from."""
+    #: The source session.
+    sessionId: str
+    #: The last turn of the source that the fork holds.
+    turnId: str
 
 
 class InitializeParams(TypedDict, total=False):
@@ -486,10 +532,31 @@ class ToolCallItem(_ToolCallItemRequired, total=False):
     output: str | None
 
 
-class ListSessionsResult(TypedDict):
-    """Result of `session/list`."""
-    #: Every open session, oldest first.
+class ListSessionsParams(TypedDict, total=False):
+    """Params of `session/list`."""
+    #: List archived sessions instead of the others (default false).
+    archived: bool | None
+    #: Where the previous page ended (its `nextCursor`).
+    cursor: str | None
+    #: Only sessions with exactly this cwd.
+    cwd: str | None
+    #: Page size, 1..500 (default 50).
+    limit: int | None
+    #: Only sessions whose title or any user text contains this (case-insensitive).
+    search: str | None
+    #: List the store (every process's sessions) instead of the sessions loaded here.
+    stored: bool | None
+
+
+class _ListSessionsResultRequired(TypedDict):
+    #: The loaded sessions, oldest first; with `stored`, a page of the store, newest first.
     sessions: list[Session]
+
+
+class ListSessionsResult(_ListSessionsResultRequired, total=False):
+    """Result of `session/list`."""
+    #: Pass as `cursor` for the next page; `null` on the last page.
+    nextCursor: str | None
 
 
 class LoginApiKeyParams(TypedDict):
@@ -527,6 +594,9 @@ class NewSessionParams(TypedDict, total=False):
     approvalPolicy: ApprovalPolicy | None
     #: Working directory (default: the server's working directory). Must exist.
     cwd: str | None
+    #: Keep the session in memory only, never in the store (default: the `ephemeral` config key,
+    #: else false).
+    ephemeral: bool | None
     #: Text appended to the server's base instructions.
     instructions: str | None
     #: Model name (default `gpt-5-codex`).
@@ -545,6 +615,17 @@ class PlanStep(TypedDict):
     status: PlanStepStatus
     #: What the step is.
     step: str
+
+
+class _ReadSessionParamsRequired(TypedDict):
+    #: The session.
+    sessionId: str
+
+
+class ReadSessionParams(_ReadSessionParamsRequired, total=False):
+    """Params of `session/read`."""
+    #: Include the turns (default true).
+    turns: bool | None
 
 
 class _RequestApprovalParamsRequired(TypedDict):
@@ -576,6 +657,27 @@ class RequestApprovalResult(TypedDict):
     decision: ApprovalDecision
 
 
+class _ResumeSessionParamsRequired(TypedDict):
+    #: The stored session to load into this process.
+    sessionId: str
+
+
+class ResumeSessionParams(_ResumeSessionParamsRequired, total=False):
+    """Params of `session/resume`."""
+    #: Approval policy.
+    approvalPolicy: ApprovalPolicy | None
+    #: Working directory. Must exist.
+    cwd: str | None
+    #: Text appended to the server's base instructions (replaces the session's own).
+    instructions: str | None
+    #: Model name.
+    model: str | None
+    #: Reasoning effort.
+    reasoningEffort: ReasoningEffort | None
+    #: Sandbox mode.
+    sandbox: SandboxMode | None
+
+
 class RpcError(TypedDict):
     """A JSON-RPC error object as the server sends it."""
     #: The JSON-RPC error code.
@@ -602,8 +704,7 @@ class ServerInfo(TypedDict):
     version: str
 
 
-class Session(TypedDict):
-    """A conversation with the agent in one working directory."""
+class _SessionRequired(TypedDict):
     #: When to ask before acting.
     approvalPolicy: ApprovalPolicy
     #: When the session was created (RFC 3339).
@@ -622,6 +723,25 @@ class Session(TypedDict):
     status: SessionStatus
 
 
+class Session(_SessionRequired, total=False):
+    """A conversation with the agent in one working directory."""
+    #: Whether the session is archived (hidden from `session/list {stored}` by default).
+    archived: bool
+    #: Whether the session is kept in memory only and never written to the store.
+    ephemeral: bool
+    #: The session and turn this session was forked from.
+    forkedFrom: ForkedFrom | None
+    #: Whether the session is loaded in this process (it takes `session/submit` here).
+    loaded: bool
+    #: The session's title: the first line of its first user text (cut at 80 characters) until
+    #: set with `session/setTitle`; `null` before the first turn.
+    title: str | None
+    #: How many turns the session has (including a running one).
+    turnCount: int
+    #: When the session last changed: created, a turn started or ended, retitled (RFC 3339).
+    updatedAt: str
+
+
 class SessionEventNotification(TypedDict):
     """Params of the `session/event` notification."""
     #: What happened.
@@ -632,6 +752,28 @@ class SessionEventNotification(TypedDict):
     sessionId: str
     #: The turn.
     turnId: str
+
+
+class SessionIdParams(TypedDict):
+    """Params naming one session (`session/archive`, `session/unarchive`, `session/delete`)."""
+    #: The session.
+    sessionId: str
+
+
+class SessionWithTurns(TypedDict):
+    """Result of `session/read`, `session/resume` and `session/fork`."""
+    #: The session.
+    session: Session
+    #: Its turns, oldest first.
+    turns: list[Turn]
+
+
+class SetTitleParams(TypedDict):
+    """Params of `session/setTitle`."""
+    #: The session.
+    sessionId: str
+    #: The new title.
+    title: str
 
 
 class SubmitParams(TypedDict, total=False):
@@ -650,6 +792,29 @@ class SubmitResult(TypedDict):
     sessionId: str
     #: The new turn's id.
     turnId: str
+
+
+class _TurnRequired(TypedDict):
+    #: The user input that started it.
+    input: list[InputItem]
+    #: Its items, as sent in `itemCompleted`, in order.
+    items: list[Item]
+    #: When it started (RFC 3339).
+    startedAt: str
+    #: How it ended, or `inProgress` while it runs.
+    status: StoredTurnStatus
+    #: The turn's id.
+    turnId: str
+    #: Its token usage.
+    usage: Usage
+
+
+class Turn(_TurnRequired, total=False):
+    """One stored turn: its input and every item in its completed form."""
+    #: When it ended (RFC 3339).
+    completedAt: str | None
+    #: Why it failed or was cut short.
+    error: TurnError | None
 
 
 class _TurnErrorRequired(TypedDict):
@@ -708,8 +873,15 @@ CLIENT_REQUESTS: dict[str, tuple[str, str]] = {
     "session/new": ("NewSessionParams", "Session"),
     "session/submit": ("SubmitParams", "SubmitResult"),
     "session/interrupt": ("InterruptParams", "EmptyResult"),
-    "session/list": ("EmptyParams", "ListSessionsResult"),
+    "session/list": ("ListSessionsParams", "ListSessionsResult"),
     "session/close": ("CloseSessionParams", "EmptyResult"),
+    "session/read": ("ReadSessionParams", "SessionWithTurns"),
+    "session/resume": ("ResumeSessionParams", "SessionWithTurns"),
+    "session/fork": ("ForkSessionParams", "SessionWithTurns"),
+    "session/archive": ("SessionIdParams", "EmptyResult"),
+    "session/unarchive": ("SessionIdParams", "EmptyResult"),
+    "session/delete": ("SessionIdParams", "EmptyResult"),
+    "session/setTitle": ("SetTitleParams", "EmptyResult"),
 }
 ClientRequestMethod = Literal[
     "initialize",
@@ -724,6 +896,13 @@ ClientRequestMethod = Literal[
     "session/interrupt",
     "session/list",
     "session/close",
+    "session/read",
+    "session/resume",
+    "session/fork",
+    "session/archive",
+    "session/unarchive",
+    "session/delete",
+    "session/setTitle",
 ]
 
 #: Method name -> (params type name, result type name).

@@ -306,6 +306,13 @@ def test_every_client_request_of_the_schema_has_a_typed_wrapper() -> None:
             "session/interrupt": lambda: client.interrupt({"sessionId": "s"}),
             "session/list": lambda: client.list_sessions(),
             "session/close": lambda: client.close_session({"sessionId": "s"}),
+            "session/read": lambda: client.read_session({"sessionId": "s"}),
+            "session/resume": lambda: client.resume_session({"sessionId": "s"}),
+            "session/fork": lambda: client.fork_session({"sessionId": "s"}),
+            "session/archive": lambda: client.archive_session({"sessionId": "s"}),
+            "session/unarchive": lambda: client.unarchive_session({"sessionId": "s"}),
+            "session/delete": lambda: client.delete_session({"sessionId": "s"}),
+            "session/setTitle": lambda: client.set_session_title({"sessionId": "s", "title": "t"}),
         }
         assert sorted(wrappers) == sorted(CLIENT_REQUESTS)
         seen = []

@@ -31,6 +31,13 @@ def test_the_generated_module_imports_and_names_every_method() -> None:
             "session/interrupt",
             "session/list",
             "session/close",
+            "session/read",
+            "session/resume",
+            "session/fork",
+            "session/archive",
+            "session/unarchive",
+            "session/delete",
+            "session/setTitle",
         ]
     )
     assert protocol.SERVER_REQUESTS == {"session/requestApproval": ("RequestApprovalParams", "RequestApprovalResult")}

@@ -37,15 +37,22 @@ import type {
   ErrorData,
   InitializeParams,
   InitializeResult,
+  ForkSessionParams,
   InterruptParams,
+  ListSessionsParams,
   ListSessionsResult,
   LoginApiKeyParams,
   LoginChatGptResult,
   NewSessionParams,
+  ReadSessionParams,
   RequestApprovalParams,
   RequestApprovalResult,
+  ResumeSessionParams,
   Session,
   SessionEventNotification,
+  SessionIdParams,
+  SessionWithTurns,
+  SetTitleParams,
   SubmitParams,
   SubmitResult,
   TurnCompletedEvent,
@@ -336,14 +343,49 @@ export class AgentServerClient {
     return this.request("session/interrupt", params, options);
   }
 
-  /** `session/list`. */
-  listSessions(options?: RequestOptions): Promise<ListSessionsResult> {
-    return this.request("session/list", {}, options);
+  /** `session/list`: the sessions loaded here, or with `stored: true` a page of the store. */
+  listSessions(params: ListSessionsParams = {}, options?: RequestOptions): Promise<ListSessionsResult> {
+    return this.request("session/list", params, options);
   }
 
-  /** `session/close`. */
+  /** `session/close`: unloads the session (it stays stored). */
   closeSession(params: CloseSessionParams, options?: RequestOptions): Promise<EmptyResult> {
     return this.request("session/close", params, options);
+  }
+
+  /** `session/read`: a stored or loaded session and its turns; loads nothing. */
+  readSession(params: ReadSessionParams, options?: RequestOptions): Promise<SessionWithTurns> {
+    return this.request("session/read", params, options);
+  }
+
+  /** `session/resume`: loads a stored session into this server. */
+  resumeSession(params: ResumeSessionParams, options?: RequestOptions): Promise<SessionWithTurns> {
+    return this.request("session/resume", params, options);
+  }
+
+  /** `session/fork`: a new stored session holding the turns up to `turnId`. */
+  forkSession(params: ForkSessionParams, options?: RequestOptions): Promise<SessionWithTurns> {
+    return this.request("session/fork", params, options);
+  }
+
+  /** `session/archive`: hides the session from `session/list {stored}`. */
+  archiveSession(params: SessionIdParams, options?: RequestOptions): Promise<EmptyResult> {
+    return this.request("session/archive", params, options);
+  }
+
+  /** `session/unarchive`. */
+  unarchiveSession(params: SessionIdParams, options?: RequestOptions): Promise<EmptyResult> {
+    return this.request("session/unarchive", params, options);
+  }
+
+  /** `session/delete`: removes the session from the store for good. */
+  deleteSession(params: SessionIdParams, options?: RequestOptions): Promise<EmptyResult> {
+    return this.request("session/delete", params, options);
+  }
+
+  /** `session/setTitle`. */
+  setSessionTitle(params: SetTitleParams, options?: RequestOptions): Promise<EmptyResult> {
+    return this.request("session/setTitle", params, options);
   }
 
   // ---- notifications and events ---------------------------------------------------------

@@ -109,12 +109,7 @@ impl Recorder {
         let Some(last_seq) = batch.last().map(|n| n.seq) else {
             return;
         };
-        let reserved = self.lock().reserved_seq;
-        let reserve_seq = (last_seq > reserved).then_some(last_seq + SEQ_BLOCK);
-        let mut progress = Progress {
-            reserve_seq,
-            ..Progress::default()
-        };
+        let mut progress = Progress::default();
         for n in batch.iter() {
             match &n.event {
                 Event::ItemCompleted { item } => progress.items.push((n.turn_id.as_str(), item)),
@@ -135,15 +130,20 @@ impl Recorder {
                 _ => {}
             }
         }
-        if progress.items.is_empty() && progress.end.is_none() && reserve_seq.is_none() {
+        // A turn's end stores its exact `seq` (so a resume after a clean stop goes on from it);
+        // events beyond what is stored raise the mark a block ahead.
+        let reserved = match &progress.end {
+            Some(end) => end.seq,
+            None => self.lock().reserved_seq,
+        };
+        progress.reserve_seq = (last_seq > reserved).then_some(last_seq + SEQ_BLOCK);
+        if progress.items.is_empty() && progress.end.is_none() && progress.reserve_seq.is_none() {
             return;
         }
         let ended = progress.end.is_some();
         match self.store.record(&self.session_id, &progress) {
             Ok(()) => {
-                if let Some(seq) = reserve_seq {
-                    self.lock().reserved_seq = seq;
-                }
+                self.lock().reserved_seq = progress.reserve_seq.unwrap_or(reserved);
             }
             Err(err) if ended => {
                 tracing::error!(session_id = %self.session_id, %err, "a turn's end could not be stored");

@@ -82,7 +82,8 @@ pub struct TurnEnd {
     pub usage: Usage,
     /// Its error.
     pub error: Option<TurnError>,
-    /// The `seq` of its `turnCompleted`.
+    /// The `seq` of its `turnCompleted`, which becomes the session's exact high-water mark;
+    /// 0 leaves the mark as it is (a turn ended by crash recovery sent nothing).
     pub seq: u64,
 }
 
@@ -397,7 +398,7 @@ fn finish_turn(
     )?;
     tx.execute(
         "UPDATE sessions SET running = EXISTS (SELECT 1 FROM turns WHERE session_id = ?1 AND status = 'inProgress'),
-             updated_at = ?2, updated_ms = ?3, last_seq = MAX(last_seq, ?4)
+             updated_at = ?2, updated_ms = ?3, last_seq = CASE WHEN ?4 > 0 THEN ?4 ELSE last_seq END
          WHERE id = ?1",
         params![id, stamp, updated_ms, i64_of(end.seq)],
     )?;
@@ -561,8 +562,22 @@ fn fork(
         }
         None => None,
     };
+    let last_turn: Option<String> = match upto {
+        Some(turn_id) => Some(turn_id.to_string()),
+        None => tx
+            .query_row(
+                "SELECT turn_id FROM turns WHERE session_id = ?1 ORDER BY rowid DESC LIMIT 1",
+                params![source],
+                |r| r.get(0),
+            )
+            .optional()?,
+    };
     let mut row = new.clone();
     row.title = row.title.or(src.title);
+    row.forked_from = last_turn.map(|turn_id| ForkedFrom {
+        session_id: source.to_string(),
+        turn_id,
+    });
     insert_session(tx, &row, updated_ms)?;
     let copied = tx.execute(
         "INSERT INTO turns (session_id, turn_id, status, input, usage, error, started_at, completed_at)

@@ -127,18 +127,20 @@ fn a_fork_copies_turns_items_and_history_up_to_a_turn_and_leaves_the_source() {
         store.append_history("src", Some(t), &[json!({"turn": t})]).unwrap();
         store.record("src", &Progress { end: Some(end(t, 3)), ..Progress::default() }).unwrap();
     }
-    let mut new = row("dst", "/w");
-    new.forked_from = Some(agent_server_schema::session::ForkedFrom {
-        session_id: "src".into(),
-        turn_id: "t2".into(),
-    });
-    assert_eq!(store.fork("src", Some("t2"), &new).unwrap(), Forked::Done);
+    assert_eq!(store.fork("src", Some("t2"), &row("dst", "/w")).unwrap(), Forked::Done);
     let turns = store.turns("dst").unwrap();
     assert_eq!(turns.iter().map(|t| t.turn_id.as_str()).collect::<Vec<_>>(), ["t1", "t2"]);
     assert_eq!(turns[1].items, vec![message("t2", "t2")]);
     assert_eq!(store.history("dst").unwrap(), vec![json!({"turn": "t1"}), json!({"turn": "t2"})]);
     let dst = store.get("dst").unwrap().unwrap();
     assert_eq!((dst.turn_count, dst.title.as_deref(), dst.last_seq), (2, Some("t1"), 0));
+    let from = |turn: &str| agent_server_schema::session::ForkedFrom {
+        session_id: "src".into(),
+        turn_id: turn.into(),
+    };
+    assert_eq!(dst.forked_from, Some(from("t2")));
+    assert_eq!(store.fork("src", None, &row("all", "/w")).unwrap(), Forked::Done);
+    assert_eq!(store.get("all").unwrap().unwrap().forked_from, Some(from("t3")));
     assert_eq!(store.turns("src").unwrap().len(), 3);
     assert_eq!(store.fork("src", Some("nope"), &row("x", "/")).unwrap(), Forked::NoTurn);
     assert_eq!(store.fork("nope", None, &row("y", "/")).unwrap(), Forked::NoSession);

@@ -10,18 +10,25 @@ import type {
   CloseSessionParams,
   EmptyParams,
   EmptyResult,
+  ForkSessionParams,
   InitializeParams,
   InitializeResult,
   InterruptParams,
+  ListSessionsParams,
   ListSessionsResult,
   LoginApiKeyParams,
   LoginChatGptCompleteNotification,
   LoginChatGptResult,
   NewSessionParams,
+  ReadSessionParams,
   RequestApprovalParams,
   RequestApprovalResult,
+  ResumeSessionParams,
   Session,
   SessionEventNotification,
+  SessionIdParams,
+  SessionWithTurns,
+  SetTitleParams,
   SubmitParams,
   SubmitResult,
 } from "./protocol.js";
@@ -41,8 +48,15 @@ export interface ClientRequests {
   "session/new": { params: NewSessionParams; result: Session };
   "session/submit": { params: SubmitParams; result: SubmitResult };
   "session/interrupt": { params: InterruptParams; result: EmptyResult };
-  "session/list": { params: EmptyParams; result: ListSessionsResult };
+  "session/list": { params: ListSessionsParams; result: ListSessionsResult };
   "session/close": { params: CloseSessionParams; result: EmptyResult };
+  "session/read": { params: ReadSessionParams; result: SessionWithTurns };
+  "session/resume": { params: ResumeSessionParams; result: SessionWithTurns };
+  "session/fork": { params: ForkSessionParams; result: SessionWithTurns };
+  "session/archive": { params: SessionIdParams; result: EmptyResult };
+  "session/unarchive": { params: SessionIdParams; result: EmptyResult };
+  "session/delete": { params: SessionIdParams; result: EmptyResult };
+  "session/setTitle": { params: SetTitleParams; result: EmptyResult };
 }
 
 /** Requests the server sends to the client: params and result of each. */
@@ -83,6 +97,13 @@ export const CLIENT_REQUEST_METHODS: readonly ClientRequestMethod[] = [
   "session/interrupt",
   "session/list",
   "session/close",
+  "session/read",
+  "session/resume",
+  "session/fork",
+  "session/archive",
+  "session/unarchive",
+  "session/delete",
+  "session/setTitle",
 ];
 
 /** Every server → client request method. */
