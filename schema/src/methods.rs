@@ -11,10 +11,10 @@ use crate::auth::{
 use crate::lifecycle::{EmptyParams, EmptyResult, InitializeParams, InitializeResult};
 use crate::rpc::{CancelRequestParams, CancelledNotificationParams};
 use crate::session::{
-    CloseSessionParams, ForkSessionParams, InterruptParams, ListSessionsParams,
-    ListSessionsResult, NewSessionParams, ReadSessionParams, RequestApprovalParams,
-    RequestApprovalResult, ResumeSessionParams, Session, SessionEventNotification,
-    SessionIdParams, SessionWithTurns, SetTitleParams, SubmitParams, SubmitResult,
+    CloseSessionParams, ForkSessionParams, InterruptParams, ListSessionsParams, ListSessionsResult,
+    NewSessionParams, ReadSessionParams, RequestApprovalParams, RequestApprovalResult,
+    ResumeSessionParams, Session, SessionEventNotification, SessionIdParams, SessionWithTurns,
+    SetTitleParams, SubmitParams, SubmitResult,
 };
 
 /// A request: a wire name with its params and result types.

@@ -69,7 +69,11 @@ type ChildLines = tokio::io::Lines<BufReader<tokio::process::ChildStdout>>;
 fn spawn_server(
     home: Option<&Path>,
     overrides: &[String],
-) -> anyhow::Result<(tokio::process::Child, tokio::process::ChildStdin, ChildLines)> {
+) -> anyhow::Result<(
+    tokio::process::Child,
+    tokio::process::ChildStdin,
+    ChildLines,
+)> {
     let exe = std::env::current_exe()?;
     let mut command = tokio::process::Command::new(exe);
     if let Some(home) = home {
@@ -154,7 +158,11 @@ async fn drive(args: &ExecArgs, home: Option<&Path>, overrides: &[String]) -> an
         if message["id"] == json!(OPEN_ID) {
             let result = &message["result"];
             let id = result["sessionId"].clone();
-            let id = if id.is_null() { result["session"]["sessionId"].clone() } else { id };
+            let id = if id.is_null() {
+                result["session"]["sessionId"].clone()
+            } else {
+                id
+            };
             session_id = id.as_str().map(str::to_string);
             let submit = json!({"jsonrpc":"2.0","id":3,"method":"session/submit","params":{"sessionId":id,"text":args.prompt}});
             stdin.write_all(format!("{submit}\n").as_bytes()).await?;

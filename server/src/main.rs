@@ -245,6 +245,7 @@ async fn serve(config: Config, framing: FramingChoice) -> ExitCode {
             let _ = tokio::time::timeout(Duration::from_millis(200), server.drain()).await;
         }
     }
+    app.sessions.flush_store();
     finish.cancel();
     if let Some(task) = writer_task {
         let _ = tokio::time::timeout(Duration::from_millis(400), task).await;

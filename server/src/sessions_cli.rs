@@ -159,7 +159,11 @@ fn show(session: &SessionWithTurns, out: &mut dyn Write) -> std::io::Result<()> 
         info.session_id,
         info.title.as_deref().unwrap_or("(untitled)")
     )?;
-    writeln!(out, "cwd {}, model {}, updated {}", info.cwd, info.model, info.updated_at)?;
+    writeln!(
+        out,
+        "cwd {}, model {}, updated {}",
+        info.cwd, info.model, info.updated_at
+    )?;
     for turn in &session.turns {
         writeln!(out, "── turn {} ({:?})", turn.turn_id, turn.status)?;
         for input in &turn.input {

@@ -736,7 +736,10 @@ async fn session_close_interrupts_the_running_turn_and_unloads_the_session() {
         "interrupted"
     );
     let listed = server.request_raw("session/list", Some(json!({}))).await;
-    assert_eq!(listed["result"], json!({"sessions": [], "nextCursor": null}));
+    assert_eq!(
+        listed["result"],
+        json!({"sessions": [], "nextCursor": null})
+    );
     for (method, params) in [
         (
             "session/submit",

@@ -95,7 +95,10 @@ impl Sessions {
     }
 
     /// Makes a loaded session from its stored row, settings and history.
-    #[allow(clippy::too_many_arguments, reason = "one call site per way of loading a session")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call site per way of loading a session"
+    )]
     pub(crate) fn build(
         &self,
         row: &SessionRow,
@@ -163,7 +166,11 @@ impl Sessions {
     ) -> Result<SessionWithTurns, SessionError> {
         check_id(id)?;
         if let Some(session) = self.find(id) {
-            let turns = session.recorder.store().turns(id).map_err(|e| SessionError::store(id, e))?;
+            let turns = session
+                .recorder
+                .store()
+                .turns(id)
+                .map_err(|e| SessionError::store(id, e))?;
             return Ok(SessionWithTurns {
                 session: info(&session),
                 turns,
@@ -176,13 +183,18 @@ impl Sessions {
         }
         let lease = store.lease(id).map_err(err)?;
         // Deleted by another process between the look-up and the lease?
-        let row = store.get(id).map_err(err)?.ok_or_else(|| SessionError::NotFound(id.to_string()))?;
+        let row = store
+            .get(id)
+            .map_err(err)?
+            .ok_or_else(|| SessionError::NotFound(id.to_string()))?;
         let cwd = match &overrides.cwd {
             Some(cwd) => resolve_cwd(Some(cwd))?.display().to_string(),
             None => row.cwd.clone(),
         };
         let settings = Settings::from_row(&row)?.with(overrides);
-        store.update_settings(id, &cwd, &settings.to_value()).map_err(err)?;
+        store
+            .update_settings(id, &cwd, &settings.to_value())
+            .map_err(err)?;
         self.load(store, lease, id).await
     }
 
@@ -195,7 +207,10 @@ impl Sessions {
         id: &str,
     ) -> Result<SessionWithTurns, SessionError> {
         let err = |e| SessionError::store(id, e);
-        let row = store.get(id).map_err(err)?.ok_or_else(|| SessionError::NotFound(id.to_string()))?;
+        let row = store
+            .get(id)
+            .map_err(err)?
+            .ok_or_else(|| SessionError::NotFound(id.to_string()))?;
         let mut turns = store.turns(id).map_err(err)?;
         let mut history = store.history(id).map_err(err)?;
         recovery::repair(&store, id, &mut turns, &mut history).map_err(err)?;
@@ -252,7 +267,9 @@ impl Sessions {
             Forked::Done => {}
             Forked::NoSession => return Err(SessionError::NotFound(source.to_string())),
             Forked::NoTurn => {
-                return Err(SessionError::TurnNotFound(turn_id.unwrap_or_default().to_string()));
+                return Err(SessionError::TurnNotFound(
+                    turn_id.unwrap_or_default().to_string(),
+                ));
             }
         }
         self.load(store, lease, &id).await
@@ -266,12 +283,19 @@ impl Sessions {
             Some(loaded) => (info(&loaded), loaded.recorder.store().clone(), true),
             None => {
                 let store = self.disk(id)?;
-                let row = store.get(id).map_err(err)?.ok_or_else(|| SessionError::NotFound(id.to_string()))?;
+                let row = store
+                    .get(id)
+                    .map_err(err)?
+                    .ok_or_else(|| SessionError::NotFound(id.to_string()))?;
                 let leased = row.running && store.is_leased(id);
                 (row_info(&row, leased)?, store, leased)
             }
         };
-        let mut turns = if with_turns { store.turns(id).map_err(err)? } else { Vec::new() };
+        let mut turns = if with_turns {
+            store.turns(id).map_err(err)?
+        } else {
+            Vec::new()
+        };
         if !live {
             recovery::present(&mut turns);
         }
@@ -328,7 +352,11 @@ impl Sessions {
         if store.get(id).map_err(err)?.is_none() {
             return Err(SessionError::NotFound(id.to_string()));
         }
-        let _lease = if archived { store.lease(id).map_err(err)? } else { None };
+        let _lease = if archived {
+            store.lease(id).map_err(err)?
+        } else {
+            None
+        };
         if !store.set_archived(id, archived).map_err(err)? {
             return Err(SessionError::NotFound(id.to_string()));
         }
@@ -373,7 +401,10 @@ impl Sessions {
             Some(session) => session.recorder.store().clone(),
             None => self.disk(id)?,
         };
-        if !store.set_title(id, title).map_err(|e| SessionError::store(id, e))? {
+        if !store
+            .set_title(id, title)
+            .map_err(|e| SessionError::store(id, e))?
+        {
             return Err(SessionError::NotFound(id.to_string()));
         }
         if let Some(session) = loaded {

@@ -113,13 +113,18 @@ mod tests {
 
     #[test]
     fn a_title_is_the_first_line_of_user_text_cut_at_80_characters() {
-        assert_eq!(title_of("\n  Fix the build \nthen more").as_deref(), Some("Fix the build"));
+        assert_eq!(
+            title_of("\n  Fix the build \nthen more").as_deref(),
+            Some("Fix the build")
+        );
         let long = "é".repeat(100);
         assert_eq!(title_of(&long).map(|t| t.chars().count()), Some(80));
         assert_eq!(title_of(" \n "), None);
         let items = vec![
             InputItem::Text { text: "a".into() },
-            InputItem::Image { url: "https://x".into() },
+            InputItem::Image {
+                url: "https://x".into(),
+            },
             InputItem::Text { text: "b".into() },
         ];
         assert_eq!(user_text(&items), "a\nb");

@@ -210,12 +210,22 @@ impl Sessions {
             running: false,
             last_seq: 0,
         };
-        let row = store.create(&row).map_err(|e| SessionError::store(&id, e))?;
+        let row = store
+            .create(&row)
+            .map_err(|e| SessionError::store(&id, e))?;
         let meta = Meta {
             updated_at: row.updated_at.clone(),
             ..Meta::default()
         };
-        let session = self.build(&row, settings, store, lease, meta, Vec::new(), Default::default())?;
+        let session = self.build(
+            &row,
+            settings,
+            store,
+            lease,
+            meta,
+            Vec::new(),
+            Default::default(),
+        )?;
         tracing::info!(session_id = %session.id, cwd = %session.cwd.display(), ephemeral, "session created");
         self.insert(Arc::clone(&session));
         Ok(session)
@@ -308,6 +318,14 @@ impl Sessions {
             session.interrupt(None);
         }
         futures::future::join_all(sessions.iter().map(|s| s.wait_idle())).await;
+    }
+
+    /// Leaves the store's file whole for the next process (a checkpoint of its WAL), once every
+    /// turn has ended.
+    pub fn flush_store(&self) {
+        if let Some(store) = self.store.opened() {
+            store.checkpoint();
+        }
     }
 
     /// Waits until every session is idle with its events sent (turns run to their end).

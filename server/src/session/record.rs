@@ -79,10 +79,7 @@ impl Recorder {
 
     /// Appends to the model-facing history.
     pub(crate) fn history(&self, turn_id: Option<&str>, items: &[Value]) {
-        if let Err(err) = self
-            .store
-            .append_history(&self.session_id, turn_id, items)
-        {
+        if let Err(err) = self.store.append_history(&self.session_id, turn_id, items) {
             self.fail(err);
         }
     }

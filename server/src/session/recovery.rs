@@ -75,7 +75,11 @@ pub(crate) fn repair(
 /// An output item for every tool call in `history` that has none.
 fn missing_outputs(history: &[Value]) -> Vec<Value> {
     let kind = |item: &Value| item.get("type").and_then(Value::as_str).map(str::to_string);
-    let call_id = |item: &Value| item.get("call_id").and_then(Value::as_str).map(str::to_string);
+    let call_id = |item: &Value| {
+        item.get("call_id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
     let answered: HashSet<String> = history
         .iter()
         .filter(|item| kind(item).is_some_and(|k| k.ends_with("_output")))

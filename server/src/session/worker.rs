@@ -145,7 +145,10 @@ impl Session {
     }
 
     pub(crate) fn set_title(&self, title: String) {
-        let mut meta = self.meta.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut meta = self
+            .meta
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         meta.title = Some(title);
     }
 
@@ -291,8 +294,14 @@ impl Session {
     fn begin_turn(&self, turn: &QueuedTurn) -> Result<(), crate::store::StoreError> {
         let user_text = super::input::user_text(&turn.input);
         let title = {
-            let meta = self.meta.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            meta.title.is_none().then(|| super::input::title_of(&user_text)).flatten()
+            let meta = self
+                .meta
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            meta.title
+                .is_none()
+                .then(|| super::input::title_of(&user_text))
+                .flatten()
         };
         let start = TurnStart {
             turn_id: turn.turn_id.clone(),
@@ -302,7 +311,10 @@ impl Session {
         let updated_at = self
             .recorder
             .begin_turn(&start, &user_text, turn.cancel.clone())?;
-        let mut meta = self.meta.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut meta = self
+            .meta
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         meta.turn_count += 1;
         meta.updated_at = updated_at;
         if meta.title.is_none() {
@@ -318,18 +330,18 @@ impl Session {
         let span = tracing::info_span!("turn", session_id = %self.id, turn_id = %turn_id);
         let run = tracing::Instrument::instrument(turn::run(Arc::clone(self), turn), span);
         let mut outcome = match tokio::spawn(run).await {
-                Ok(outcome) => outcome,
-                Err(err) => {
-                    tracing::error!(session_id = %self.id, turn_id, %err, "a turn crashed");
-                    TurnOutcome::failed(
-                        TurnErrorKind::Internal,
-                        format!(
-                            "the turn crashed inside the server ({err}); submit again, and report this bug"
-                        ),
-                        Usage::default(),
-                    )
-                }
-            };
+            Ok(outcome) => outcome,
+            Err(err) => {
+                tracing::error!(session_id = %self.id, turn_id, %err, "a turn crashed");
+                TurnOutcome::failed(
+                    TurnErrorKind::Internal,
+                    format!(
+                        "the turn crashed inside the server ({err}); submit again, and report this bug"
+                    ),
+                    Usage::default(),
+                )
+            }
+        };
         if let Some(err) = self.recorder.take_failure() {
             outcome.status = TurnStatus::Failed;
             outcome.error = Some(store_error(&err));

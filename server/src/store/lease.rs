@@ -72,10 +72,11 @@ pub(super) fn acquire(path: &Path) -> Result<Lease, LeaseError> {
 fn holder(file: &mut File) -> Option<u32> {
     for _ in 0..2 {
         let mut text = String::new();
-        if file.seek(SeekFrom::Start(0)).is_ok() && file.read_to_string(&mut text).is_ok() {
-            if let Ok(pid) = text.trim().parse() {
-                return Some(pid);
-            }
+        if file.seek(SeekFrom::Start(0)).is_ok()
+            && file.read_to_string(&mut text).is_ok()
+            && let Ok(pid) = text.trim().parse()
+        {
+            return Some(pid);
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }

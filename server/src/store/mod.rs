@@ -145,6 +145,17 @@ impl Store {
         &self.inner.path
     }
 
+    /// Copies the WAL into the database file and empties it, so the file stands alone after a
+    /// clean exit. Best effort: another process reading at the same time just leaves it for later.
+    pub fn checkpoint(&self) {
+        if let Err(err) = self
+            .conn()
+            .pragma_update(None, "wal_checkpoint", "TRUNCATE")
+        {
+            tracing::debug!(%err, "no checkpoint of the session store at exit");
+        }
+    }
+
     /// Whether this store is on disk (not the in-memory one).
     pub fn is_durable(&self) -> bool {
         self.inner.dir.is_some()
@@ -353,6 +364,11 @@ impl LazyStore {
             home: None,
             store: OnceLock::new(),
         }
+    }
+
+    /// The store if it was opened (and usable); never opens it.
+    pub fn opened(&self) -> Option<Store> {
+        self.store.get().and_then(|s| s.as_ref().ok()).cloned()
     }
 
     /// The store, opening it on the first call.

@@ -326,7 +326,12 @@ impl Store {
     }
 
     /// New settings and cwd (a resume with overrides); also unarchives. False when unknown.
-    pub fn update_settings(&self, id: &str, cwd: &str, settings: &Value) -> Result<bool, StoreError> {
+    pub fn update_settings(
+        &self,
+        id: &str,
+        cwd: &str,
+        settings: &Value,
+    ) -> Result<bool, StoreError> {
         let (updated_at, updated_ms) = now();
         let settings = to_json(settings).map_err(|e| self.query_error(e, "written"))?;
         self.write(|tx| {
@@ -405,7 +410,11 @@ fn finish_turn(
     Ok(())
 }
 
-fn insert_session(tx: &Transaction<'_>, row: &SessionRow, updated_ms: i64) -> Result<(), QueryError> {
+fn insert_session(
+    tx: &Transaction<'_>,
+    row: &SessionRow,
+    updated_ms: i64,
+) -> Result<(), QueryError> {
     tx.execute(
         "INSERT INTO sessions (id, created_at, updated_at, updated_ms, cwd, title, title_lower,
              archived, settings, forked_from_session, forked_from_turn, turn_count, last_seq)

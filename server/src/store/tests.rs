@@ -56,17 +56,40 @@ fn message(id: &str, text: &str) -> Item {
 fn a_session_with_turns_items_and_history_reads_back_whole() {
     let store = Store::in_memory().unwrap();
     store.create(&row("s1", "/w")).unwrap();
-    store.begin_turn("s1", &start("t1", "Fix the bug\nplease"), "Fix the bug\nplease").unwrap();
+    store
+        .begin_turn(
+            "s1",
+            &start("t1", "Fix the bug\nplease"),
+            "Fix the bug\nplease",
+        )
+        .unwrap();
     let (a, b) = (message("m1", "one"), message("m2", "two"));
-    let items = Progress { items: vec![("t1", &a), ("t1", &b)], ..Progress::default() };
+    let items = Progress {
+        items: vec![("t1", &a), ("t1", &b)],
+        ..Progress::default()
+    };
     store.record("s1", &items).unwrap();
-    let history = vec![json!({"type": "message", "role": "user"}), json!({"type": "reasoning", "encrypted_content": "x"})];
+    let history = vec![
+        json!({"type": "message", "role": "user"}),
+        json!({"type": "reasoning", "encrypted_content": "x"}),
+    ];
     store.append_history("s1", Some("t1"), &history).unwrap();
-    store.record("s1", &Progress { end: Some(end("t1", 9)), ..Progress::default() }).unwrap();
+    store
+        .record(
+            "s1",
+            &Progress {
+                end: Some(end("t1", 9)),
+                ..Progress::default()
+            },
+        )
+        .unwrap();
 
     let session = store.get("s1").unwrap().unwrap();
     assert_eq!(session.title.as_deref(), Some("Fix the bug"));
-    assert_eq!((session.turn_count, session.running, session.last_seq), (1, false, 9));
+    assert_eq!(
+        (session.turn_count, session.running, session.last_seq),
+        (1, false, 9)
+    );
     let turns = store.turns("s1").unwrap();
     assert_eq!(turns.len(), 1);
     assert_eq!(turns[0].items, vec![a, b]);
@@ -75,22 +98,40 @@ fn a_session_with_turns_items_and_history_reads_back_whole() {
     assert!(turns[0].completed_at.is_some());
     assert_eq!(store.history("s1").unwrap(), history);
     // A second turn's title does not replace the first one.
-    store.begin_turn("s1", &start("t2", "other"), "other").unwrap();
+    store
+        .begin_turn("s1", &start("t2", "other"), "other")
+        .unwrap();
     let session = store.get("s1").unwrap().unwrap();
-    assert_eq!((session.title.as_deref(), session.running), (Some("Fix the bug"), true));
-    assert_eq!(store.turns("s1").unwrap()[1].status, StoredTurnStatus::InProgress);
+    assert_eq!(
+        (session.title.as_deref(), session.running),
+        (Some("Fix the bug"), true)
+    );
+    assert_eq!(
+        store.turns("s1").unwrap()[1].status,
+        StoredTurnStatus::InProgress
+    );
 }
 
 #[test]
 fn listing_pages_newest_first_and_filters_by_cwd_archived_and_search() {
     let store = Store::in_memory().unwrap();
     for i in 0..7 {
-        store.create(&row(&format!("s{i}"), if i % 2 == 0 { "/even" } else { "/odd" })).unwrap();
+        store
+            .create(&row(
+                &format!("s{i}"),
+                if i % 2 == 0 { "/even" } else { "/odd" },
+            ))
+            .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
-    store.begin_turn("s3", &start("t", "Ünïcode SEARCH me"), "Ünïcode SEARCH me").unwrap();
+    store
+        .begin_turn("s3", &start("t", "Ünïcode SEARCH me"), "Ünïcode SEARCH me")
+        .unwrap();
     store.set_archived("s5", true).unwrap();
-    let mut query = ListQuery { limit: 2, ..ListQuery::default() };
+    let mut query = ListQuery {
+        limit: 2,
+        ..ListQuery::default()
+    };
     let mut seen = Vec::new();
     loop {
         let page = store.list(&query).unwrap();
@@ -103,15 +144,53 @@ fn listing_pages_newest_first_and_filters_by_cwd_archived_and_search() {
     // s3 changed last; s5 is archived.
     assert_eq!(seen, ["s3", "s6", "s4", "s2", "s1", "s0"]);
     let ids = |q: ListQuery| -> Vec<String> {
-        store.list(&q).unwrap().sessions.into_iter().map(|s| s.id).collect()
+        store
+            .list(&q)
+            .unwrap()
+            .sessions
+            .into_iter()
+            .map(|s| s.id)
+            .collect()
     };
-    assert_eq!(ids(ListQuery { limit: 50, cwd: Some("/odd".into()), ..ListQuery::default() }), ["s3", "s1"]);
-    assert_eq!(ids(ListQuery { limit: 50, archived: true, ..ListQuery::default() }), ["s5"]);
-    assert_eq!(ids(ListQuery { limit: 50, search: Some("üNÏcode search".into()), ..ListQuery::default() }), ["s3"]);
+    assert_eq!(
+        ids(ListQuery {
+            limit: 50,
+            cwd: Some("/odd".into()),
+            ..ListQuery::default()
+        }),
+        ["s3", "s1"]
+    );
+    assert_eq!(
+        ids(ListQuery {
+            limit: 50,
+            archived: true,
+            ..ListQuery::default()
+        }),
+        ["s5"]
+    );
+    assert_eq!(
+        ids(ListQuery {
+            limit: 50,
+            search: Some("üNÏcode search".into()),
+            ..ListQuery::default()
+        }),
+        ["s3"]
+    );
     store.set_title("s1", "Renamed Thing").unwrap();
-    assert_eq!(ids(ListQuery { limit: 50, search: Some("thing".into()), ..ListQuery::default() }), ["s1"]);
+    assert_eq!(
+        ids(ListQuery {
+            limit: 50,
+            search: Some("thing".into()),
+            ..ListQuery::default()
+        }),
+        ["s1"]
+    );
     assert!(matches!(
-        store.list(&ListQuery { limit: 5, cursor: Some("garbage!".into()), ..ListQuery::default() }),
+        store.list(&ListQuery {
+            limit: 5,
+            cursor: Some("garbage!".into()),
+            ..ListQuery::default()
+        }),
         Err(StoreError::BadCursor)
     ));
 }
@@ -123,27 +202,69 @@ fn a_fork_copies_turns_items_and_history_up_to_a_turn_and_leaves_the_source() {
     for t in ["t1", "t2", "t3"] {
         store.begin_turn("src", &start(t, t), t).unwrap();
         let item = message(t, t);
-        store.record("src", &Progress { items: vec![(t, &item)], ..Progress::default() }).unwrap();
-        store.append_history("src", Some(t), &[json!({"turn": t})]).unwrap();
-        store.record("src", &Progress { end: Some(end(t, 3)), ..Progress::default() }).unwrap();
+        store
+            .record(
+                "src",
+                &Progress {
+                    items: vec![(t, &item)],
+                    ..Progress::default()
+                },
+            )
+            .unwrap();
+        store
+            .append_history("src", Some(t), &[json!({"turn": t})])
+            .unwrap();
+        store
+            .record(
+                "src",
+                &Progress {
+                    end: Some(end(t, 3)),
+                    ..Progress::default()
+                },
+            )
+            .unwrap();
     }
-    assert_eq!(store.fork("src", Some("t2"), &row("dst", "/w")).unwrap(), Forked::Done);
+    assert_eq!(
+        store.fork("src", Some("t2"), &row("dst", "/w")).unwrap(),
+        Forked::Done
+    );
     let turns = store.turns("dst").unwrap();
-    assert_eq!(turns.iter().map(|t| t.turn_id.as_str()).collect::<Vec<_>>(), ["t1", "t2"]);
+    assert_eq!(
+        turns.iter().map(|t| t.turn_id.as_str()).collect::<Vec<_>>(),
+        ["t1", "t2"]
+    );
     assert_eq!(turns[1].items, vec![message("t2", "t2")]);
-    assert_eq!(store.history("dst").unwrap(), vec![json!({"turn": "t1"}), json!({"turn": "t2"})]);
+    assert_eq!(
+        store.history("dst").unwrap(),
+        vec![json!({"turn": "t1"}), json!({"turn": "t2"})]
+    );
     let dst = store.get("dst").unwrap().unwrap();
-    assert_eq!((dst.turn_count, dst.title.as_deref(), dst.last_seq), (2, Some("t1"), 0));
+    assert_eq!(
+        (dst.turn_count, dst.title.as_deref(), dst.last_seq),
+        (2, Some("t1"), 0)
+    );
     let from = |turn: &str| agent_server_schema::session::ForkedFrom {
         session_id: "src".into(),
         turn_id: turn.into(),
     };
     assert_eq!(dst.forked_from, Some(from("t2")));
-    assert_eq!(store.fork("src", None, &row("all", "/w")).unwrap(), Forked::Done);
-    assert_eq!(store.get("all").unwrap().unwrap().forked_from, Some(from("t3")));
+    assert_eq!(
+        store.fork("src", None, &row("all", "/w")).unwrap(),
+        Forked::Done
+    );
+    assert_eq!(
+        store.get("all").unwrap().unwrap().forked_from,
+        Some(from("t3"))
+    );
     assert_eq!(store.turns("src").unwrap().len(), 3);
-    assert_eq!(store.fork("src", Some("nope"), &row("x", "/")).unwrap(), Forked::NoTurn);
-    assert_eq!(store.fork("nope", None, &row("y", "/")).unwrap(), Forked::NoSession);
+    assert_eq!(
+        store.fork("src", Some("nope"), &row("x", "/")).unwrap(),
+        Forked::NoTurn
+    );
+    assert_eq!(
+        store.fork("nope", None, &row("y", "/")).unwrap(),
+        Forked::NoSession
+    );
     assert!(store.get("x").unwrap().is_none());
 
     assert!(store.delete("src", None).unwrap());
@@ -169,7 +290,9 @@ fn the_store_on_disk_is_private_shared_and_survives_reopening() {
     }
     let lease = first.lease("s1").unwrap();
     assert!(second.is_leased("s1"));
-    assert!(matches!(second.lease("s1"), Err(StoreError::InUse(Some(pid))) if pid == std::process::id()));
+    assert!(
+        matches!(second.lease("s1"), Err(StoreError::InUse(Some(pid))) if pid == std::process::id())
+    );
     drop(lease);
     assert!(!second.is_leased("s1"));
 }
@@ -193,8 +316,13 @@ fn a_corrupt_or_newer_file_is_refused_by_name_and_left_as_it_is() {
     conn.pragma_update(None, "user_version", 99).unwrap();
     drop(conn);
     let err = Store::open(home.path()).unwrap_err().to_string();
-    assert!(err.contains(&path.display().to_string()) && err.contains("newer"), "{err}");
+    assert!(
+        err.contains(&path.display().to_string()) && err.contains("newer"),
+        "{err}"
+    );
     let conn = Connection::open(&path).unwrap();
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
     assert_eq!(version, 99);
 }
