@@ -95,6 +95,10 @@ pub struct Session {
     /// How many turns the session has (including a running one).
     #[serde(default)]
     pub turn_count: u64,
+    /// The project instruction files (`AGENTS.md` and the like) the session sends the model,
+    /// as absolute paths in the order they are joined; empty until the first turn starts.
+    #[serde(default)]
+    pub instruction_sources: Vec<String>,
 }
 
 /// Where a forked session came from.
@@ -369,6 +373,22 @@ pub struct ListSessionsResult {
     pub next_cursor: Option<String>,
 }
 
+/// Params of `session/compact`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CompactParams {
+    /// The session whose conversation to compact.
+    pub session_id: String,
+}
+
+/// Result of `session/compact`: the compaction runs as a turn of its own, queued like a submit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CompactResult {
+    /// The compaction turn's id.
+    pub turn_id: String,
+}
+
 /// Params of `session/close`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -480,6 +500,13 @@ pub enum Item {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         output: Option<String>,
     },
+    /// The summary that replaced the earlier conversation when it was compacted.
+    ContextSummary {
+        /// The item's id.
+        id: String,
+        /// The summary the model wrote (a placeholder when it wrote none).
+        text: String,
+    },
 }
 
 impl Item {
@@ -490,7 +517,8 @@ impl Item {
             | Item::Reasoning { id, .. }
             | Item::CommandExecution { id, .. }
             | Item::FileChange { id, .. }
-            | Item::ToolCall { id, .. } => id,
+            | Item::ToolCall { id, .. }
+            | Item::ContextSummary { id, .. } => id,
         }
     }
 }
@@ -683,6 +711,15 @@ pub enum Event {
         delay_ms: u64,
         /// What failed.
         message: String,
+    },
+    /// The conversation was compacted: the model now sees the summary item instead of the
+    /// earlier history. Follows the summary's `itemCompleted`.
+    ContextCompacted {
+        /// The estimated tokens of the conversation before compaction (the last response's
+        /// total when known).
+        tokens_before: u64,
+        /// The `contextSummary` item.
+        summary_item_id: String,
     },
     /// The turn ended; always the turn's last event.
     TurnCompleted {

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use agent_server::config::Config;
-use agent_server::session::{ClientLink, Sessions};
+use agent_server::session::{ApprovalReply, ClientLink, Sessions};
 use agent_server_schema::session::{
-    ApprovalDecision, InputItem, Item, ListSessionsParams, RequestApprovalParams,
-    Session as SessionInfo, SessionEventNotification, SessionWithTurns,
+    InputItem, Item, ListSessionsParams, RequestApprovalParams, Session as SessionInfo,
+    SessionEventNotification, SessionWithTurns,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -54,8 +54,8 @@ impl ClientLink for NoClient {
         &self,
         _params: RequestApprovalParams,
         _cancel: &CancellationToken,
-    ) -> Option<ApprovalDecision> {
-        None
+    ) -> ApprovalReply {
+        ApprovalReply::Unavailable
     }
     fn can_approve(&self) -> bool {
         false
@@ -208,5 +208,6 @@ fn show_item(item: &Item, out: &mut dyn Write) -> std::io::Result<()> {
             Ok(())
         }
         Item::ToolCall { name, status, .. } => writeln!(out, "tool {name} ({status:?})"),
+        Item::ContextSummary { text, .. } => writeln!(out, "(earlier work summarised: {text})"),
     }
 }

@@ -44,6 +44,20 @@ fn assistant(text: &str) -> Value {
            "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": text}]})
 }
 
+fn is_context(item: &Value) -> bool {
+    let text = item["content"][0]["text"].as_str().unwrap_or_default();
+    text.starts_with("<environment_context>") || text.starts_with("# AGENTS.md instructions")
+}
+
+/// A request's input without the context messages the server opens a conversation with,
+/// checking they were sent exactly once (a resumed session does not send them again).
+fn conversation(request: &Value) -> Vec<Value> {
+    let input = request["input"].as_array().cloned().unwrap_or_default();
+    let context = input.iter().filter(|i| is_context(i)).count();
+    assert_eq!(context, 1, "one environment message in {input:?}");
+    input.into_iter().filter(|i| !is_context(i)).collect()
+}
+
 /// An upstream answering every request with `text_answer.sse`.
 async fn hello_upstream() -> MockServer {
     let upstream = MockServer::start().await;
@@ -167,7 +181,7 @@ async fn a_session_outlives_its_process_and_resumes_where_it_stopped() {
     let events = run_turn(&mut second, &session, "and now?").await;
     assert_eq!(events[0]["seq"], json!(last_seq + 1));
     let requests = responses_requests(&upstream).await;
-    let input = requests[1]["input"].as_array().unwrap();
+    let input = conversation(&requests[1]);
     assert_eq!(input[0], user("Explain the build\nin detail"));
     assert_eq!(
         input[1]["encrypted_content"],
@@ -237,9 +251,11 @@ async fn a_resumed_conversation_sends_upstream_exactly_what_an_uninterrupted_one
         .iter()
         .map(|i| i["type"].as_str().unwrap())
         .collect();
+    assert!(is_context(&got[2]["input"][0]));
     assert_eq!(
         types,
         [
+            "message",
             "message",
             "reasoning",
             "function_call",
@@ -354,8 +370,8 @@ async fn kill_9_mid_stream_keeps_completed_items_and_the_turn_reads_interrupted(
     let requests = responses_requests(&upstream).await;
     // The partial response never completed, so the conversation is the two user messages.
     assert_eq!(
-        requests.last().unwrap()["input"],
-        json!([user("start"), user("continue")])
+        conversation(requests.last().unwrap()),
+        [user("start"), user("continue")]
     );
 }
 
@@ -391,10 +407,7 @@ async fn kill_9_mid_command_gives_the_dangling_call_an_aborted_output() {
     let events = run_turn(&mut second, &session, "what happened?").await;
     assert_eq!(completion(&events)["status"], "completed");
     let requests = responses_requests(&upstream).await;
-    let input = requests.last().unwrap()["input"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let input = conversation(requests.last().unwrap());
     assert_eq!(input.len(), 4, "{input:?}");
     assert_eq!(input[1]["type"], "function_call");
     assert_eq!(input[2]["type"], "function_call_output");
@@ -453,17 +466,17 @@ async fn a_fork_at_a_middle_turn_goes_on_apart_from_its_source() {
     run_turn(&mut server, &source, "four (source)").await;
     let requests = responses_requests(&upstream).await;
     assert_eq!(
-        requests[3]["input"],
-        json!([
+        conversation(&requests[3]),
+        [
             user("one"),
             assistant("answer 1"),
             user("two"),
             assistant("answer 2"),
             user("four (fork)")
-        ])
+        ]
     );
     assert_eq!(requests[3]["model"], "gpt-5");
-    assert_eq!(requests[4]["input"].as_array().unwrap().len(), 7);
+    assert_eq!(conversation(&requests[4]).len(), 7);
     let source_read = result(&mut server, "session/read", json!({"sessionId": source})).await;
     assert_eq!(source_read["turns"].as_array().unwrap().len(), 4);
     let reply = server

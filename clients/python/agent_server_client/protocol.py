@@ -30,6 +30,8 @@ __all__ = [
     "CommandExecutionItem",
     "CommandOutputDeltaEvent",
     "CommandStream",
+    "ContextCompactedEvent",
+    "ContextSummaryItem",
     "EmptyParams",
     "EmptyResult",
     "ErrorData",
@@ -348,6 +350,18 @@ class RetryingEvent(TypedDict):
     type: Literal["retrying"]
 
 
+class ContextCompactedEvent(TypedDict):
+    """The conversation was compacted: the model now sees the summary item instead of the
+    earlier history. Follows the summary's `itemCompleted`.
+    """
+    #: The `contextSummary` item.
+    summaryItemId: str
+    #: The estimated tokens of the conversation before compaction (the last response's
+    #: total when known).
+    tokensBefore: int
+    type: Literal["contextCompacted"]
+
+
 class _TurnCompletedEventRequired(TypedDict):
     #: How it ended.
     status: TurnStatus
@@ -530,6 +544,15 @@ class ToolCallItem(_ToolCallItemRequired, total=False):
     """Any other tool call."""
     #: What the tool answered.
     output: str | None
+
+
+class ContextSummaryItem(TypedDict):
+    """The summary that replaced the earlier conversation when it was compacted."""
+    #: The item's id.
+    id: str
+    #: The summary the model wrote (a placeholder when it wrote none).
+    text: str
+    type: Literal["contextSummary"]
 
 
 class ListSessionsParams(TypedDict, total=False):
@@ -731,6 +754,9 @@ class Session(_SessionRequired, total=False):
     ephemeral: bool
     #: The session and turn this session was forked from.
     forkedFrom: ForkedFrom | None
+    #: The project instruction files (`AGENTS.md` and the like) the session sends the model,
+    #: as absolute paths in the order they are joined; empty until the first turn starts.
+    instructionSources: list[str]
     #: Whether the session is loaded in this process (it takes `session/submit` here).
     loaded: bool
     #: The session's title: the first line of its first user text (cut at 80 characters) until
@@ -849,13 +875,13 @@ class Usage(TypedDict):
 
 
 #: One step of a turn, as sent in `session/event`.
-Event = Union[TurnStartedEvent, ItemStartedEvent, ItemCompletedEvent, AgentMessageDeltaEvent, ReasoningDeltaEvent, CommandOutputDeltaEvent, PlanUpdatedEvent, TokenUsageEvent, RetryingEvent, TurnCompletedEvent]
+Event = Union[TurnStartedEvent, ItemStartedEvent, ItemCompletedEvent, AgentMessageDeltaEvent, ReasoningDeltaEvent, CommandOutputDeltaEvent, PlanUpdatedEvent, TokenUsageEvent, RetryingEvent, ContextCompactedEvent, TurnCompletedEvent]
 
 #: One piece of user input.
 InputItem = Union[TextInputItem, ImageInputItem, LocalImageInputItem]
 
 #: Something the agent did or said in a turn.
-Item = Union[AgentMessageItem, ReasoningItem, CommandExecutionItem, FileChangeItem, ToolCallItem]
+Item = Union[AgentMessageItem, ReasoningItem, CommandExecutionItem, FileChangeItem, ToolCallItem, ContextSummaryItem]
 
 
 #: The protocol version these types describe.

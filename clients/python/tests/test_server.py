@@ -182,6 +182,7 @@ def test_new_list_and_close_sessions(home: Path, workdir: Path) -> None:
                 "archived": False,
                 "loaded": True,
                 "turnCount": 0,
+                "instructionSources": [],
             }
             datetime.fromisoformat(session["createdAt"].replace("Z", "+00:00"))
             assert await client.list_sessions() == {"sessions": [session], "nextCursor": None}

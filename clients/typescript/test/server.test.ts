@@ -231,6 +231,7 @@ test("session/new, session/list and session/close keep the books", TIMEOUT, asyn
       archived: false,
       loaded: true,
       turnCount: 0,
+      instructionSources: [],
     });
     assert.ok(!Number.isNaN(Date.parse(session.createdAt)), `createdAt ${session.createdAt} is RFC 3339`);
     assert.deepEqual(await client.listSessions(), { sessions: [session], nextCursor: null });

@@ -10,14 +10,17 @@ use agent_server_schema::session::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::events::EventSink;
+use super::context::ContextState;
+use super::context::agents_md::DocSettings;
+use super::context::environment::login_shell_name;
+use super::history::History;
 use super::instructions::BASE_INSTRUCTIONS;
-use super::manager::{SessionError, Sessions, info, resolve_cwd};
+use super::manager::{SessionError, Sessions, info, session_cwd};
 use super::record::Recorder;
 use super::recovery;
-use super::turn::Conversation;
-use super::worker::{Meta, Session, SessionParts};
-use crate::model::{ClientSettings, ModelClient, resolve_provider};
+use super::settings::SessionSettings;
+use super::worker::{Loaded, Meta, Session};
+use crate::model::{ClientSettings, ModelClient, ResponseItem, resolve_provider};
 use crate::store::{Forked, Lease, ListQuery, SessionRow, Store};
 
 /// Page size of `session/list {stored}` when none is asked for.
@@ -90,72 +93,79 @@ fn turn_usage(turns: &[Turn]) -> Usage {
 }
 
 impl Sessions {
+    fn store_of(&self, session: &Session) -> Result<Store, SessionError> {
+        match session.store() {
+            Some(store) => Ok(store.clone()),
+            None => self.disk(&session.id),
+        }
+    }
+
     fn disk(&self, id: &str) -> Result<Store, SessionError> {
         self.store.get().map_err(|e| SessionError::store(id, e))
     }
 
-    /// Makes a loaded session from its stored row, settings and history.
+    /// Makes a loaded session from its stored row, settings, history and context.
     #[allow(
         clippy::too_many_arguments,
-        reason = "one call site per way of loading a session"
+        reason = "the parts of a session as new, resume and fork each have them"
     )]
     pub(crate) fn build(
         &self,
         row: &SessionRow,
-        settings: Settings,
+        stored: Settings,
         store: Store,
         lease: Option<Lease>,
         meta: Meta,
-        history: Vec<Value>,
-        total: Usage,
+        history: History,
+        context: ContextState,
     ) -> Result<Arc<Session>, SessionError> {
-        let provider = resolve_provider(self.config(), &settings.model_provider).map_err(|e| {
-            SessionError::InvalidParams(
-                "modelProvider".into(),
-                "a configured provider id".into(),
-                e.to_string(),
-            )
+        let config = self.config();
+        let provider = resolve_provider(config, &stored.model_provider).map_err(|e| {
+            SessionError::invalid_params("modelProvider", "a configured provider id", e.to_string())
         })?;
         let client = ModelClient::new(
-            ClientSettings::from_config(self.config()),
+            ClientSettings::from_config(config),
             provider,
             self.auth(),
             self.http().clone(),
         );
-        let instructions = match &settings.instructions {
+        let instructions = match &stored.instructions {
             Some(extra) => format!("{BASE_INSTRUCTIONS}\n\n{extra}"),
             None => BASE_INSTRUCTIONS.to_string(),
         };
-        let ephemeral = !store.is_durable();
-        let recorder = Arc::new(Recorder::new(store, row.id.clone(), row.last_seq));
-        let conversation = Conversation::restored(history, total, Arc::clone(&recorder));
-        let sink = EventSink::spawn(
-            row.id.clone(),
-            self.link(),
-            row.last_seq,
-            Some(Arc::clone(&recorder)),
-        );
-        Ok(Session::new(SessionParts {
-            id: row.id.clone(),
+        let settings = SessionSettings {
             cwd: row.cwd.clone().into(),
-            model: settings.model,
-            provider_id: settings.model_provider,
-            approval_policy: settings.approval_policy,
-            sandbox: settings.sandbox,
-            reasoning_effort: settings.reasoning_effort,
+            model: stored.model,
+            provider_id: stored.model_provider,
+            approval_policy: stored.approval_policy,
+            sandbox: stored.sandbox,
+            reasoning_effort: stored.reasoning_effort,
             instructions,
-            shell_timeout: std::time::Duration::from_millis(self.config().shell_timeout_ms),
+            shell_timeout: std::time::Duration::from_millis(config.shell_timeout_ms),
+            doc_settings: DocSettings {
+                home: config.home.clone(),
+                max_bytes: config.project_doc_max_bytes,
+                fallback_filenames: config.project_doc_fallback_filenames.clone(),
+            },
+            shell_name: login_shell_name(std::env::var("SHELL").ok().as_deref()),
+        };
+        let recorder = Recorder::new(store, row.id.clone(), row.last_seq, history.items().len());
+        let loaded = Loaded {
             created_at: row.created_at.clone(),
-            ephemeral,
-            extra_instructions: settings.instructions,
-            recorder,
+            recorder: Arc::new(recorder),
             lease,
             meta,
-            conversation,
-            client,
-            sink,
-            link: self.link(),
-        }))
+            history,
+            context,
+            last_seq: row.last_seq,
+        };
+        Ok(Session::loaded(
+            row.id.clone(),
+            settings,
+            Arc::new(client),
+            self.link(),
+            loaded,
+        ))
     }
 
     /// Loads a stored session into this process (`session/resume`).
@@ -166,9 +176,8 @@ impl Sessions {
     ) -> Result<SessionWithTurns, SessionError> {
         check_id(id)?;
         if let Some(session) = self.find(id) {
-            let turns = session
-                .recorder
-                .store()
+            let turns = self
+                .store_of(&session)?
                 .turns(id)
                 .map_err(|e| SessionError::store(id, e))?;
             return Ok(SessionWithTurns {
@@ -188,7 +197,7 @@ impl Sessions {
             .map_err(err)?
             .ok_or_else(|| SessionError::NotFound(id.to_string()))?;
         let cwd = match &overrides.cwd {
-            Some(cwd) => resolve_cwd(Some(cwd))?.display().to_string(),
+            Some(cwd) => session_cwd(Some(cwd.clone()))?.display().to_string(),
             None => row.cwd.clone(),
         };
         let settings = Settings::from_row(&row)?.with(overrides);
@@ -221,8 +230,16 @@ impl Sessions {
             turn_count: row.turn_count,
             forked_from: row.forked_from.clone(),
         };
-        let total = turn_usage(&turns);
-        let session = self.build(&row, settings, store, lease, meta, history, total)?;
+        let history = History::restored(
+            history.into_iter().map(ResponseItem::from_json).collect(),
+            turn_usage(&turns),
+        );
+        let context: ContextState = row
+            .context
+            .clone()
+            .and_then(|value| serde_json::from_value(value).ok())
+            .unwrap_or_default();
+        let session = self.build(&row, settings, store, lease, meta, history, context)?;
         tracing::info!(session_id = %id, turns = turns.len(), "session loaded");
         self.insert(Arc::clone(&session));
         Ok(SessionWithTurns {
@@ -247,7 +264,7 @@ impl Sessions {
         let id = uuid::Uuid::new_v4().to_string();
         let lease = store.lease(&id).map_err(err)?;
         let cwd = match &overrides.cwd {
-            Some(cwd) => resolve_cwd(Some(cwd))?.display().to_string(),
+            Some(cwd) => session_cwd(Some(cwd.clone()))?.display().to_string(),
             None => src.cwd.clone(),
         };
         let row = SessionRow {
@@ -262,6 +279,7 @@ impl Sessions {
             running: false,
             last_seq: 0,
             updated_at: String::new(),
+            context: None,
         };
         match store.fork(source, turn_id, &row).map_err(err)? {
             Forked::Done => {}
@@ -280,7 +298,7 @@ impl Sessions {
         check_id(id)?;
         let err = |e| SessionError::store(id, e);
         let (session, store, live) = match self.find(id) {
-            Some(loaded) => (info(&loaded), loaded.recorder.store().clone(), true),
+            Some(loaded) => (info(&loaded), self.store_of(&loaded)?, true),
             None => {
                 let store = self.disk(id)?;
                 let row = store
@@ -312,9 +330,9 @@ impl Sessions {
         }
         let limit = params.limit.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(SessionError::InvalidParams(
-                "limit".into(),
-                format!("a number from 1 to {MAX_PAGE}"),
+            return Err(SessionError::invalid_params(
+                "limit",
+                &format!("a number from 1 to {MAX_PAGE}"),
                 format!("limit {limit} is out of range; ask for 1 to {MAX_PAGE} sessions a page"),
             ));
         }
@@ -390,15 +408,15 @@ impl Sessions {
         check_id(id)?;
         let title = title.trim();
         if title.is_empty() {
-            return Err(SessionError::InvalidParams(
-                "title".into(),
-                "a non-empty title".into(),
+            return Err(SessionError::invalid_params(
+                "title",
+                "a non-empty title",
                 "the title is empty; send some text".into(),
             ));
         }
         let loaded = self.find(id);
         let store = match &loaded {
-            Some(session) => session.recorder.store().clone(),
+            Some(session) => self.store_of(session)?,
             None => self.disk(id)?,
         };
         if !store
@@ -438,5 +456,11 @@ fn row_info(row: &SessionRow, running: bool) -> Result<SessionInfo, SessionError
         loaded: false,
         forked_from: row.forked_from.clone(),
         turn_count: row.turn_count,
+        instruction_sources: row
+            .context
+            .clone()
+            .and_then(|value| serde_json::from_value::<ContextState>(value).ok())
+            .map(|context| context.sources().to_vec())
+            .unwrap_or_default(),
     })
 }

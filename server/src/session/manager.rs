@@ -4,19 +4,20 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use agent_server_schema::session::{
-    InputItem, NewSessionParams, Session as SessionInfo, SubmitParams,
-};
-use tokio_util::sync::CancellationToken;
-
 use super::ClientLink;
+use super::context::ContextState;
 use super::durable::{Settings, check_id};
+use super::history::History;
 use super::input::{InputError, to_user_message};
 use super::worker::{Meta, Session};
 use crate::config::Config;
+use crate::gate::ReplyGate;
 use crate::model::auth::UpstreamAuth;
 use crate::model::resolve_provider;
 use crate::store::{LazyStore, SessionRow, StoreError};
+use agent_server_schema::session::{
+    InputItem, NewSessionParams, Session as SessionInfo, SubmitParams,
+};
 
 /// Why a session call failed; the api layer maps each to its contract error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,9 +31,16 @@ pub enum SessionError {
     /// The provider needs OpenAI auth and none is available.
     #[error("{0}")]
     AuthRequired(String),
-    /// A param is wrong: field, expectation, message.
-    #[error("{2}")]
-    InvalidParams(String, String, String),
+    /// A param is wrong.
+    #[error("{message}")]
+    InvalidParams {
+        /// The params field at fault (`cwd`, `input[].path`).
+        field: String,
+        /// What the field should hold.
+        expected: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
     /// The session is stored but not loaded in this process.
     #[error("session `{0}` is not loaded in this process; load it with session/resume first")]
     NotLoaded(String),
@@ -53,6 +61,14 @@ pub enum SessionError {
 }
 
 impl SessionError {
+    pub(crate) fn invalid_params(field: &str, expected: &str, message: String) -> Self {
+        Self::InvalidParams {
+            field: field.to_string(),
+            expected: expected.to_string(),
+            message,
+        }
+    }
+
     /// The error of a store call about session `id`.
     pub(crate) fn store(id: &str, err: StoreError) -> Self {
         match err {
@@ -60,9 +76,9 @@ impl SessionError {
                 id: id.to_string(),
                 pid,
             },
-            StoreError::BadCursor => SessionError::InvalidParams(
-                "cursor".into(),
-                "a nextCursor returned by session/list".into(),
+            StoreError::BadCursor => Self::invalid_params(
+                "cursor",
+                "a nextCursor returned by session/list",
                 err.to_string(),
             ),
             err => SessionError::Store(err),
@@ -165,25 +181,20 @@ impl Sessions {
         }
     }
 
-    /// Creates a session (stored unless ephemeral); fails with `AuthRequired` when its provider
-    /// needs OpenAI auth and none is available.
+    /// Creates a session; fails with `AuthRequired` when its provider needs OpenAI auth and none is available.
     pub async fn create(&self, params: NewSessionParams) -> Result<Arc<Session>, SessionError> {
         let config = &self.config;
-        let cwd = resolve_cwd(params.cwd.as_deref())?;
+        let cwd = session_cwd(params.cwd)?;
         let provider_id = params
             .model_provider
             .unwrap_or_else(|| config.model_provider.clone());
         let provider = resolve_provider(config, &provider_id).map_err(|e| {
-            SessionError::InvalidParams(
-                "modelProvider".into(),
-                "a configured provider id".into(),
-                e.to_string(),
-            )
+            SessionError::invalid_params("modelProvider", "a configured provider id", e.to_string())
         })?;
-        if provider.requires_auth && provider.bearer.is_none() && config.sse_fixture.is_none() {
+        if provider.needs_openai_auth() && config.sse_fixture.is_none() {
             self.check_auth().await?;
         }
-        let settings = Settings {
+        let stored = Settings {
             model: params.model.unwrap_or_else(|| config.model.clone()),
             model_provider: provider_id,
             approval_policy: params.approval_policy.unwrap_or(config.approval_policy),
@@ -196,19 +207,19 @@ impl Sessions {
         let id = uuid::Uuid::new_v4().to_string();
         let store = lazy.get().map_err(|e| SessionError::store(&id, e))?;
         let lease = store.lease(&id).map_err(|e| SessionError::store(&id, e))?;
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let row = SessionRow {
             id: id.clone(),
-            created_at: now,
+            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             updated_at: String::new(),
             cwd: cwd.display().to_string(),
             title: None,
             archived: false,
-            settings: settings.to_value(),
+            settings: stored.to_value(),
             forked_from: None,
             turn_count: 0,
             running: false,
             last_seq: 0,
+            context: None,
         };
         let row = store
             .create(&row)
@@ -219,14 +230,14 @@ impl Sessions {
         };
         let session = self.build(
             &row,
-            settings,
+            stored,
             store,
             lease,
             meta,
-            Vec::new(),
-            Default::default(),
+            History::default(),
+            ContextState::default(),
         )?;
-        tracing::info!(session_id = %session.id, cwd = %session.cwd.display(), ephemeral, "session created");
+        tracing::info!(session_id = %session.id, cwd = %session.settings.cwd.display(), ephemeral, "session created");
         self.insert(Arc::clone(&session));
         Ok(session)
     }
@@ -244,21 +255,20 @@ impl Sessions {
     }
 
     /// Queues a turn (creating a session with defaults when no id is given). The turn's events
-    /// wait for `start_after`, which fires when the reply has been written.
+    /// wait for `gate`, which opens when the reply has been written.
     pub async fn submit(
         &self,
         params: SubmitParams,
-        start_after: CancellationToken,
+        gate: ReplyGate,
     ) -> Result<(String, String), SessionError> {
         let items = match (params.input, params.text) {
             (Some(items), None) if !items.is_empty() => items,
             (None, Some(text)) => vec![InputItem::Text { text }],
             _ => {
-                let err = InputError::Empty;
-                return Err(SessionError::InvalidParams(
-                    "input".into(),
-                    "either `text` or a non-empty `input`".into(),
-                    err.to_string(),
+                return Err(SessionError::invalid_params(
+                    "input",
+                    "either `text` or a non-empty `input`",
+                    InputError::Empty.to_string(),
                 ));
             }
         };
@@ -266,14 +276,14 @@ impl Sessions {
             Some(id) => self.get(&id)?,
             None => self.create(NewSessionParams::default()).await?,
         };
-        let message = to_user_message(&items, &session.cwd).map_err(|err| {
-            SessionError::InvalidParams(
-                err.field().into(),
-                "a readable image file or a data:/https: URL".into(),
+        let message = to_user_message(&items, &session.settings.cwd).map_err(|err| {
+            SessionError::invalid_params(
+                err.field(),
+                "a readable image file or a data:/https: URL",
                 err.to_string(),
             )
         })?;
-        let turn_id = session.submit(message, items, start_after);
+        let turn_id = session.submit(message, items, gate);
         Ok((session.id.clone(), turn_id))
     }
 
@@ -339,22 +349,22 @@ fn not_logged_in() -> String {
     "this provider needs OpenAI auth and none is available: set OPENAI_API_KEY, call auth/loginApiKey or auth/loginChatGPT, or run `agent-server login`".into()
 }
 
-/// The session's working directory: `cwd` (relative to the server's) when given, which must be
-/// an existing directory, else the server's own.
-pub(crate) fn resolve_cwd(cwd: Option<&str>) -> Result<PathBuf, SessionError> {
+/// The session's working directory: `cwd` (relative to the process's) when given, which must
+/// be an existing directory, else the process's.
+pub(crate) fn session_cwd(cwd: Option<String>) -> Result<PathBuf, SessionError> {
     let Some(cwd) = cwd else {
         return Ok(std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")));
     };
-    let path = PathBuf::from(cwd);
+    let path = PathBuf::from(&cwd);
     let path = if path.is_absolute() {
         path
     } else {
         std::env::current_dir().unwrap_or_default().join(path)
     };
     if !path.is_dir() {
-        return Err(SessionError::InvalidParams(
-            "cwd".into(),
-            "an existing directory".into(),
+        return Err(SessionError::invalid_params(
+            "cwd",
+            "an existing directory",
             format!("cwd `{cwd}` is not an existing directory; pass a directory that exists"),
         ));
     }
@@ -363,14 +373,15 @@ pub(crate) fn resolve_cwd(cwd: Option<&str>) -> Result<PathBuf, SessionError> {
 
 /// The wire view of a loaded session.
 pub fn info(session: &Session) -> SessionInfo {
+    let settings = &session.settings;
     let meta = session.meta();
     SessionInfo {
         session_id: session.id.clone(),
-        cwd: session.cwd.display().to_string(),
-        model: session.model.clone(),
-        model_provider: session.provider_id.clone(),
-        approval_policy: session.approval_policy,
-        sandbox: session.sandbox,
+        cwd: settings.cwd.display().to_string(),
+        model: settings.model.clone(),
+        model_provider: settings.provider_id.clone(),
+        approval_policy: settings.approval_policy,
+        sandbox: settings.sandbox,
         created_at: session.created_at.clone(),
         status: session.status(),
         title: meta.title,
@@ -380,5 +391,6 @@ pub fn info(session: &Session) -> SessionInfo {
         loaded: true,
         forked_from: meta.forked_from,
         turn_count: meta.turn_count,
+        instruction_sources: session.instruction_sources(),
     }
 }

@@ -14,6 +14,8 @@ use agent_server_schema::session::{
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use super::context::ContextState;
+use crate::model::ResponseItem;
 use crate::store::{Progress, Store, StoreError, TurnEnd, TurnStart};
 
 /// How far ahead of the events sent the stored `seq` high-water mark is raised, so that it is
@@ -29,6 +31,8 @@ struct State {
     turn: Option<(String, CancellationToken)>,
     /// The stored `seq` high-water mark.
     reserved_seq: u64,
+    /// How many history items are stored.
+    history_len: usize,
 }
 
 /// The store side of one session.
@@ -39,13 +43,20 @@ pub(crate) struct Recorder {
 }
 
 impl Recorder {
-    /// A recorder for session `session_id`, whose stored `seq` mark is `reserved_seq`.
-    pub(crate) fn new(store: Store, session_id: String, reserved_seq: u64) -> Self {
+    /// A recorder for session `session_id`, whose stored `seq` mark is `reserved_seq` and which
+    /// has `history_len` history items stored.
+    pub(crate) fn new(
+        store: Store,
+        session_id: String,
+        reserved_seq: u64,
+        history_len: usize,
+    ) -> Self {
         Self {
             store,
             session_id,
             state: Mutex::new(State {
                 reserved_seq,
+                history_len,
                 ..State::default()
             }),
         }
@@ -77,9 +88,38 @@ impl Recorder {
         self.store.begin_turn(&self.session_id, start, user_text)
     }
 
-    /// Appends to the model-facing history.
-    pub(crate) fn history(&self, turn_id: Option<&str>, items: &[Value]) {
-        if let Err(err) = self.store.append_history(&self.session_id, turn_id, items) {
+    /// Stores the model-facing history `items` as it stands: what was added since the last
+    /// call is appended; a history that got shorter (a compaction replaced it) is replaced whole.
+    pub(crate) fn history(&self, items: &[ResponseItem], turn_id: Option<&str>) {
+        let stored = self.lock().history_len;
+        let (replace, new) = match items.get(stored..) {
+            Some(new) => (false, new),
+            None => (true, items),
+        };
+        if new.is_empty() && !replace {
+            return;
+        }
+        let values: Vec<Value> = new
+            .iter()
+            .map(|item| serde_json::to_value(item).unwrap_or(Value::Null))
+            .collect();
+        let written = if replace {
+            self.store
+                .replace_history(&self.session_id, turn_id, &values)
+        } else {
+            self.store
+                .append_history(&self.session_id, turn_id, &values)
+        };
+        match written {
+            Ok(()) => self.lock().history_len = items.len(),
+            Err(err) => self.fail(err),
+        }
+    }
+
+    /// Stores what the model has been told about its context.
+    pub(crate) fn context(&self, context: &ContextState) {
+        let value = serde_json::to_value(context).unwrap_or(Value::Null);
+        if let Err(err) = self.store.set_context(&self.session_id, &value) {
             self.fail(err);
         }
     }

@@ -1,32 +1,35 @@
 //! One session: its settings, its queue of turns, and the worker that runs them one by one.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use agent_server_schema::session::{
-    ApprovalPolicy, Event, ForkedFrom, InputItem, ReasoningEffort, SandboxMode, SessionStatus,
-    TurnError, TurnErrorKind, TurnStatus, Usage,
+    Event, ForkedFrom, InputItem, SessionStatus, TurnError, TurnErrorKind, TurnStatus, Usage,
 };
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use super::context::ContextState;
+use super::context::environment::Environment;
 use super::events::EventSink;
+use super::history::History;
 use super::record::{Recorder, store_error};
-use super::turn::{self, Conversation, TurnOutcome};
-use crate::model::ModelClient;
+use super::settings::SessionSettings;
+use super::turn::{self, TurnOutcome};
+use super::{ClientLink, ModelLink};
+use crate::gate::ReplyGate;
+use crate::model::ResponseItem;
 use crate::store::{Lease, TurnStart};
 use crate::tools::SessionApprovals;
 
 /// A turn waiting to run (or running).
 pub(crate) struct QueuedTurn {
     pub(crate) turn_id: String,
-    pub(crate) message: Value,
+    pub(crate) message: ResponseItem,
     /// The input as the client sent it, for the store.
     pub(crate) input: Vec<InputItem>,
     pub(crate) cancel: CancellationToken,
-    /// Fires once the `session/submit` reply is written; the turn's events come after it.
-    pub(crate) start_after: CancellationToken,
+    /// Opens once the `session/submit` reply is written; the turn's events come after it.
+    pub(crate) gate: ReplyGate,
 }
 
 #[derive(Default)]
@@ -40,37 +43,26 @@ struct Queue {
 pub struct Session {
     /// The session's id.
     pub id: String,
-    /// Where commands run and patches apply.
-    pub cwd: PathBuf,
-    /// The model of its turns.
-    pub model: String,
-    /// The model provider id.
-    pub provider_id: String,
-    /// When to ask before acting.
-    pub approval_policy: ApprovalPolicy,
-    /// What commands may touch.
-    pub sandbox: SandboxMode,
-    /// How hard the model thinks.
-    pub reasoning_effort: ReasoningEffort,
-    /// The full instructions sent with every model call.
-    pub instructions: String,
+    /// What it was set up with.
+    pub settings: SessionSettings,
     /// Creation time (RFC 3339).
     pub created_at: String,
-    /// Default timeout of a command.
-    pub shell_timeout: std::time::Duration,
     /// Kept in memory only, never in the home's store.
     pub ephemeral: bool,
-    /// The session's own instructions (appended to the base ones), as given.
-    pub extra_instructions: Option<String>,
-    pub(crate) recorder: Arc<Recorder>,
+    /// Writes the session's progress to its store (`None` in unit tests of the turn engine).
+    pub(crate) recorder: Option<Arc<Recorder>>,
     /// The exclusive lease of a stored session, held while it is loaded here.
     pub(crate) lease: Mutex<Option<Lease>>,
     pub(crate) meta: Mutex<Meta>,
-    pub(crate) client: ModelClient,
+    pub(crate) client: Arc<dyn ModelLink>,
     pub(crate) sink: EventSink,
-    pub(crate) link: Arc<dyn super::ClientLink>,
+    pub(crate) link: Arc<dyn ClientLink>,
     pub(crate) approvals: Arc<SessionApprovals>,
-    pub(crate) conversation: tokio::sync::Mutex<Conversation>,
+    pub(crate) history: tokio::sync::Mutex<History>,
+    /// What the model has been told about its context.
+    context: tokio::sync::Mutex<ContextState>,
+    /// The instruction files in use, for `Session.instructionSources`.
+    instruction_sources: Mutex<Vec<String>>,
     queue: Mutex<Queue>,
     /// Fires when the worker has nothing left to run.
     idle: tokio::sync::Notify,
@@ -85,55 +77,88 @@ pub(crate) struct Meta {
     pub(crate) forked_from: Option<ForkedFrom>,
 }
 
-/// Everything needed to make a session.
-pub(crate) struct SessionParts {
-    pub(crate) id: String,
-    pub(crate) cwd: PathBuf,
-    pub(crate) model: String,
-    pub(crate) provider_id: String,
-    pub(crate) approval_policy: ApprovalPolicy,
-    pub(crate) sandbox: SandboxMode,
-    pub(crate) reasoning_effort: ReasoningEffort,
-    pub(crate) instructions: String,
-    pub(crate) shell_timeout: std::time::Duration,
+/// How a session is loaded: its store side, what it remembers, where its `seq` goes on from.
+pub(crate) struct Loaded {
     pub(crate) created_at: String,
-    pub(crate) ephemeral: bool,
-    pub(crate) extra_instructions: Option<String>,
     pub(crate) recorder: Arc<Recorder>,
     pub(crate) lease: Option<Lease>,
     pub(crate) meta: Meta,
-    pub(crate) conversation: Conversation,
-    pub(crate) client: ModelClient,
-    pub(crate) sink: EventSink,
-    pub(crate) link: Arc<dyn super::ClientLink>,
+    pub(crate) history: History,
+    pub(crate) context: ContextState,
+    pub(crate) last_seq: u64,
 }
 
 impl Session {
-    pub(crate) fn new(parts: SessionParts) -> Arc<Self> {
+    /// A session with an empty history and no store; `client` makes its model calls, `link`
+    /// reaches the client (its events go through a new [`EventSink`]).
+    #[cfg_attr(
+        not(test),
+        allow(dead_code, reason = "the turn engine's unit tests use it")
+    )]
+    pub(crate) fn new(
+        id: String,
+        settings: SessionSettings,
+        client: Arc<dyn ModelLink>,
+        link: Arc<dyn ClientLink>,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            id: parts.id,
-            cwd: parts.cwd,
-            model: parts.model,
-            provider_id: parts.provider_id,
-            approval_policy: parts.approval_policy,
-            sandbox: parts.sandbox,
-            reasoning_effort: parts.reasoning_effort,
-            instructions: parts.instructions,
-            created_at: parts.created_at,
-            shell_timeout: parts.shell_timeout,
-            ephemeral: parts.ephemeral,
-            extra_instructions: parts.extra_instructions,
-            recorder: parts.recorder,
-            lease: Mutex::new(parts.lease),
-            meta: Mutex::new(parts.meta),
-            client: parts.client,
-            sink: parts.sink,
-            link: parts.link,
+            sink: EventSink::spawn(id.clone(), Arc::clone(&link), 0, None),
+            id,
+            settings,
+            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ephemeral: true,
+            recorder: None,
+            lease: Mutex::new(None),
+            meta: Mutex::new(Meta::default()),
+            client,
+            link,
             approvals: Arc::new(SessionApprovals::new()),
-            conversation: tokio::sync::Mutex::new(parts.conversation),
+            history: tokio::sync::Mutex::new(History::default()),
+            context: tokio::sync::Mutex::new(ContextState::default()),
+            instruction_sources: Mutex::new(Vec::new()),
             queue: Mutex::new(Queue::default()),
             idle: tokio::sync::Notify::new(),
         })
+    }
+
+    /// A session backed by a store (new, resumed or forked).
+    pub(crate) fn loaded(
+        id: String,
+        settings: SessionSettings,
+        client: Arc<dyn ModelLink>,
+        link: Arc<dyn ClientLink>,
+        loaded: Loaded,
+    ) -> Arc<Self> {
+        let recorder = Arc::clone(&loaded.recorder);
+        let sources = loaded.context.sources().to_vec();
+        Arc::new(Self {
+            sink: EventSink::spawn(
+                id.clone(),
+                Arc::clone(&link),
+                loaded.last_seq,
+                Some(Arc::clone(&recorder)),
+            ),
+            id,
+            settings,
+            created_at: loaded.created_at,
+            ephemeral: !recorder.store().is_durable(),
+            recorder: Some(recorder),
+            lease: Mutex::new(loaded.lease),
+            meta: Mutex::new(loaded.meta),
+            client,
+            link,
+            approvals: Arc::new(SessionApprovals::new()),
+            history: tokio::sync::Mutex::new(loaded.history),
+            context: tokio::sync::Mutex::new(loaded.context),
+            instruction_sources: Mutex::new(sources),
+            queue: Mutex::new(Queue::default()),
+            idle: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// The store the session is kept in (`None` only in unit tests of the turn engine).
+    pub(crate) fn store(&self) -> Option<&crate::store::Store> {
+        self.recorder.as_ref().map(|r| r.store())
     }
 
     /// What changes about the session besides its turns.
@@ -152,6 +177,14 @@ impl Session {
         meta.title = Some(title);
     }
 
+    /// Stores what the history gained since it was last stored (call with the history locked,
+    /// after changing it).
+    pub(crate) fn record_history(&self, history: &History, turn_id: &str) {
+        if let Some(recorder) = &self.recorder {
+            recorder.history(history.items(), Some(turn_id));
+        }
+    }
+
     /// Lets go of the session once it is idle: releases the lease of a stored one, forgets an
     /// ephemeral one.
     pub(crate) fn unload(&self) {
@@ -161,7 +194,8 @@ impl Session {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         if self.ephemeral
-            && let Err(err) = self.recorder.store().delete(&self.id, None)
+            && let Some(recorder) = &self.recorder
+            && let Err(err) = recorder.store().delete(&self.id, None)
         {
             tracing::warn!(session_id = %self.id, %err, "could not forget an ephemeral session");
         }
@@ -172,6 +206,40 @@ impl Session {
         self.queue
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The project instruction files the model is given, as absolute paths.
+    pub fn instruction_sources(&self) -> Vec<String> {
+        self.instruction_sources
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The messages that go before a turn's input: project instructions at the first turn
+    /// (again after a cwd change), the environment whenever it changed.
+    pub(crate) async fn context_messages(&self) -> Vec<ResponseItem> {
+        let settings = &self.settings;
+        let env = Environment {
+            cwd: settings.cwd.clone(),
+            approval_policy: settings.approval_policy,
+            sandbox: settings.sandbox,
+        };
+        let mut context = self.context.lock().await;
+        let before = context.clone();
+        let messages = context
+            .before_turn(&settings.doc_settings, env, &settings.shell_name)
+            .await;
+        if *context != before
+            && let Some(recorder) = &self.recorder
+        {
+            recorder.context(&context);
+        }
+        *self
+            .instruction_sources
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = context.sources().to_vec();
+        messages.into_iter().map(ResponseItem::from_json).collect()
     }
 
     /// Whether a turn is running or queued.
@@ -187,9 +255,9 @@ impl Session {
     /// Queues a turn; it runs after the turns before it. Returns the turn id.
     pub(crate) fn submit(
         self: &Arc<Self>,
-        message: Value,
+        message: ResponseItem,
         input: Vec<InputItem>,
-        start_after: CancellationToken,
+        gate: ReplyGate,
     ) -> String {
         let turn_id = uuid::Uuid::new_v4().to_string();
         let turn = QueuedTurn {
@@ -197,7 +265,7 @@ impl Session {
             message,
             input,
             cancel: CancellationToken::new(),
-            start_after,
+            gate,
         };
         let start_worker = {
             let mut queue = self.lock();
@@ -261,21 +329,21 @@ impl Session {
                     }
                 }
             };
-            turn.start_after.cancelled().await;
+            turn.gate.opened().await;
             let turn_id = turn.turn_id.clone();
             let begun = self.begin_turn(&turn);
             self.sink
                 .send(
                     &turn_id,
                     Event::TurnStarted {
-                        model: self.model.clone(),
+                        model: self.settings.model.clone(),
                     },
                 )
                 .await;
             let outcome = match begun {
                 Ok(()) => self.run_turn(turn).await,
                 Err(err) => {
-                    self.recorder.take_failure();
+                    self.take_store_failure();
                     TurnOutcome {
                         error: Some(store_error(&err)),
                         ..TurnOutcome::failed(
@@ -290,33 +358,30 @@ impl Session {
         }
     }
 
+    fn take_store_failure(&self) -> Option<crate::store::StoreError> {
+        self.recorder.as_ref().and_then(|r| r.take_failure())
+    }
+
     /// Stores the turn's start (its input, the title of a first turn) before `turnStarted`.
     fn begin_turn(&self, turn: &QueuedTurn) -> Result<(), crate::store::StoreError> {
         let user_text = super::input::user_text(&turn.input);
-        let title = {
-            let meta = self
-                .meta
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            meta.title
-                .is_none()
-                .then(|| super::input::title_of(&user_text))
-                .flatten()
-        };
-        let start = TurnStart {
-            turn_id: turn.turn_id.clone(),
-            input: turn.input.clone(),
-            title: title.clone(),
-        };
-        let updated_at = self
-            .recorder
-            .begin_turn(&start, &user_text, turn.cancel.clone())?;
         let mut meta = self
             .meta
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let title = match &meta.title {
+            Some(_) => None,
+            None => super::input::title_of(&user_text),
+        };
+        if let Some(recorder) = &self.recorder {
+            let start = TurnStart {
+                turn_id: turn.turn_id.clone(),
+                input: turn.input.clone(),
+                title: title.clone(),
+            };
+            meta.updated_at = recorder.begin_turn(&start, &user_text, turn.cancel.clone())?;
+        }
         meta.turn_count += 1;
-        meta.updated_at = updated_at;
         if meta.title.is_none() {
             meta.title = title;
         }
@@ -342,7 +407,7 @@ impl Session {
                 )
             }
         };
-        if let Some(err) = self.recorder.take_failure() {
+        if let Some(err) = self.take_store_failure() {
             outcome.status = TurnStatus::Failed;
             outcome.error = Some(store_error(&err));
         }

@@ -34,6 +34,8 @@ pub struct SessionRow {
     pub running: bool,
     /// The highest `seq` the session may have sent.
     pub last_seq: u64,
+    /// What the model was told about its context (the session layer's JSON), once known.
+    pub context: Option<Value>,
 }
 
 /// What `list` is asked for.
@@ -131,7 +133,7 @@ fn status_name(status: StoredTurnStatus) -> &'static str {
 }
 
 const SESSION_COLUMNS: &str = "id, created_at, updated_at, cwd, title, archived, settings, \
-     forked_from_session, forked_from_turn, turn_count, running, last_seq, updated_ms";
+     forked_from_session, forked_from_turn, turn_count, running, last_seq, updated_ms, context";
 
 fn session_row(row: &Row<'_>) -> Result<(SessionRow, i64), QueryError> {
     let settings: String = row.get(6)?;
@@ -154,6 +156,10 @@ fn session_row(row: &Row<'_>) -> Result<(SessionRow, i64), QueryError> {
         turn_count: u64::try_from(row.get::<_, i64>(9)?).unwrap_or(0),
         running: row.get(10)?,
         last_seq: u64::try_from(row.get::<_, i64>(11)?).unwrap_or(0),
+        context: match row.get::<_, Option<String>>(13)? {
+            Some(text) => Some(serde_json::from_str(&text)?),
+            None => None,
+        },
     };
     Ok((session, row.get(12)?))
 }
@@ -340,6 +346,18 @@ impl Store {
                      updated_at = ?4, updated_ms = ?5 WHERE id = ?1",
                 params![id, cwd, settings, updated_at, updated_ms],
             )? == 1)
+        })
+    }
+
+    /// Stores what the model has been told about its context (the session layer's JSON).
+    pub fn set_context(&self, id: &str, context: &Value) -> Result<(), StoreError> {
+        let context = to_json(context).map_err(|e| self.query_error(e, "written"))?;
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE sessions SET context = ?2 WHERE id = ?1",
+                params![id, context],
+            )?;
+            Ok(())
         })
     }
 
@@ -611,7 +629,8 @@ fn fork(
     )?;
     tx.execute(
         "UPDATE sessions SET turn_count = ?2, running = EXISTS (SELECT 1 FROM turns WHERE session_id = ?1 AND status = 'inProgress'),
-             user_text = (SELECT user_text FROM sessions WHERE id = ?3)
+             user_text = (SELECT user_text FROM sessions WHERE id = ?3),
+             context = (SELECT context FROM sessions WHERE id = ?3)
          WHERE id = ?1",
         params![new.id, i64::try_from(copied).unwrap_or(0), source],
     )?;

@@ -25,7 +25,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
         forked_from_turn TEXT,
         turn_count INTEGER NOT NULL DEFAULT 0,
         running INTEGER NOT NULL DEFAULT 0,
-        last_seq INTEGER NOT NULL DEFAULT 0
+        last_seq INTEGER NOT NULL DEFAULT 0,
+        context TEXT
     );
     CREATE INDEX sessions_by_update ON sessions (archived, updated_ms DESC, id DESC);
     CREATE TABLE turns (

@@ -21,6 +21,7 @@ fn row(id: &str, cwd: &str) -> SessionRow {
         turn_count: 0,
         running: false,
         last_seq: 0,
+        context: None,
     }
 }
 
