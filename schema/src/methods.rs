@@ -11,10 +11,11 @@ use crate::auth::{
 use crate::lifecycle::{EmptyParams, EmptyResult, InitializeParams, InitializeResult};
 use crate::rpc::{CancelRequestParams, CancelledNotificationParams};
 use crate::session::{
-    CloseSessionParams, ForkSessionParams, InterruptParams, ListSessionsParams, ListSessionsResult,
-    NewSessionParams, ReadSessionParams, RequestApprovalParams, RequestApprovalResult,
-    ResumeSessionParams, Session, SessionEventNotification, SessionIdParams, SessionWithTurns,
-    SetTitleParams, SubmitParams, SubmitResult,
+    CloseSessionParams, CompactParams, CompactResult, ForkSessionParams, InterruptParams,
+    ListSessionsParams, ListSessionsResult, NewSessionParams, ReadSessionParams,
+    RequestApprovalParams, RequestApprovalResult, ResumeSessionParams, Session,
+    SessionEventNotification, SessionIdParams, SessionWithTurns, SetTitleParams, SubmitParams,
+    SubmitResult,
 };
 
 /// A request: a wire name with its params and result types.
@@ -126,6 +127,8 @@ requests! {
     DeleteSession = "session/delete", ClientToServer, SessionIdParams => EmptyResult;
     /// `session/setTitle`: set a session's title.
     SetSessionTitle = "session/setTitle", ClientToServer, SetTitleParams => EmptyResult;
+    /// `session/compact`: compact the conversation in a turn of its own; replies at once.
+    Compact = "session/compact", ClientToServer, CompactParams => CompactResult;
     /// `session/requestApproval`: the server asks the client to approve an action.
     RequestApproval = "session/requestApproval", ServerToClient, RequestApprovalParams => RequestApprovalResult;
 }

@@ -30,6 +30,8 @@ __all__ = [
     "CommandExecutionItem",
     "CommandOutputDeltaEvent",
     "CommandStream",
+    "CompactParams",
+    "CompactResult",
     "ContextCompactedEvent",
     "ContextSummaryItem",
     "EmptyParams",
@@ -239,6 +241,18 @@ class CloseSessionParams(TypedDict):
     """Params of `session/close`."""
     #: The session to close.
     sessionId: str
+
+
+class CompactParams(TypedDict):
+    """Params of `session/compact`."""
+    #: The session whose conversation to compact.
+    sessionId: str
+
+
+class CompactResult(TypedDict):
+    """Result of `session/compact`: the compaction runs as a turn of its own, queued like a submit."""
+    #: The compaction turn's id.
+    turnId: str
 
 
 class EmptyParams(TypedDict):
@@ -908,6 +922,7 @@ CLIENT_REQUESTS: dict[str, tuple[str, str]] = {
     "session/unarchive": ("SessionIdParams", "EmptyResult"),
     "session/delete": ("SessionIdParams", "EmptyResult"),
     "session/setTitle": ("SetTitleParams", "EmptyResult"),
+    "session/compact": ("CompactParams", "CompactResult"),
 }
 ClientRequestMethod = Literal[
     "initialize",
@@ -929,6 +944,7 @@ ClientRequestMethod = Literal[
     "session/unarchive",
     "session/delete",
     "session/setTitle",
+    "session/compact",
 ]
 
 #: Method name -> (params type name, result type name).

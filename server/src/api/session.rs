@@ -4,15 +4,16 @@ use std::sync::Arc;
 
 use agent_server_schema::lifecycle::EmptyResult;
 use agent_server_schema::methods::{
-    ArchiveSession, CloseSession, DeleteSession, ForkSession, Interrupt, ListSessions, NewSession,
-    Notification as _, ReadSession, RequestApproval, ResumeSession, SessionEvent, SetSessionTitle,
-    Submit, UnarchiveSession,
+    ArchiveSession, CloseSession, Compact, DeleteSession, ForkSession, Interrupt, ListSessions,
+    NewSession, Notification as _, ReadSession, RequestApproval, ResumeSession, SessionEvent,
+    SetSessionTitle, Submit, UnarchiveSession,
 };
 use agent_server_schema::rpc::ErrorKind;
 use agent_server_schema::session::{
-    CloseSessionParams, ForkSessionParams, InterruptParams, ListSessionsParams, ListSessionsResult,
-    NewSessionParams, ReadSessionParams, RequestApprovalParams, ResumeSessionParams,
-    SessionEventNotification, SessionIdParams, SetTitleParams, SubmitParams, SubmitResult,
+    CloseSessionParams, CompactParams, CompactResult, ForkSessionParams, InterruptParams,
+    ListSessionsParams, ListSessionsResult, NewSessionParams, ReadSessionParams,
+    RequestApprovalParams, ResumeSessionParams, SessionEventNotification, SessionIdParams,
+    SetTitleParams, SubmitParams, SubmitResult,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -69,6 +70,12 @@ pub fn register(table: &mut MethodTable<App>) {
             sessions,
             next_cursor,
         })
+    });
+    table.add::<Compact, _, _>(|app: Arc<App>, params: CompactParams, request| async move {
+        let turn_id = app
+            .sessions
+            .compact(&params.session_id, request.reply_gate.clone())?;
+        Ok(CompactResult { turn_id })
     });
     table.add::<CloseSession, _, _>(|app: Arc<App>, params: CloseSessionParams, _| async move {
         app.sessions.close(&params.session_id).await?;

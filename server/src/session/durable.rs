@@ -148,6 +148,7 @@ impl Sessions {
                 fallback_filenames: config.project_doc_fallback_filenames.clone(),
             },
             shell_name: login_shell_name(std::env::var("SHELL").ok().as_deref()),
+            auto_compact_token_limit: config.model_auto_compact_token_limit,
         };
         let recorder = Recorder::new(store, row.id.clone(), row.last_seq, history.items().len());
         let loaded = Loaded {

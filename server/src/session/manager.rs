@@ -9,7 +9,7 @@ use super::context::ContextState;
 use super::durable::{Settings, check_id};
 use super::history::History;
 use super::input::{InputError, to_user_message};
-use super::worker::{Meta, Session};
+use super::worker::{Meta, Session, TurnInput};
 use crate::config::Config;
 use crate::gate::ReplyGate;
 use crate::model::auth::UpstreamAuth;
@@ -283,8 +283,14 @@ impl Sessions {
                 err.to_string(),
             )
         })?;
-        let turn_id = session.submit(message, items, gate);
+        let turn_id = session.submit(TurnInput::User(message), items, gate);
         Ok((session.id.clone(), turn_id))
+    }
+
+    /// Queues a compaction of a session's conversation as a turn of its own; returns its id.
+    pub fn compact(&self, session_id: &str, gate: ReplyGate) -> Result<String, SessionError> {
+        let session = self.get(session_id)?;
+        Ok(session.submit(TurnInput::Compact, Vec::new(), gate))
     }
 
     /// Interrupts a session's running turn and, without `turn_id`, every queued one.

@@ -116,6 +116,21 @@ impl Recorder {
         }
     }
 
+    /// Stores `items` as the whole model-facing history (a compaction replaced it).
+    pub(crate) fn replace_history(&self, items: &[ResponseItem], turn_id: Option<&str>) {
+        let values: Vec<Value> = items
+            .iter()
+            .map(|item| serde_json::to_value(item).unwrap_or(Value::Null))
+            .collect();
+        match self
+            .store
+            .replace_history(&self.session_id, turn_id, &values)
+        {
+            Ok(()) => self.lock().history_len = items.len(),
+            Err(err) => self.fail(err),
+        }
+    }
+
     /// Stores what the model has been told about its context.
     pub(crate) fn context(&self, context: &ContextState) {
         let value = serde_json::to_value(context).unwrap_or(Value::Null);

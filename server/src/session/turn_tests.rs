@@ -442,7 +442,7 @@ async fn an_interrupt_while_the_model_thinks_ends_the_turn_interrupted() {
         link.clone(),
     );
     let turn_id = session.submit(
-        user_text("hi"),
+        super::worker::TurnInput::User(user_text("hi")),
         Vec::new(),
         crate::gate::ReplyGate::opened_now(),
     );

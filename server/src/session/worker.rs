@@ -21,12 +21,20 @@ use crate::model::ResponseItem;
 use crate::store::{Lease, TurnStart};
 use crate::tools::SessionApprovals;
 
+/// What a turn does.
+pub(crate) enum TurnInput {
+    /// Runs the agent on this user message.
+    User(ResponseItem),
+    /// Compacts the conversation (`session/compact`).
+    Compact,
+}
+
 /// A turn waiting to run (or running).
 pub(crate) struct QueuedTurn {
     pub(crate) turn_id: String,
-    pub(crate) message: ResponseItem,
-    /// The input as the client sent it, for the store.
-    pub(crate) input: Vec<InputItem>,
+    pub(crate) input: TurnInput,
+    /// The input as the client sent it, for the store (empty for a compaction).
+    pub(crate) user_input: Vec<InputItem>,
     pub(crate) cancel: CancellationToken,
     /// Opens once the `session/submit` reply is written; the turn's events come after it.
     pub(crate) gate: ReplyGate,
@@ -185,6 +193,13 @@ impl Session {
         }
     }
 
+    /// Stores a history that replaced the one before (a compaction).
+    pub(crate) fn replace_history(&self, history: &History, turn_id: &str) {
+        if let Some(recorder) = &self.recorder {
+            recorder.replace_history(history.items(), Some(turn_id));
+        }
+    }
+
     /// Lets go of the session once it is idle: releases the lease of a stored one, forgets an
     /// ephemeral one.
     pub(crate) fn unload(&self) {
@@ -239,7 +254,12 @@ impl Session {
             .instruction_sources
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = context.sources().to_vec();
-        messages.into_iter().map(ResponseItem::from_json).collect()
+        messages
+    }
+
+    /// The instructions and environment messages as last sent: the start of a compacted history.
+    pub(crate) async fn initial_context(&self) -> Vec<ResponseItem> {
+        self.context.lock().await.initial_context()
     }
 
     /// Whether a turn is running or queued.
@@ -255,15 +275,15 @@ impl Session {
     /// Queues a turn; it runs after the turns before it. Returns the turn id.
     pub(crate) fn submit(
         self: &Arc<Self>,
-        message: ResponseItem,
-        input: Vec<InputItem>,
+        input: TurnInput,
+        user_input: Vec<InputItem>,
         gate: ReplyGate,
     ) -> String {
         let turn_id = uuid::Uuid::new_v4().to_string();
         let turn = QueuedTurn {
             turn_id: turn_id.clone(),
-            message,
             input,
+            user_input,
             cancel: CancellationToken::new(),
             gate,
         };
@@ -364,7 +384,7 @@ impl Session {
 
     /// Stores the turn's start (its input, the title of a first turn) before `turnStarted`.
     fn begin_turn(&self, turn: &QueuedTurn) -> Result<(), crate::store::StoreError> {
-        let user_text = super::input::user_text(&turn.input);
+        let user_text = super::input::user_text(&turn.user_input);
         let mut meta = self
             .meta
             .lock()
@@ -376,7 +396,7 @@ impl Session {
         if let Some(recorder) = &self.recorder {
             let start = TurnStart {
                 turn_id: turn.turn_id.clone(),
-                input: turn.input.clone(),
+                input: turn.user_input.clone(),
                 title: title.clone(),
             };
             meta.updated_at = recorder.begin_turn(&start, &user_text, turn.cancel.clone())?;

@@ -8,6 +8,8 @@ import type {
   CancelRequestParams,
   CancelledNotificationParams,
   CloseSessionParams,
+  CompactParams,
+  CompactResult,
   EmptyParams,
   EmptyResult,
   ForkSessionParams,
@@ -57,6 +59,7 @@ export interface ClientRequests {
   "session/unarchive": { params: SessionIdParams; result: EmptyResult };
   "session/delete": { params: SessionIdParams; result: EmptyResult };
   "session/setTitle": { params: SetTitleParams; result: EmptyResult };
+  "session/compact": { params: CompactParams; result: CompactResult };
 }
 
 /** Requests the server sends to the client: params and result of each. */
@@ -104,6 +107,7 @@ export const CLIENT_REQUEST_METHODS: readonly ClientRequestMethod[] = [
   "session/unarchive",
   "session/delete",
   "session/setTitle",
+  "session/compact",
 ];
 
 /** Every server → client request method. */

@@ -5,11 +5,13 @@ use serde_json::json;
 
 use super::*;
 
-fn assistant(text: &str) -> Value {
-    json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]})
+fn assistant(text: &str) -> ResponseItem {
+    ResponseItem::from_json(
+        json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}),
+    )
 }
 
-fn context() -> Vec<Value> {
+fn context() -> Vec<ResponseItem> {
     vec![
         user_text_message(
             "# AGENTS.md instructions for /w\n\n<INSTRUCTIONS>\nbe nice\n</INSTRUCTIONS>",
@@ -24,8 +26,12 @@ fn the_new_history_is_context_then_recent_user_messages_then_the_summary() {
     history.extend([
         user_text_message("first"),
         assistant("answer one"),
-        json!({"type": "function_call", "call_id": "c", "name": "shell", "arguments": "{}"}),
-        json!({"type": "function_call_output", "call_id": "c", "output": "ok"}),
+        ResponseItem::from_json(
+            json!({"type": "function_call", "call_id": "c", "name": "shell", "arguments": "{}"}),
+        ),
+        ResponseItem::from_json(
+            json!({"type": "function_call_output", "call_id": "c", "output": "ok"}),
+        ),
         summary_message("an older summary"),
         user_text_message("second"),
         assistant("answer two"),
@@ -76,7 +82,7 @@ fn recent_user_messages_fit_the_budget_and_the_oldest_that_does_not_is_cut() {
 #[test]
 fn context_messages_are_recognised_and_user_text_is_not() {
     for item in context() {
-        assert!(is_context_message(&item), "{item}");
+        assert!(is_context_message(&item), "{item:?}");
     }
     assert!(is_context_message(&summary_message("x")));
     assert!(!is_context_message(&user_text_message(
@@ -87,9 +93,11 @@ fn context_messages_are_recognised_and_user_text_is_not() {
 
 #[test]
 fn tokens_are_estimated_at_four_bytes_each() {
-    let item = json!("12345678");
+    let item = ResponseItem::Other(json!("12345678"));
     // The JSON string with its quotes is 10 bytes: 3 tokens rounded up.
     assert_eq!(estimate_tokens(&[item]), 3);
+    assert_eq!(assistant_text(&assistant("hi")), "hi");
+    assert_eq!(assistant_text(&user_text_message("hi")), "");
 }
 
 #[test]
