@@ -386,8 +386,9 @@ def test_stored_sessions_resume_fork_archive_and_delete(home: Path, workdir: Pat
                 await client.read_session({"sessionId": fid})
             assert gone.value.kind == "sessionNotFound"
 
-        # The resumed turn sent the first turn's history upstream.
+        # The resumed turn sent the first turn's history upstream (after the environment
+        # message, which is not repeated).
         types = [i["type"] for i in upstream.requests[1]["body"]["input"]]
-        assert types == ["message", "reasoning", "message", "message"]
+        assert types == ["message", "message", "reasoning", "message", "message"]
 
     run(body())

@@ -149,9 +149,10 @@ test("stored sessions: list, read, retitle, close, resume with seq going on, for
     const second: SessionEventNotification[] = [];
     await client.submitAndWait({ sessionId: id, text: "second" }, { onEvent: (n) => second.push(n) });
     assert.equal(second[0]!.seq, first.at(-1)!.seq + 1);
-    // The resumed conversation sent the first turn's history upstream.
+    // The resumed conversation sent the first turn's history upstream (after the environment
+    // message, which is not repeated).
     const input = upstream.requests[1]!.body.input as Array<Record<string, unknown>>;
-    assert.deepEqual(input.map((i) => i.type), ["message", "reasoning", "message", "message"]);
+    assert.deepEqual(input.map((i) => i.type), ["message", "message", "reasoning", "message", "message"]);
 
     const fork = await client.forkSession({ sessionId: id, turnId: read.turns[0]!.turnId });
     assert.deepEqual(fork.session.forkedFrom, { sessionId: id, turnId: read.turns[0]!.turnId });
