@@ -437,3 +437,77 @@ async fn interrupting_a_compaction_leaves_the_history_unchanged() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_summary_request_that_overflows_too_is_retried_without_the_oldest_items() {
+    let upstream = MockServer::start().await;
+    // A summary request that still holds the oldest message overflows; a trimmed one succeeds.
+    responses()
+        .and(body_string_contains(SUMMARY_PROMPT_START))
+        .and(body_string_contains("OLDEST-MESSAGE"))
+        .respond_with(overflow())
+        .mount(&upstream)
+        .await;
+    mount_summary(&upstream, "SUMMARY", Duration::ZERO).await;
+    mount_once(&upstream, sse_response(answer("resp_1", "first", 100))).await;
+    mount_once(&upstream, overflow()).await;
+    mount_once(&upstream, sse_response(answer("resp_2", "second", 100))).await;
+    let cwd = tempfile::tempdir().unwrap();
+    let mut server = api_key_builder(&upstream).spawn().await;
+    let session = new_session(&mut server, json!({"cwd": cwd.path()})).await;
+    run_turn(&mut server, &session, "OLDEST-MESSAGE").await;
+    let done = completion(&run_turn(&mut server, &session, "two").await);
+    assert_eq!(done["status"], "completed", "{done}");
+    let requests = responses_requests(&upstream).await;
+    let summaries: Vec<bool> = requests.iter().map(is_summary_request).collect();
+    assert_eq!(summaries, vec![false, false, true, true, false]);
+    let env = environment_message(cwd.path(), "untrusted", "workspaceWrite");
+    let trimmed = requests[3]["input"].as_array().unwrap();
+    assert_eq!(
+        trimmed[..3],
+        [env.clone(), assistant("first"), user_text_message("two")]
+    );
+    // The kept user messages still come from the whole conversation.
+    assert_eq!(
+        requests[4]["input"],
+        json!([
+            env,
+            user_text_message("OLDEST-MESSAGE"),
+            user_text_message("two"),
+            summary_message("SUMMARY")
+        ])
+    );
+}
+
+#[tokio::test]
+async fn a_compaction_request_is_retried_like_any_other_with_retrying_events() {
+    let upstream = MockServer::start().await;
+    responses()
+        .and(body_string_contains(SUMMARY_PROMPT_START))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .mount(&upstream)
+        .await;
+    mount_summary(&upstream, "SUMMARY", Duration::ZERO).await;
+    mount_once(&upstream, sse_response(answer("resp_1", "first", 100))).await;
+    let mut server = api_key_builder(&upstream).spawn().await;
+    let session = new_session(&mut server, json!({})).await;
+    run_turn(&mut server, &session, "one").await;
+    let turn = compact(&mut server, &session).await;
+    let events = just_events(&turn_events(&mut server, &turn).await);
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "turnStarted",
+            "retrying",
+            "tokenUsage",
+            "itemStarted",
+            "itemCompleted",
+            "contextCompacted",
+            "turnCompleted"
+        ]
+    );
+    assert_eq!(events[1]["attempt"], 1);
+    assert_eq!(events[6]["status"], "completed");
+}

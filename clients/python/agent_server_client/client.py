@@ -42,6 +42,7 @@ from .protocol import (
     ForkSessionParams,
     InterruptParams,
     ListSessionsParams,
+    ListModelsResult,
     ListSessionsResult,
     LoginApiKeyParams,
     LoginChatGptResult,
@@ -365,6 +366,10 @@ class AgentServerClient:
     async def list_sessions(self, params: Optional[ListSessionsParams] = None) -> ListSessionsResult:
         """``session/list``: the sessions loaded here, or with ``stored`` a page of the store."""
         return cast(ListSessionsResult, await self.request("session/list", params or {}))
+
+    async def list_models(self) -> ListModelsResult:
+        """``model/list``: the built-in catalog, ``[models.<id>]`` tables and what providers list."""
+        return cast(ListModelsResult, await self.request("model/list", {}))
 
     async def close_session(self, params: CloseSessionParams) -> EmptyResult:
         """``session/close``: unloads the session (it stays stored)."""

@@ -29,6 +29,7 @@ from .protocol import (
     ForkSessionParams,
     InterruptParams,
     ListSessionsParams,
+    ListModelsResult,
     ListSessionsResult,
     LoginApiKeyParams,
     LoginChatGptResult,
@@ -126,6 +127,9 @@ class SyncClient:
 
     def list_sessions(self, params: Optional[ListSessionsParams] = None) -> ListSessionsResult:
         return self._run(self._client.list_sessions(params))
+
+    def list_models(self) -> ListModelsResult:
+        return self._run(self._client.list_models())
 
     def close_session(self, params: CloseSessionParams) -> EmptyResult:
         return self._run(self._client.close_session(params))

@@ -42,6 +42,7 @@ import type {
   ForkSessionParams,
   InterruptParams,
   ListSessionsParams,
+  ListModelsResult,
   ListSessionsResult,
   LoginApiKeyParams,
   LoginChatGptResult,
@@ -356,6 +357,11 @@ export class AgentServerClient {
   /** `session/list`: the sessions loaded here, or with `stored: true` a page of the store. */
   listSessions(params: ListSessionsParams = {}, options?: RequestOptions): Promise<ListSessionsResult> {
     return this.request("session/list", params, options);
+  }
+
+  /** `model/list`: the built-in catalog, `[models.<id>]` tables and what providers list. */
+  listModels(options?: RequestOptions): Promise<ListModelsResult> {
+    return this.request("model/list", {}, options);
   }
 
   /** `session/close`: unloads the session (it stays stored). */

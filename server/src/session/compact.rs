@@ -14,6 +14,9 @@ use crate::model::{
     ModelError, ModelRequest, ResponseEvent, ResponseItem, TokenUsage, context_window,
 };
 
+/// How many times a summary request that overflows is retried on a shorter history.
+const MAX_TRIMS: u32 = 4;
+
 impl Turn {
     /// Adds the turn's context messages and input to the conversation, compacting it first
     /// when the previous response filled the context window (so the new input comes after the
@@ -115,11 +118,27 @@ impl Turn {
             // The whole history, never a continuation of a stored response.
             (next_request(&self.session, false).await, before)
         };
-        request
-            .input
-            .push(compaction::user_text_message(SUMMARY_PROMPT));
         tracing::info!(tokens_before, "compacting the conversation");
-        let (summary, usage) = self.summarise(request).await?;
+        let mut trims = 0;
+        let (summary, usage) = loop {
+            let mut attempt = request.clone();
+            attempt
+                .input
+                .push(compaction::user_text_message(SUMMARY_PROMPT));
+            match self.summarise(attempt).await {
+                // The history is too long to summarise whole: summarise its newer part.
+                Err(ModelError::ContextWindowExceeded { .. })
+                    if trims < MAX_TRIMS && compaction::trim_oldest(&mut request.input) =>
+                {
+                    trims += 1;
+                    tracing::info!(
+                        trims,
+                        "the summary request overflowed; dropping the oldest items"
+                    );
+                }
+                result => break result?,
+            }
+        };
         let last = usage.map(to_usage).unwrap_or_default();
         self.usage.add(&last);
         let total = {

@@ -123,6 +123,7 @@ impl Sessions {
         let provider = resolve_provider(config, &stored.model_provider).map_err(|e| {
             SessionError::invalid_params("modelProvider", "a configured provider id", e.to_string())
         })?;
+        let wire_api = provider.wire_api;
         let client = ModelClient::new(
             ClientSettings::from_config(config),
             provider,
@@ -148,6 +149,8 @@ impl Sessions {
                 fallback_filenames: config.project_doc_fallback_filenames.clone(),
             },
             shell_name: login_shell_name(std::env::var("SHELL").ok().as_deref()),
+            model_tables: self.model_tables(),
+            wire_api,
             auto_compact_token_limit: config.model_auto_compact_token_limit,
         };
         let recorder = Recorder::new(store, row.id.clone(), row.last_seq, history.items().len());

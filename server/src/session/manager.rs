@@ -12,6 +12,7 @@ use super::input::{InputError, to_user_message};
 use super::worker::{Meta, Session, TurnInput};
 use crate::config::Config;
 use crate::gate::ReplyGate;
+use crate::model::ModelCatalog;
 use crate::model::auth::UpstreamAuth;
 use crate::model::resolve_provider;
 use crate::store::{LazyStore, SessionRow, StoreError};
@@ -97,6 +98,9 @@ pub struct Sessions {
     pub(crate) store: LazyStore,
     /// Where ephemeral sessions keep their turns while loaded.
     pub(crate) memory: LazyStore,
+    catalog: ModelCatalog,
+    /// `config.models`, shared by every session.
+    model_tables: Arc<std::collections::BTreeMap<String, crate::config::ModelConfig>>,
 }
 
 impl Sessions {
@@ -120,6 +124,8 @@ impl Sessions {
         store: LazyStore,
     ) -> Self {
         Self {
+            catalog: ModelCatalog::new(http.clone()),
+            model_tables: Arc::new(config.models.clone()),
             config,
             auth,
             http,
@@ -132,6 +138,12 @@ impl Sessions {
 
     pub(crate) fn config(&self) -> &Config {
         &self.config
+    }
+
+    pub(crate) fn model_tables(
+        &self,
+    ) -> Arc<std::collections::BTreeMap<String, crate::config::ModelConfig>> {
+        Arc::clone(&self.model_tables)
     }
 
     pub(crate) fn auth(&self) -> Option<Arc<dyn UpstreamAuth>> {
@@ -303,6 +315,11 @@ impl Sessions {
                 turn_id.unwrap_or_default().to_string(),
             ))
         }
+    }
+
+    /// Every model a client may pick (`model/list`).
+    pub async fn list_models(&self) -> Vec<agent_server_schema::models::Model> {
+        self.catalog.list(&self.config).await
     }
 
     /// Every open session, oldest first.

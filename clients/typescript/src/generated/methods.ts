@@ -16,6 +16,7 @@ import type {
   InitializeParams,
   InitializeResult,
   InterruptParams,
+  ListModelsResult,
   ListSessionsParams,
   ListSessionsResult,
   LoginApiKeyParams,
@@ -59,6 +60,7 @@ export interface ClientRequests {
   "session/unarchive": { params: SessionIdParams; result: EmptyResult };
   "session/delete": { params: SessionIdParams; result: EmptyResult };
   "session/setTitle": { params: SetTitleParams; result: EmptyResult };
+  "model/list": { params: EmptyParams; result: ListModelsResult };
   "session/compact": { params: CompactParams; result: CompactResult };
 }
 
@@ -107,6 +109,7 @@ export const CLIENT_REQUEST_METHODS: readonly ClientRequestMethod[] = [
   "session/unarchive",
   "session/delete",
   "session/setTitle",
+  "model/list",
   "session/compact",
 ];
 

@@ -153,7 +153,7 @@ export type TurnStatus = "completed" | "interrupted" | "failed";
  * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
  * via the `definition` "ReasoningEffort".
  */
-export type ReasoningEffort = "none" | "minimal" | "low" | "medium" | "high";
+export type ReasoningEffort = "none" | "minimal" | "low" | "medium" | "high" | "xhigh";
 /**
  * What a command may touch.
  *
@@ -175,6 +175,13 @@ export type Framing = "ndjson" | "content-length";
  * via the `definition` "InputItem".
  */
 export type InputItem = TextInputItem | ImageInputItem | LocalImageInputItem;
+/**
+ * A kind of input a model accepts.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "InputModality".
+ */
+export type InputModality = "text" | "image";
 /**
  * Whether a session is running a turn.
  *
@@ -225,14 +232,17 @@ export interface AgentServerProtocol {
   InitializeParams?: InitializeParams;
   InitializeResult?: InitializeResult;
   InputItem?: InputItem;
+  InputModality?: InputModality;
   InterruptParams?: InterruptParams;
   Item?: Item;
   ItemStatus?: ItemStatus;
+  ListModelsResult?: ListModelsResult;
   ListSessionsParams?: ListSessionsParams;
   ListSessionsResult?: ListSessionsResult;
   LoginApiKeyParams?: LoginApiKeyParams;
   LoginChatGptCompleteNotification?: LoginChatGptCompleteNotification;
   LoginChatGptResult?: LoginChatGptResult;
+  Model?: Model;
   NewSessionParams?: NewSessionParams;
   PlanStep?: PlanStep;
   PlanStepStatus?: PlanStepStatus;
@@ -1044,6 +1054,62 @@ export interface InterruptParams {
    * Only this turn (running or queued); absent interrupts the running turn and every queued one.
    */
   turnId?: string | null;
+}
+/**
+ * Result of `model/list`.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "ListModelsResult".
+ */
+export interface ListModelsResult {
+  /**
+   * The built-in catalog, then `[models.<id>]` tables, then what providers list.
+   */
+  models: Model[];
+}
+/**
+ * One model a client may pick.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "Model".
+ */
+export interface Model {
+  /**
+   * The context window in tokens, when known.
+   */
+  contextWindow?: number | null;
+  /**
+   * The effort used when none is chosen.
+   */
+  defaultReasoningEffort: ReasoningEffort;
+  /**
+   * One line about the model (empty when nothing is known).
+   */
+  description: string;
+  /**
+   * The name a model picker shows.
+   */
+  displayName: string;
+  /**
+   * The model id to pass as `model` (e.g. `gpt-5-codex`).
+   */
+  id: string;
+  /**
+   * `["text","image"]` or `["text"]`.
+   */
+  inputModalities: InputModality[];
+  /**
+   * Whether it is the configured default model.
+   */
+  isDefault: boolean;
+  /**
+   * The id of the provider that serves it.
+   */
+  provider: string;
+  /**
+   * The efforts the model accepts (empty when not known).
+   */
+  reasoningEfforts: ReasoningEffort[];
 }
 /**
  * Params of `session/list`.

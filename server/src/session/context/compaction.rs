@@ -160,6 +160,38 @@ pub fn compacted_history(
     out
 }
 
+/// Makes a summary request that overflowed the context window smaller: drops the oldest items
+/// after the context messages, at least a quarter of the conversation's bytes, and then any
+/// tool outputs left without their call. Returns false when there is too little left to drop.
+pub fn trim_oldest(items: &mut Vec<ResponseItem>) -> bool {
+    let start = items
+        .iter()
+        .position(|item| !is_context_message(item))
+        .unwrap_or(items.len());
+    let rest = &items[start..];
+    if rest.len() < 2 {
+        return false;
+    }
+    let total: usize = rest.iter().map(item_bytes).sum();
+    let mut dropped = 0;
+    let mut end = start;
+    // Always keep the newest item: it is what the conversation was last about.
+    while end < items.len() - 1 && dropped * 4 < total {
+        dropped += item_bytes(&items[end]);
+        end += 1;
+    }
+    while end < items.len() - 1
+        && matches!(
+            items[end],
+            ResponseItem::FunctionCallOutput { .. } | ResponseItem::CustomToolCallOutput { .. }
+        )
+    {
+        end += 1;
+    }
+    items.drain(start..end);
+    true
+}
+
 /// The start of `text` in at most `max` bytes (marker included), at a character boundary.
 fn cut_to(text: &str, max: usize) -> String {
     let room = max.saturating_sub(CUT_MARKER.len());

@@ -106,3 +106,39 @@ fn the_auto_limit_is_the_setting_else_ninety_percent_of_the_window() {
     assert_eq!(auto_compact_limit(None, Some(272_000)), Some(244_800));
     assert_eq!(auto_compact_limit(None, None), None);
 }
+
+#[test]
+fn trimming_drops_the_oldest_quarter_after_the_context_and_orphaned_outputs() {
+    let call = ResponseItem::from_json(
+        json!({"type": "function_call", "call_id": "c", "name": "shell", "arguments": "{}"}),
+    );
+    let output = ResponseItem::from_json(
+        json!({"type": "function_call_output", "call_id": "c", "output": "ok"}),
+    );
+    let mut items = context();
+    items.extend([
+        user_text_message("a long first message that weighs more than a quarter of them all, surely, with padding to be sure of it"),
+        call.clone(),
+        output.clone(),
+        assistant("x"),
+        user_text_message("newest"),
+    ]);
+    // The long first message alone is a quarter: the call and its output stay together.
+    assert!(trim_oldest(&mut items));
+    assert_eq!(items[..2], context()[..]);
+    assert_eq!(
+        items[2..],
+        [
+            call.clone(),
+            output.clone(),
+            assistant("x"),
+            user_text_message("newest")
+        ]
+    );
+    // The call is less than a quarter; then its output would be orphaned, so it goes too.
+    assert!(trim_oldest(&mut items));
+    assert_eq!(items[2..], [assistant("x"), user_text_message("newest")]);
+    assert!(trim_oldest(&mut items));
+    assert_eq!(items[2..], [user_text_message("newest")]);
+    assert!(!trim_oldest(&mut items));
+}
