@@ -15,11 +15,11 @@
 pub mod api;
 pub mod auth;
 pub mod config;
-pub mod gate;
+pub(crate) mod gate;
 pub mod model;
 pub mod rpc;
 pub mod secret;
-pub mod session;
-pub mod store;
+pub(crate) mod session;
+pub(crate) mod store;
 pub mod tools;
 pub mod transport;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use agent_server::api::{self, App, AppHooks};
+use agent_server::api::{self, App, AppHooks, sessions_cli};
 use agent_server::auth::AuthSettings;
 use agent_server::auth::cli::{self, AuthCommand};
 use agent_server::config::{self, Config, ProcessEnv};
@@ -14,7 +14,6 @@ use agent_server::transport::FramingChoice;
 use clap::{Parser, Subcommand};
 
 mod exec;
-mod sessions_cli;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]

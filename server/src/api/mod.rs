@@ -5,6 +5,7 @@ mod auth;
 mod lifecycle;
 mod models;
 mod session;
+pub mod sessions_cli;
 
 use std::sync::Arc;
 

@@ -20,7 +20,7 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 pub use lease::Lease;
-pub use queries::{Forked, ListPage, ListQuery, Progress, SessionRow, TurnEnd, TurnStart};
+pub use queries::{Forked, ListQuery, Progress, SessionRow, TurnEnd, TurnStart};
 
 /// How long a write waits for another process's transaction before giving up. Transactions
 /// here take microseconds to a few milliseconds; seconds of waiting mean something is wrong

@@ -5,8 +5,8 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use agent_server::config::Config;
-use agent_server::session::{ApprovalReply, ClientLink, Sessions};
+use crate::config::Config;
+use crate::session::{ApprovalReply, ClientLink, Sessions};
 use agent_server_schema::session::{
     InputItem, Item, ListSessionsParams, RequestApprovalParams, Session as SessionInfo,
     SessionEventNotification, SessionWithTurns,
