@@ -156,6 +156,9 @@ pub struct Config {
     pub shell_timeout_ms: u64,
     /// Sessions are ephemeral (never stored) unless `session/new` says otherwise.
     pub ephemeral: bool,
+    /// The most a model may ask for as a command's `timeout_ms` (default one hour); larger
+    /// values are capped and the model is told.
+    pub shell_max_timeout_ms: u64,
     /// `OPENAI_API_KEY` from the environment, if set and not empty.
     pub env_api_key: Option<crate::secret::Secret>,
     /// `OPENAI_BASE_URL` from the environment, if set and not empty.
@@ -230,6 +233,7 @@ struct FileConfig {
     reasoning_effort: Option<ReasoningEffort>,
     shell_timeout_ms: Option<u64>,
     ephemeral: Option<bool>,
+    shell_max_timeout_ms: Option<u64>,
     project_doc_max_bytes: Option<usize>,
     project_doc_fallback_filenames: Option<Vec<String>>,
     model_auto_compact_token_limit: Option<u64>,
@@ -417,6 +421,7 @@ impl Config {
             reasoning_effort: file.reasoning_effort.unwrap_or(ReasoningEffort::Medium),
             shell_timeout_ms: file.shell_timeout_ms.unwrap_or(60_000),
             ephemeral: file.ephemeral.unwrap_or(false),
+            shell_max_timeout_ms: file.shell_max_timeout_ms.unwrap_or(3_600_000),
             env_api_key: env.var("OPENAI_API_KEY").map(crate::secret::Secret::new),
             env_openai_base_url: env.var("OPENAI_BASE_URL"),
             sse_fixture: env.var("AGENT_SERVER_SSE_FIXTURE"),
