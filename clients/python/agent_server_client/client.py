@@ -46,6 +46,8 @@ from .protocol import (
     ListSessionsResult,
     LoginApiKeyParams,
     LoginChatGptResult,
+    McpListParams,
+    McpListResult,
     NewSessionParams,
     ReadSessionParams,
     RequestApprovalParams,
@@ -402,6 +404,11 @@ class AgentServerClient:
     async def set_session_title(self, params: SetTitleParams) -> EmptyResult:
         """``session/setTitle``."""
         return cast(EmptyResult, await self.request("session/setTitle", params))
+    async def mcp_list(self, params: Optional[McpListParams] = None) -> McpListResult:
+        """``mcp/list``: the MCP servers (the configured ones, plus a session's own with
+        ``sessionId``), their status and the tools the model is offered. Status changes arrive
+        as ``mcp/serverStatus`` notifications."""
+        return cast(McpListResult, await self.request("mcp/list", params or {}))
 
     # ---- notifications and events -----------------------------------------------------------
 

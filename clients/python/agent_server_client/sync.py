@@ -33,6 +33,8 @@ from .protocol import (
     ListSessionsResult,
     LoginApiKeyParams,
     LoginChatGptResult,
+    McpListParams,
+    McpListResult,
     NewSessionParams,
     ReadSessionParams,
     ResumeSessionParams,
@@ -154,6 +156,8 @@ class SyncClient:
 
     def set_session_title(self, params: SetTitleParams) -> EmptyResult:
         return self._run(self._client.set_session_title(params))
+    def mcp_list(self, params: Optional[McpListParams] = None) -> McpListResult:
+        return self._run(self._client.mcp_list(params))
 
     def submit_and_wait(
         self,

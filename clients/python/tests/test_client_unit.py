@@ -313,6 +313,7 @@ def test_every_client_request_of_the_schema_has_a_typed_wrapper() -> None:
             "session/unarchive": lambda: client.unarchive_session({"sessionId": "s"}),
             "session/delete": lambda: client.delete_session({"sessionId": "s"}),
             "session/setTitle": lambda: client.set_session_title({"sessionId": "s", "title": "t"}),
+            "mcp/list": lambda: client.mcp_list(),
             "model/list": lambda: client.list_models(),
             "session/compact": lambda: client.compact({"sessionId": "s"}),
         }

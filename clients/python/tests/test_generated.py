@@ -38,6 +38,7 @@ def test_the_generated_module_imports_and_names_every_method() -> None:
             "session/unarchive",
             "session/delete",
             "session/setTitle",
+            "mcp/list",
             "model/list",
             "session/compact",
         ]

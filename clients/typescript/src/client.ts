@@ -49,6 +49,8 @@ import type {
   ListSessionsResult,
   LoginApiKeyParams,
   LoginChatGptResult,
+  McpListParams,
+  McpListResult,
   NewSessionParams,
   ReadSessionParams,
   RequestApprovalParams,
@@ -437,6 +439,15 @@ export class AgentServerClient {
   /** `session/setTitle`. */
   setSessionTitle(params: SetTitleParams, options?: RequestOptions): Promise<EmptyResult> {
     return this.request("session/setTitle", params, options);
+  }
+
+  /**
+   * `mcp/list`: the MCP servers (the configured ones, plus a session's own with `sessionId`),
+   * their status and the tools the model is offered. Status changes arrive as
+   * `mcp/serverStatus` notifications.
+   */
+  mcpList(params: McpListParams = {}, options?: RequestOptions): Promise<McpListResult> {
+    return this.request("mcp/list", params, options);
   }
 
   // ---- notifications and events ---------------------------------------------------------

@@ -278,6 +278,7 @@ test("every client → server request of the schema has a typed wrapper", async 
     "session/unarchive": () => client.unarchiveSession({ sessionId: "s" }),
     "session/delete": () => client.deleteSession({ sessionId: "s" }),
     "session/setTitle": () => client.setSessionTitle({ sessionId: "s", title: "t" }),
+    "mcp/list": () => client.mcpList(),
     "model/list": () => client.listModels(),
     "session/compact": () => client.compact({ sessionId: "s" }),
   };

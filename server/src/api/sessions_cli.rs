@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::mcp::{LogObserver, McpManager};
 use crate::session::{ApprovalReply, ClientLink, Sessions};
 use agent_server_schema::session::{
     InputItem, Item, ListSessionsParams, RequestApprovalParams, Session as SessionInfo,
@@ -67,7 +68,10 @@ impl ClientLink for NoClient {
 
 /// Runs the command; status 1 when the session is unknown or the store unusable.
 pub fn run(command: SessionsCommand, config: Config) -> ExitCode {
-    let sessions = Sessions::new(config, None, reqwest::Client::new(), Arc::new(NoClient));
+    let http = reqwest::Client::new();
+    // Reading and deleting stored sessions starts no MCP server: the manager has none.
+    let mcp = McpManager::new(&Default::default(), http.clone(), Arc::new(LogObserver));
+    let sessions = Sessions::new(config, None, http, Arc::new(NoClient), mcp);
     let mut out = std::io::stdout().lock();
     let result = match command {
         SessionsCommand::List { json, all } => list(&sessions, json, all, &mut out),
@@ -209,5 +213,11 @@ fn show_item(item: &Item, out: &mut dyn Write) -> std::io::Result<()> {
         }
         Item::ToolCall { name, status, .. } => writeln!(out, "tool {name} ({status:?})"),
         Item::ContextSummary { text, .. } => writeln!(out, "(earlier work summarised: {text})"),
+        Item::McpToolCall {
+            server,
+            tool,
+            status,
+            ..
+        } => writeln!(out, "mcp {server}/{tool} ({status:?})"),
     }
 }

@@ -162,6 +162,7 @@ impl Sessions {
             history,
             context,
             last_seq: row.last_seq,
+            mcp: self.mcp(),
         };
         Ok(Session::loaded(
             row.id.clone(),

@@ -10,12 +10,13 @@ use super::durable::{Settings, check_id};
 use super::history::History;
 use super::input::{InputError, to_user_message};
 use super::worker::{Meta, Session, TurnInput};
-use crate::config::Config;
+use crate::config::{Config, check_http_url, check_mcp_server_name};
 use crate::gate::ReplyGate;
-use crate::model::ModelCatalog;
+use crate::mcp::{McpManager, McpServerConfig, McpTransportConfig};
 use crate::model::auth::UpstreamAuth;
-use crate::model::resolve_provider;
+use crate::model::{ModelCatalog, resolve_provider};
 use crate::store::{LazyStore, SessionRow, StoreError};
+use agent_server_schema::mcp::{McpHttpServerSpec, McpServerSpec, McpStdioServerSpec};
 use agent_server_schema::session::{
     InputItem, NewSessionParams, Session as SessionInfo, SubmitParams,
 };
@@ -93,6 +94,7 @@ pub struct Sessions {
     auth: Option<Arc<dyn UpstreamAuth>>,
     http: reqwest::Client,
     link: Arc<dyn ClientLink>,
+    mcp: Arc<McpManager>,
     open: Mutex<Vec<Arc<Session>>>,
     /// The home's store, opened on first use.
     pub(crate) store: LazyStore,
@@ -110,9 +112,10 @@ impl Sessions {
         auth: Option<Arc<dyn UpstreamAuth>>,
         http: reqwest::Client,
         link: Arc<dyn ClientLink>,
+        mcp: Arc<McpManager>,
     ) -> Self {
         let store = LazyStore::new(config.home.clone());
-        Self::with_store(config, auth, http, link, store)
+        Self::with_store(config, auth, http, link, mcp, store)
     }
 
     /// An empty set of sessions over `store` (tests pass an in-memory one).
@@ -121,6 +124,7 @@ impl Sessions {
         auth: Option<Arc<dyn UpstreamAuth>>,
         http: reqwest::Client,
         link: Arc<dyn ClientLink>,
+        mcp: Arc<McpManager>,
         store: LazyStore,
     ) -> Self {
         Self {
@@ -130,6 +134,7 @@ impl Sessions {
             auth,
             http,
             link,
+            mcp,
             open: Mutex::new(Vec::new()),
             store,
             memory: LazyStore::memory(),
@@ -138,6 +143,10 @@ impl Sessions {
 
     pub(crate) fn config(&self) -> &Config {
         &self.config
+    }
+
+    pub(crate) fn mcp(&self) -> Arc<McpManager> {
+        Arc::clone(&self.mcp)
     }
 
     pub(crate) fn model_tables(
@@ -197,6 +206,7 @@ impl Sessions {
     pub async fn create(&self, params: NewSessionParams) -> Result<Arc<Session>, SessionError> {
         let config = &self.config;
         let cwd = session_cwd(params.cwd)?;
+        let mcp_servers = mcp_servers(params.mcp_servers.unwrap_or_default())?;
         let provider_id = params
             .model_provider
             .unwrap_or_else(|| config.model_provider.clone());
@@ -250,6 +260,7 @@ impl Sessions {
             ContextState::default(),
         )?;
         tracing::info!(session_id = %session.id, cwd = %session.settings.cwd.display(), ephemeral, "session created");
+        self.mcp.start_session(&session.id, mcp_servers);
         self.insert(Arc::clone(&session));
         Ok(session)
     }
@@ -341,6 +352,7 @@ impl Sessions {
         session.interrupt(None);
         session.wait_idle().await;
         session.unload();
+        self.mcp.stop_session(id).await;
         Ok(())
     }
 
@@ -366,6 +378,61 @@ impl Sessions {
         let sessions: Vec<_> = self.lock().clone();
         futures::future::join_all(sessions.iter().map(|s| s.wait_idle())).await;
     }
+}
+
+/// Checks the `mcpServers` of `session/new` and turns them into server configs (default
+/// timeouts, no filters).
+pub fn mcp_servers(
+    specs: Vec<McpServerSpec>,
+) -> Result<Vec<(String, McpServerConfig)>, SessionError> {
+    let invalid = |message: String| {
+        SessionError::invalid_params(
+            "mcpServers",
+            "a list of {name, command, args?, env?, cwd?} or {name, url, headers?}",
+            message,
+        )
+    };
+    let mut servers: Vec<(String, McpServerConfig)> = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let name = spec.name().to_string();
+        check_mcp_server_name(&name).map_err(invalid)?;
+        if servers.iter().any(|(n, _)| *n == name) {
+            return Err(invalid(format!(
+                "two MCP servers are named `{name}`; give each a distinct name"
+            )));
+        }
+        let transport = match spec {
+            McpServerSpec::Stdio(McpStdioServerSpec {
+                command,
+                args,
+                env,
+                cwd,
+                ..
+            }) => {
+                if command.trim().is_empty() {
+                    return Err(invalid(format!(
+                        "the MCP server `{name}` has an empty `command`; name the program to run"
+                    )));
+                }
+                McpTransportConfig::Stdio {
+                    command,
+                    args,
+                    env,
+                    cwd: cwd.map(PathBuf::from),
+                }
+            }
+            McpServerSpec::Http(McpHttpServerSpec { url, headers, .. }) => {
+                check_http_url(&url).map_err(|e| invalid(format!("MCP server `{name}`: {e}")))?;
+                McpTransportConfig::Http {
+                    url,
+                    bearer_token_env_var: None,
+                    headers,
+                }
+            }
+        };
+        servers.push((name, McpServerConfig::new(transport)));
+    }
+    Ok(servers)
 }
 
 fn not_logged_in() -> String {

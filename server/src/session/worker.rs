@@ -17,6 +17,7 @@ use super::settings::SessionSettings;
 use super::turn::{self, TurnOutcome};
 use super::{ClientLink, ModelLink};
 use crate::gate::ReplyGate;
+use crate::mcp::McpManager;
 use crate::model::ResponseItem;
 use crate::store::{Lease, TurnStart};
 use crate::tools::SessionApprovals;
@@ -65,6 +66,8 @@ pub struct Session {
     pub(crate) client: Arc<dyn ModelLink>,
     pub(crate) sink: EventSink,
     pub(crate) link: Arc<dyn ClientLink>,
+    /// The MCP servers (the configured ones and this session's own).
+    pub(crate) mcp: Arc<McpManager>,
     pub(crate) approvals: Arc<SessionApprovals>,
     pub(crate) history: tokio::sync::Mutex<History>,
     /// What the model has been told about its context.
@@ -94,6 +97,7 @@ pub(crate) struct Loaded {
     pub(crate) history: History,
     pub(crate) context: ContextState,
     pub(crate) last_seq: u64,
+    pub(crate) mcp: Arc<McpManager>,
 }
 
 impl Session {
@@ -108,6 +112,7 @@ impl Session {
         settings: SessionSettings,
         client: Arc<dyn ModelLink>,
         link: Arc<dyn ClientLink>,
+        mcp: Arc<McpManager>,
     ) -> Arc<Self> {
         Arc::new(Self {
             sink: EventSink::spawn(id.clone(), Arc::clone(&link), 0, None),
@@ -120,6 +125,7 @@ impl Session {
             meta: Mutex::new(Meta::default()),
             client,
             link,
+            mcp,
             approvals: Arc::new(SessionApprovals::new()),
             history: tokio::sync::Mutex::new(History::default()),
             context: tokio::sync::Mutex::new(ContextState::default()),
@@ -155,6 +161,7 @@ impl Session {
             meta: Mutex::new(loaded.meta),
             client,
             link,
+            mcp: loaded.mcp,
             approvals: Arc::new(SessionApprovals::new()),
             history: tokio::sync::Mutex::new(loaded.history),
             context: tokio::sync::Mutex::new(loaded.context),

@@ -22,6 +22,9 @@ import type {
   LoginApiKeyParams,
   LoginChatGptCompleteNotification,
   LoginChatGptResult,
+  McpListParams,
+  McpListResult,
+  McpServerStatusNotification,
   NewSessionParams,
   ReadSessionParams,
   RequestApprovalParams,
@@ -60,6 +63,7 @@ export interface ClientRequests {
   "session/unarchive": { params: SessionIdParams; result: EmptyResult };
   "session/delete": { params: SessionIdParams; result: EmptyResult };
   "session/setTitle": { params: SetTitleParams; result: EmptyResult };
+  "mcp/list": { params: McpListParams; result: McpListResult };
   "model/list": { params: EmptyParams; result: ListModelsResult };
   "session/compact": { params: CompactParams; result: CompactResult };
 }
@@ -80,6 +84,7 @@ export interface ClientNotifications {
 export interface ServerNotifications {
   "session/event": SessionEventNotification;
   "auth/statusChanged": AuthStatus;
+  "mcp/serverStatus": McpServerStatusNotification;
   "auth/loginChatGPTComplete": LoginChatGptCompleteNotification;
 }
 
@@ -109,6 +114,7 @@ export const CLIENT_REQUEST_METHODS: readonly ClientRequestMethod[] = [
   "session/unarchive",
   "session/delete",
   "session/setTitle",
+  "mcp/list",
   "model/list",
   "session/compact",
 ];
@@ -129,5 +135,6 @@ export const CLIENT_NOTIFICATION_METHODS: readonly ClientNotificationMethod[] = 
 export const SERVER_NOTIFICATION_METHODS: readonly ServerNotificationMethod[] = [
   "session/event",
   "auth/statusChanged",
+  "mcp/serverStatus",
   "auth/loginChatGPTComplete",
 ];
