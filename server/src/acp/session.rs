@@ -1,0 +1,208 @@
+//! `session/new`, `session/list`, `session/close`, `session/set_mode` and
+//! `session/set_config_option`.
+
+use agent_client_protocol::v1::schema::{
+    CloseSessionRequest, CloseSessionResponse, ListSessionsRequest, ListSessionsResponse,
+    McpServer, NewSessionRequest, NewSessionResponse, SessionConfigOptionValue, SessionInfo,
+    SetSessionConfigOptionRequest, SetSessionConfigOptionResponse, SetSessionModeRequest,
+    SetSessionModeResponse,
+};
+use agent_server_schema::rpc::ErrorKind;
+use agent_server_schema::session::{NewSessionParams, ReasoningEffort};
+
+use super::settings::{
+    self, Choices, MODEL, Mode, ModelChoice, REASONING_EFFORT, Settings, effort_from_id,
+};
+use super::{Agent, lock, session_error};
+
+/// The efforts offered when the model catalog names none.
+const ALL_EFFORTS: [ReasoningEffort; 5] = [
+    ReasoningEffort::None,
+    ReasoningEffort::Minimal,
+    ReasoningEffort::Low,
+    ReasoningEffort::Medium,
+    ReasoningEffort::High,
+];
+
+fn invalid(field: &str, expected: &str, message: String) -> agent_client_protocol::Error {
+    agent_client_protocol::Error::new(ErrorKind::InvalidParams.code(), message).data(
+        serde_json::json!({"kind": ErrorKind::InvalidParams, "field": field, "expected": expected}),
+    )
+}
+
+impl Agent {
+    /// The models and efforts a session may switch to.
+    fn choices(&self, current_model: &str) -> Choices {
+        let mut models = vec![ModelChoice {
+            id: self.config.model.clone(),
+            name: self.config.model.clone(),
+            description: None,
+        }];
+        if current_model != self.config.model {
+            models.push(ModelChoice {
+                id: current_model.to_string(),
+                name: current_model.to_string(),
+                description: None,
+            });
+        }
+        Choices {
+            models,
+            efforts: ALL_EFFORTS.to_vec(),
+        }
+    }
+
+    /// Creates a session in `request.cwd`, in the mode the configuration matches.
+    pub(crate) async fn new_session(
+        &self,
+        request: NewSessionRequest,
+    ) -> Result<NewSessionResponse, agent_client_protocol::Error> {
+        warn_unused_mcp_servers(&request.mcp_servers);
+        let mode = Mode::from_policy(self.config.approval_policy, self.config.sandbox);
+        let (approval_policy, sandbox) = mode.policy();
+        let session = self
+            .sessions
+            .create(NewSessionParams {
+                cwd: Some(request.cwd.display().to_string()),
+                approval_policy: Some(approval_policy),
+                sandbox: Some(sandbox),
+                ..NewSessionParams::default()
+            })
+            .await
+            .map_err(session_error)?;
+        let settings = Settings {
+            mode,
+            model: session.model.clone(),
+            effort: session.reasoning_effort,
+        };
+        let options = settings.options(&self.choices(&settings.model));
+        lock(&self.settings).insert(session.id.clone(), settings);
+        Ok(NewSessionResponse::new(session.id.clone())
+            .modes(mode.state())
+            .config_options(options))
+    }
+
+    /// The sessions open in this process.
+    pub(crate) fn list_sessions(&self, request: &ListSessionsRequest) -> ListSessionsResponse {
+        let sessions = self
+            .sessions
+            .list()
+            .into_iter()
+            .filter(|s| {
+                request
+                    .cwd
+                    .as_ref()
+                    .is_none_or(|cwd| cwd.display().to_string() == s.cwd)
+            })
+            .map(|s| SessionInfo::new(s.session_id, s.cwd).updated_at(s.created_at))
+            .collect();
+        ListSessionsResponse::new(sessions)
+    }
+
+    /// Closes a session (a running turn ends `cancelled` first).
+    pub(crate) async fn close_session(
+        &self,
+        request: CloseSessionRequest,
+    ) -> Result<CloseSessionResponse, agent_client_protocol::Error> {
+        let id = request.session_id.0.to_string();
+        self.sessions.close(&id).await.map_err(session_error)?;
+        lock(&self.settings).remove(&id);
+        self.link.forget(&id);
+        Ok(CloseSessionResponse::new())
+    }
+
+    /// Switches a session's approval preset for its next prompts.
+    pub(crate) fn set_mode(
+        &self,
+        request: &SetSessionModeRequest,
+    ) -> Result<SetSessionModeResponse, agent_client_protocol::Error> {
+        let id = &*request.session_id.0;
+        let Some(mode) = Mode::from_id(&request.mode_id.0) else {
+            return Err(invalid(
+                "modeId",
+                "read-only, auto or full-access",
+                format!(
+                    "unknown mode `{}`; use read-only, auto or full-access",
+                    request.mode_id.0
+                ),
+            ));
+        };
+        let mut all = lock(&self.settings);
+        let settings = all
+            .get_mut(id)
+            .ok_or_else(|| session_error(crate::session::SessionError::NotFound(id.into())))?;
+        settings.mode = mode;
+        Ok(SetSessionModeResponse::new())
+    }
+
+    /// Sets the model or reasoning effort of a session's next prompts.
+    pub(crate) fn set_config_option(
+        &self,
+        request: &SetSessionConfigOptionRequest,
+    ) -> Result<SetSessionConfigOptionResponse, agent_client_protocol::Error> {
+        let id = &*request.session_id.0;
+        let mut settings = self.settings(id)?;
+        let choices = self.choices(&settings.model);
+        let value = match &request.value {
+            SessionConfigOptionValue::ValueId { value } => value.0.to_string(),
+            _ => {
+                return Err(invalid(
+                    "value",
+                    "a value id",
+                    "both config options are selects: send a value id".into(),
+                ));
+            }
+        };
+        match &*request.config_id.0 {
+            MODEL => {
+                if !choices.models.iter().any(|m| m.id == value) {
+                    let ids: Vec<&str> = choices.models.iter().map(|m| m.id.as_str()).collect();
+                    return Err(invalid(
+                        "value",
+                        "a model id from the option's list",
+                        format!("unknown model `{value}`; choose one of {}", ids.join(", ")),
+                    ));
+                }
+                settings.model = value;
+            }
+            REASONING_EFFORT => match effort_from_id(&value) {
+                Some(effort) if choices.efforts.contains(&effort) => settings.effort = effort,
+                _ => {
+                    return Err(invalid(
+                        "value",
+                        "a reasoning effort from the option's list",
+                        format!(
+                            "unknown reasoning effort `{value}`; choose one of {}",
+                            choices
+                                .efforts
+                                .iter()
+                                .map(|e| settings::effort_id(*e))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+            },
+            other => {
+                return Err(invalid(
+                    "configId",
+                    "model or reasoning_effort",
+                    format!(
+                        "unknown config option `{other}`; use `{MODEL}` or `{REASONING_EFFORT}`"
+                    ),
+                ));
+            }
+        }
+        let options = settings.options(&self.choices(&settings.model));
+        lock(&self.settings).insert(id.to_string(), settings);
+        Ok(SetSessionConfigOptionResponse::new(options))
+    }
+}
+
+fn warn_unused_mcp_servers(servers: &[McpServer]) {
+    if !servers.is_empty() {
+        tracing::warn!(
+            count = servers.len(),
+            "the client passed MCP servers; this build does not connect to MCP servers yet"
+        );
+    }
+}
