@@ -73,6 +73,10 @@ pub struct Session {
     pub created_at: String,
     /// Whether a turn is running.
     pub status: SessionStatus,
+    /// The project instruction files (`AGENTS.md` and the like) the session sends the model,
+    /// as absolute paths in the order they are joined; empty until the first turn starts.
+    #[serde(default)]
+    pub instruction_sources: Vec<String>,
 }
 
 /// Params of `session/new`; every field defaults from `config.toml`.
@@ -168,6 +172,22 @@ pub struct InterruptParams {
 pub struct ListSessionsResult {
     /// Every open session, oldest first.
     pub sessions: Vec<Session>,
+}
+
+/// Params of `session/compact`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CompactParams {
+    /// The session whose conversation to compact.
+    pub session_id: String,
+}
+
+/// Result of `session/compact`: the compaction runs as a turn of its own, queued like a submit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CompactResult {
+    /// The compaction turn's id.
+    pub turn_id: String,
 }
 
 /// Params of `session/close`.
@@ -281,6 +301,13 @@ pub enum Item {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         output: Option<String>,
     },
+    /// The summary that replaced the earlier conversation when it was compacted.
+    ContextSummary {
+        /// The item's id.
+        id: String,
+        /// The summary the model wrote (a placeholder when it wrote none).
+        text: String,
+    },
 }
 
 impl Item {
@@ -291,7 +318,8 @@ impl Item {
             | Item::Reasoning { id, .. }
             | Item::CommandExecution { id, .. }
             | Item::FileChange { id, .. }
-            | Item::ToolCall { id, .. } => id,
+            | Item::ToolCall { id, .. }
+            | Item::ContextSummary { id, .. } => id,
         }
     }
 }
@@ -482,6 +510,15 @@ pub enum Event {
         delay_ms: u64,
         /// What failed.
         message: String,
+    },
+    /// The conversation was compacted: the model now sees the summary item instead of the
+    /// earlier history. Follows the summary's `itemCompleted`.
+    ContextCompacted {
+        /// The estimated tokens of the conversation before compaction (the last response's
+        /// total when known).
+        tokens_before: u64,
+        /// The `contextSummary` item.
+        summary_item_id: String,
     },
     /// The turn ended; always the turn's last event.
     TurnCompleted {

@@ -17,6 +17,8 @@ pub const DEFAULT_AUTH_ISSUER: &str = "https://auth.openai.com";
 pub const DEFAULT_CHATGPT_BASE_URL: &str = "https://chatgpt.com/backend-api/codex";
 /// Default base URL of the public OpenAI API.
 pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+/// Default budget of project docs (`AGENTS.md` files) in bytes.
+pub const DEFAULT_PROJECT_DOC_MAX_BYTES: usize = 32 * 1024;
 /// Default cap on one incoming message (64 MiB).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
@@ -99,6 +101,13 @@ pub struct Config {
     pub env_openai_base_url: Option<String>,
     /// `AGENT_SERVER_SSE_FIXTURE`: replay SSE transcripts instead of calling the network.
     pub sse_fixture: Option<String>,
+    /// Total bytes of project docs (`AGENTS.md` files) to read; 0 turns them off.
+    pub project_doc_max_bytes: usize,
+    /// File names tried after `AGENTS.override.md` and `AGENTS.md` in each directory.
+    pub project_doc_fallback_filenames: Vec<String>,
+    /// Compact before a model request once the previous response used this many tokens
+    /// (default: 90 % of the model's context window).
+    pub model_auto_compact_token_limit: Option<u64>,
 }
 
 /// Why the configuration could not be loaded; the server does not start.
@@ -157,6 +166,9 @@ struct FileConfig {
     originator: Option<String>,
     reasoning_effort: Option<ReasoningEffort>,
     shell_timeout_ms: Option<u64>,
+    project_doc_max_bytes: Option<usize>,
+    project_doc_fallback_filenames: Option<Vec<String>>,
+    model_auto_compact_token_limit: Option<u64>,
 }
 
 /// The process environment as far as configuration reads it; tests pass their own.
@@ -340,9 +352,28 @@ impl Config {
             env_api_key: env.var("OPENAI_API_KEY").map(crate::secret::Secret::new),
             env_openai_base_url: env.var("OPENAI_BASE_URL"),
             sse_fixture: env.var("AGENT_SERVER_SSE_FIXTURE"),
+            project_doc_max_bytes: file
+                .project_doc_max_bytes
+                .unwrap_or(DEFAULT_PROJECT_DOC_MAX_BYTES),
+            project_doc_fallback_filenames: checked_filenames(
+                file.project_doc_fallback_filenames.unwrap_or_default(),
+            )?,
+            model_auto_compact_token_limit: file.model_auto_compact_token_limit,
         };
         Ok(config)
     }
+}
+
+/// Fallback doc names are joined to directories: a name must stay inside the directory.
+fn checked_filenames(names: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    for name in &names {
+        if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\', '\0']) {
+            return Err(ConfigError::BadValue(format!(
+                "project_doc_fallback_filenames holds `{name}`, which is not a plain file name; list names like \"CLAUDE.md\" without directories"
+            )));
+        }
+    }
+    Ok(names)
 }
 
 fn one_line(text: &str) -> String {
@@ -427,6 +458,46 @@ mod tests {
             .to_string();
         assert!(
             err.contains("config.toml") && err.contains("nope") && err.contains("workspaceWrite"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn context_keys_load_and_a_fallback_name_with_a_directory_is_refused() {
+        let home = tempfile::tempdir().unwrap();
+        let env = FakeEnv(HashMap::new());
+        let config = Config::load(home.path().to_path_buf(), &[], &env).unwrap();
+        assert_eq!(
+            (
+                config.project_doc_max_bytes,
+                config.project_doc_fallback_filenames.clone(),
+                config.model_auto_compact_token_limit
+            ),
+            (32768, Vec::new(), None)
+        );
+        std::fs::write(
+            home.path().join("config.toml"),
+            "project_doc_max_bytes = 0\nproject_doc_fallback_filenames = [\"CLAUDE.md\"]\nmodel_auto_compact_token_limit = 5000\n",
+        )
+        .unwrap();
+        let config = Config::load(home.path().to_path_buf(), &[], &env).unwrap();
+        assert_eq!(
+            (
+                config.project_doc_max_bytes,
+                config.project_doc_fallback_filenames,
+                config.model_auto_compact_token_limit
+            ),
+            (0, vec!["CLAUDE.md".to_string()], Some(5000))
+        );
+        let err = Config::load(
+            home.path().to_path_buf(),
+            &["project_doc_fallback_filenames=[\"../x.md\"]".into()],
+            &env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("../x.md") && err.contains("plain file name"),
             "{err}"
         );
     }

@@ -203,6 +203,13 @@ impl Printer {
                     _ => Ok(()),
                 }
             }
+            Event::ContextCompacted { tokens_before, .. } => {
+                self.end_text(out)?;
+                writeln!(
+                    out,
+                    "── context compacted (about {tokens_before} tokens before)"
+                )
+            }
             Event::PlanUpdated { plan, .. } => {
                 self.end_text(out)?;
                 for step in plan {

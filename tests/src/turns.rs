@@ -123,3 +123,48 @@ fn rename(value: &Value, names: &HashMap<String, String>) -> Value {
         other => other.clone(),
     }
 }
+
+/// Whether a Responses input item is one of the server's own context messages (project
+/// instructions, environment context, a compaction summary) rather than conversation.
+pub fn is_context_message(item: &Value) -> bool {
+    let text = item["content"][0]["text"].as_str().unwrap_or_default();
+    item["role"] == "user"
+        && (text.starts_with("# AGENTS.md instructions for ")
+            || text.starts_with("<environment_context>")
+            || text.starts_with("This is a summary of the earlier part of this conversation"))
+}
+
+/// A request's `input` without the server's context messages: the conversation proper.
+pub fn conversation_input(request: &Value) -> Value {
+    Value::Array(
+        request["input"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter(|item| !is_context_message(item))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default(),
+    )
+}
+
+/// The text of a user message holding one `input_text`, as the server sends it.
+pub fn user_text_message(text: &str) -> Value {
+    json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]})
+}
+
+/// The environment context message for these settings (wire spellings) with the shell the
+/// test server sees (`SHELL` is scrubbed, so `bash`).
+pub fn environment_message(cwd: &std::path::Path, policy: &str, sandbox: &str) -> Value {
+    let network = if sandbox == "dangerFullAccess" {
+        "enabled"
+    } else {
+        "restricted"
+    };
+    user_text_message(&format!(
+        "<environment_context>\n  <cwd>{}</cwd>\n  <approval_policy>{policy}</approval_policy>\n  <sandbox_mode>{sandbox}</sandbox_mode>\n  <network_access>{network}</network_access>\n  <shell>bash</shell>\n</environment_context>",
+        cwd.display()
+    ))
+}

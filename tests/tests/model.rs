@@ -1,6 +1,8 @@
 //! Section 5 of the contract end to end: the headers and body of a model call, and image inputs.
 
-use agent_server_tests::turns::{api_key_builder, completion, new_session, turn_events};
+use agent_server_tests::turns::{
+    api_key_builder, completion, conversation_input, new_session, turn_events,
+};
 use agent_server_tests::upstream::{
     ev_completed, ev_created, ev_message_done, mount_sse, responses_requests, responses_usage, sse,
 };
@@ -145,7 +147,7 @@ async fn image_inputs_become_input_image_parts() {
     let body = &responses_requests(&upstream).await[0];
     let data = base64::engine::general_purpose::STANDARD.encode(bytes);
     assert_eq!(
-        body["input"],
+        conversation_input(body),
         json!([{"type": "message", "role": "user", "content": [
             {"type": "input_text", "text": "look"},
             {"type": "input_image", "image_url": "https://example.com/a.png"},

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use agent_server_tests::replies::{MESSAGE, kind_error, redact};
 use agent_server_tests::turns::{
-    api_key_builder, completion, just_events, new_session, normalize_ids, submit, turn_events,
+    api_key_builder, completion, conversation_input, just_events, new_session, normalize_ids,
+    submit, turn_events,
 };
 use agent_server_tests::upstream::{
     ev_completed, ev_created, ev_failed, ev_message_done, ev_output_text_delta, mount_sse,
@@ -165,7 +166,7 @@ async fn without_store_the_second_request_carries_the_whole_first_turn() {
     assert_eq!(
         (
             &second["store"],
-            &second["input"],
+            &conversation_input(second),
             second.get("previous_response_id")
         ),
         (&json!(false), &Value::Array(input), None)
@@ -193,7 +194,7 @@ async fn with_store_the_second_request_sends_only_new_items_after_the_previous_r
     assert_eq!(
         (
             &requests[0]["store"],
-            &requests[0]["input"],
+            &conversation_input(&requests[0]),
             requests[0].get("previous_response_id")
         ),
         (&json!(true), &json!([user_message("hi")]), None)
@@ -201,7 +202,7 @@ async fn with_store_the_second_request_sends_only_new_items_after_the_previous_r
     assert_eq!(
         (
             &requests[1]["store"],
-            &requests[1]["input"],
+            &conversation_input(&requests[1]),
             &requests[1]["previous_response_id"]
         ),
         (
@@ -270,7 +271,7 @@ async fn a_submit_during_a_running_turn_runs_after_it() {
     let requests = responses_requests(&upstream).await;
     let inputs: Vec<usize> = requests
         .iter()
-        .map(|r| r["input"].as_array().unwrap().len())
+        .map(|r| conversation_input(r).as_array().unwrap().len())
         .collect();
     // The second call already holds the first turn's answer.
     assert_eq!(inputs, vec![1, 3]);
@@ -342,7 +343,7 @@ async fn interrupt_without_turn_id_also_interrupts_queued_turns() {
     assert!(
         calls
             .iter()
-            .all(|r| r["input"] == json!([user_message("one")])),
+            .all(|r| conversation_input(r) == json!([user_message("one")])),
         "{calls:?}"
     );
 }
@@ -693,7 +694,8 @@ async fn session_list_shows_running_then_idle_once_turn_completed_is_seen() {
             shown
         },
         json!({"sessionId": "<id>", "cwd": cwd.path(), "model": "gpt-5-codex", "modelProvider": "openai",
-               "approvalPolicy": "untrusted", "sandbox": "workspaceWrite", "createdAt": "<time>", "status": "idle"})
+               "approvalPolicy": "untrusted", "sandbox": "workspaceWrite", "createdAt": "<time>", "status": "idle",
+               "instructionSources": []})
     );
     let turn = submit(&mut server, &session, "hi").await;
     server

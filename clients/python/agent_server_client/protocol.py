@@ -30,6 +30,8 @@ __all__ = [
     "CommandExecutionItem",
     "CommandOutputDeltaEvent",
     "CommandStream",
+    "ContextCompactedEvent",
+    "ContextSummaryItem",
     "EmptyParams",
     "EmptyResult",
     "ErrorData",
@@ -333,6 +335,18 @@ class RetryingEvent(TypedDict):
     type: Literal["retrying"]
 
 
+class ContextCompactedEvent(TypedDict):
+    """The conversation was compacted: the model now sees the summary item instead of the
+    earlier history. Follows the summary's `itemCompleted`.
+    """
+    #: The `contextSummary` item.
+    summaryItemId: str
+    #: The estimated tokens of the conversation before compaction (the last response's
+    #: total when known).
+    tokensBefore: int
+    type: Literal["contextCompacted"]
+
+
 class _TurnCompletedEventRequired(TypedDict):
     #: How it ended.
     status: TurnStatus
@@ -486,6 +500,15 @@ class ToolCallItem(_ToolCallItemRequired, total=False):
     output: str | None
 
 
+class ContextSummaryItem(TypedDict):
+    """The summary that replaced the earlier conversation when it was compacted."""
+    #: The item's id.
+    id: str
+    #: The summary the model wrote (a placeholder when it wrote none).
+    text: str
+    type: Literal["contextSummary"]
+
+
 class ListSessionsResult(TypedDict):
     """Result of `session/list`."""
     #: Every open session, oldest first.
@@ -602,8 +625,7 @@ class ServerInfo(TypedDict):
     version: str
 
 
-class Session(TypedDict):
-    """A conversation with the agent in one working directory."""
+class _SessionRequired(TypedDict):
     #: When to ask before acting.
     approvalPolicy: ApprovalPolicy
     #: When the session was created (RFC 3339).
@@ -620,6 +642,13 @@ class Session(TypedDict):
     sessionId: str
     #: Whether a turn is running.
     status: SessionStatus
+
+
+class Session(_SessionRequired, total=False):
+    """A conversation with the agent in one working directory."""
+    #: The project instruction files (`AGENTS.md` and the like) the session sends the model,
+    #: as absolute paths in the order they are joined; empty until the first turn starts.
+    instructionSources: list[str]
 
 
 class SessionEventNotification(TypedDict):
@@ -684,13 +713,13 @@ class Usage(TypedDict):
 
 
 #: One step of a turn, as sent in `session/event`.
-Event = Union[TurnStartedEvent, ItemStartedEvent, ItemCompletedEvent, AgentMessageDeltaEvent, ReasoningDeltaEvent, CommandOutputDeltaEvent, PlanUpdatedEvent, TokenUsageEvent, RetryingEvent, TurnCompletedEvent]
+Event = Union[TurnStartedEvent, ItemStartedEvent, ItemCompletedEvent, AgentMessageDeltaEvent, ReasoningDeltaEvent, CommandOutputDeltaEvent, PlanUpdatedEvent, TokenUsageEvent, RetryingEvent, ContextCompactedEvent, TurnCompletedEvent]
 
 #: One piece of user input.
 InputItem = Union[TextInputItem, ImageInputItem, LocalImageInputItem]
 
 #: Something the agent did or said in a turn.
-Item = Union[AgentMessageItem, ReasoningItem, CommandExecutionItem, FileChangeItem, ToolCallItem]
+Item = Union[AgentMessageItem, ReasoningItem, CommandExecutionItem, FileChangeItem, ToolCallItem, ContextSummaryItem]
 
 
 #: The protocol version these types describe.

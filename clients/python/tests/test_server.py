@@ -176,6 +176,7 @@ def test_new_list_and_close_sessions(home: Path, workdir: Path) -> None:
                 "sandbox": "readOnly",
                 "createdAt": session["createdAt"],
                 "status": "idle",
+                "instructionSources": [],
             }
             datetime.fromisoformat(session["createdAt"].replace("Z", "+00:00"))
             assert await client.list_sessions() == {"sessions": [session]}

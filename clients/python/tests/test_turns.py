@@ -4,6 +4,7 @@ submit_and_wait, per-session event streams, approvals, interrupts and shutdown m
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -55,6 +56,37 @@ def tool_output(upstream: MockUpstream, index: int, call_id: str) -> str:
     outputs = [i["output"] for i in items if i.get("type") == "function_call_output" and i.get("call_id") == call_id]
     assert len(outputs) == 1, f"request {index} carries the output of {call_id}"
     return str(outputs[0])
+
+
+def test_project_instructions_and_environment_open_the_conversation(
+    home: Path, workdir: Path, upstream_factory: Any
+) -> None:
+    upstream = upstream_factory("text_answer.sse")
+    (workdir / "AGENTS.md").write_text("Run the linter before committing.\n")
+
+    async def body() -> None:
+        async with client_with(home, upstream) as client:
+            session = await client.new_session({"cwd": str(workdir), "sandbox": "readOnly", "approvalPolicy": "never"})
+            assert session["instructionSources"] == []
+            done = await client.submit_and_wait({"sessionId": session["sessionId"], "text": "hi"})
+            assert done["status"] == "completed"
+            listed = await client.list_sessions()
+            assert listed["sessions"][0]["instructionSources"] == [str(workdir / "AGENTS.md")]
+
+    run(body())
+    # The server names the login shell after $SHELL, which the test server inherits.
+    shell = os.path.basename(os.environ.get("SHELL", "")) or "bash"
+    texts = [(i["role"], i["content"][0]["text"]) for i in upstream.requests[0]["body"]["input"][:3]]
+    assert texts == [
+        ("user", f"# AGENTS.md instructions for {workdir}\n\n<INSTRUCTIONS>\nRun the linter before committing.\n</INSTRUCTIONS>"),
+        (
+            "user",
+            f"<environment_context>\n  <cwd>{workdir}</cwd>\n  <approval_policy>never</approval_policy>\n"
+            f"  <sandbox_mode>readOnly</sandbox_mode>\n  <network_access>restricted</network_access>\n"
+            f"  <shell>{shell}</shell>\n</environment_context>",
+        ),
+        ("user", "hi"),
+    ]
 
 
 def test_submit_and_wait_streams_a_text_answer(home: Path, workdir: Path, upstream_factory: Any) -> None:

@@ -225,6 +225,7 @@ test("session/new, session/list and session/close keep the books", TIMEOUT, asyn
       sandbox: "readOnly",
       createdAt: session.createdAt,
       status: "idle",
+      instructionSources: [],
     });
     assert.ok(!Number.isNaN(Date.parse(session.createdAt)), `createdAt ${session.createdAt} is RFC 3339`);
     assert.deepEqual(await client.listSessions(), { sessions: [session] });

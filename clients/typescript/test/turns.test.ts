@@ -4,8 +4,8 @@
  */
 
 import assert from "node:assert/strict";
-import { existsSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, rmSync, writeFileSync } from "node:fs";
+import { basename, join } from "node:path";
 import { test } from "node:test";
 
 import type {
@@ -116,6 +116,32 @@ test("submitAndWait streams a text answer and resolves with its turnCompleted", 
     assert.equal(request.headers["session_id"], session.sessionId);
     assert.deepEqual([request.body.model, request.body.stream], ["gpt-5-codex", true]);
     assert.deepEqual(await client.listSessions(), { sessions: [{ ...session, status: "idle" }] });
+  });
+});
+
+test("project instructions and the environment context open the conversation; instructionSources lists the files", TIMEOUT, async () => {
+  await withUpstream(["text_answer.sse"], false, async ({ client }, upstream, cwd) => {
+    writeFileSync(join(cwd, "AGENTS.md"), "Run the linter before committing.\n");
+    const session = await client.newSession({ cwd, sandbox: "readOnly", approvalPolicy: "never" });
+    assert.deepEqual(session.instructionSources, []);
+    const done = await client.submitAndWait({ sessionId: session.sessionId, text: "hi" });
+    assert.equal(done.status, "completed");
+    // The server names the login shell after $SHELL, which the test server inherits.
+    const shell = basename(process.env.SHELL ?? "") || "bash";
+    const input = upstream.requests[0]?.body.input as Array<{ role: string; content: Array<{ text: string }> }>;
+    assert.deepEqual(
+      input.slice(0, 3).map((item) => [item.role, item.content[0]?.text]),
+      [
+        ["user", `# AGENTS.md instructions for ${cwd}\n\n<INSTRUCTIONS>\nRun the linter before committing.\n</INSTRUCTIONS>`],
+        [
+          "user",
+          `<environment_context>\n  <cwd>${cwd}</cwd>\n  <approval_policy>never</approval_policy>\n  <sandbox_mode>readOnly</sandbox_mode>\n  <network_access>restricted</network_access>\n  <shell>${shell}</shell>\n</environment_context>`,
+        ],
+        ["user", "hi"],
+      ],
+    );
+    const [listed] = (await client.listSessions()).sessions;
+    assert.deepEqual(listed?.instructionSources, [join(cwd, "AGENTS.md")]);
   });
 });
 

@@ -10,6 +10,7 @@ mod chat_request;
 pub mod chat_stream;
 mod client;
 mod connect;
+mod context_window;
 mod error;
 mod event;
 mod failure;
@@ -21,6 +22,7 @@ pub mod sse;
 pub mod sse_decode;
 
 pub use client::{ClientSettings, DEFAULT_BACKOFF_BASE, ModelClient};
+pub use context_window::context_window;
 pub use error::ModelError;
 pub use event::{ResponseEvent, TokenUsage};
 pub use failure::Failure;

@@ -201,6 +201,9 @@ pub(crate) fn config() -> Config {
         env_api_key: None,
         env_openai_base_url: None,
         sse_fixture: None,
+        project_doc_max_bytes: crate::config::DEFAULT_PROJECT_DOC_MAX_BYTES,
+        project_doc_fallback_filenames: Vec::new(),
+        model_auto_compact_token_limit: None,
     }
 }
 

@@ -9,6 +9,8 @@ use agent_server_schema::session::{
 use tokio_util::sync::CancellationToken;
 
 use super::ClientLink;
+use super::context::agents_md::DocSettings;
+use super::context::environment::login_shell_name;
 use super::events::EventSink;
 use super::input::{InputError, to_user_message};
 use super::instructions::BASE_INSTRUCTIONS;
@@ -139,6 +141,12 @@ impl Sessions {
             shell_timeout: std::time::Duration::from_millis(config.shell_timeout_ms),
             client,
             link: Arc::clone(&self.link),
+            doc_settings: DocSettings {
+                home: config.home.clone(),
+                max_bytes: config.project_doc_max_bytes,
+                fallback_filenames: config.project_doc_fallback_filenames.clone(),
+            },
+            shell_name: login_shell_name(std::env::var("SHELL").ok().as_deref()),
         });
         tracing::info!(session_id = %session.id, cwd = %session.cwd.display(), "session created");
         self.lock().push(Arc::clone(&session));
@@ -254,5 +262,6 @@ pub fn info(session: &Session) -> SessionInfo {
         sandbox: session.sandbox,
         created_at: session.created_at.clone(),
         status: session.status(),
+        instruction_sources: session.instruction_sources(),
     }
 }

@@ -3,6 +3,7 @@
 //! The domain reaches the client only through [`ClientLink`], which the api layer implements
 //! with the rpc peer; tests can drive sessions with an in-memory implementation.
 
+pub mod context;
 mod events;
 mod input;
 mod instructions;

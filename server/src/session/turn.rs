@@ -53,11 +53,14 @@ pub(crate) async fn run(session: Arc<Session>, turn: QueuedTurn) -> TurnOutcome 
     if turn.cancel.is_cancelled() {
         return state.interrupted();
     }
-    session
-        .conversation
-        .lock()
-        .await
-        .push_own(turn.message.clone());
+    let context = session.context_messages().await;
+    {
+        let mut conversation = session.conversation.lock().await;
+        for message in context {
+            conversation.push_own(message);
+        }
+        conversation.push_own(turn.message.clone());
+    }
     let store = session.client.store_enabled().await;
     loop {
         let request = {

@@ -11,6 +11,9 @@ use agent_server_schema::session::{
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use super::context::ContextState;
+use super::context::agents_md::DocSettings;
+use super::context::environment::Environment;
 use super::events::EventSink;
 use super::turn::{self, Conversation, TurnOutcome};
 use crate::model::ModelClient;
@@ -59,6 +62,14 @@ pub struct Session {
     pub(crate) link: Arc<dyn super::ClientLink>,
     pub(crate) approvals: Arc<SessionApprovals>,
     pub(crate) conversation: tokio::sync::Mutex<Conversation>,
+    /// Where project instructions come from and how much of them to read.
+    doc_settings: DocSettings,
+    /// The name of the user's login shell, for the environment message.
+    shell_name: String,
+    /// What the model has been told about its context.
+    context: tokio::sync::Mutex<ContextState>,
+    /// The instruction files in use, for `Session.instructionSources`.
+    instruction_sources: Mutex<Vec<String>>,
     queue: Mutex<Queue>,
     /// Fires when the worker has nothing left to run.
     idle: tokio::sync::Notify,
@@ -78,6 +89,8 @@ pub(crate) struct SessionParts {
     pub(crate) client: ModelClient,
     pub(crate) sink: EventSink,
     pub(crate) link: Arc<dyn super::ClientLink>,
+    pub(crate) doc_settings: DocSettings,
+    pub(crate) shell_name: String,
 }
 
 impl Session {
@@ -98,6 +111,10 @@ impl Session {
             link: parts.link,
             approvals: Arc::new(SessionApprovals::new()),
             conversation: tokio::sync::Mutex::new(Conversation::default()),
+            doc_settings: parts.doc_settings,
+            shell_name: parts.shell_name,
+            context: tokio::sync::Mutex::new(ContextState::default()),
+            instruction_sources: Mutex::new(Vec::new()),
             queue: Mutex::new(Queue::default()),
             idle: tokio::sync::Notify::new(),
         })
@@ -107,6 +124,33 @@ impl Session {
         self.queue
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The project instruction files the model is given, as absolute paths.
+    pub fn instruction_sources(&self) -> Vec<String> {
+        self.instruction_sources
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The messages that go before a turn's input: project instructions at the first turn
+    /// (again after a cwd change), the environment whenever it changed.
+    pub(crate) async fn context_messages(&self) -> Vec<Value> {
+        let env = Environment {
+            cwd: self.cwd.clone(),
+            approval_policy: self.approval_policy,
+            sandbox: self.sandbox,
+        };
+        let mut context = self.context.lock().await;
+        let messages = context
+            .before_turn(&self.doc_settings, env, &self.shell_name)
+            .await;
+        *self
+            .instruction_sources
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = context.sources().to_vec();
+        messages
     }
 
     /// Whether a turn is running or queued.

@@ -89,6 +89,7 @@ export type Event =
   | PlanUpdatedEvent
   | TokenUsageEvent
   | RetryingEvent
+  | ContextCompactedEvent
   | TurnCompletedEvent;
 /**
  * Something the agent did or said in a turn.
@@ -96,7 +97,8 @@ export type Event =
  * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
  * via the `definition` "Item".
  */
-export type Item = AgentMessageItem | ReasoningItem | CommandExecutionItem | FileChangeItem | ToolCallItem;
+export type Item =
+  AgentMessageItem | ReasoningItem | CommandExecutionItem | FileChangeItem | ToolCallItem | ContextSummaryItem;
 /**
  * The state of an item.
  *
@@ -578,6 +580,20 @@ export interface ToolCallItem {
   type: "toolCall";
 }
 /**
+ * The summary that replaced the earlier conversation when it was compacted.
+ */
+export interface ContextSummaryItem {
+  /**
+   * The item's id.
+   */
+  id: string;
+  /**
+   * The summary the model wrote (a placeholder when it wrote none).
+   */
+  text: string;
+  type: "contextSummary";
+}
+/**
  * An item ended.
  */
 export interface ItemCompletedEvent {
@@ -726,6 +742,22 @@ export interface RetryingEvent {
    */
   message: string;
   type: "retrying";
+}
+/**
+ * The conversation was compacted: the model now sees the summary item instead of the
+ * earlier history. Follows the summary's `itemCompleted`.
+ */
+export interface ContextCompactedEvent {
+  /**
+   * The `contextSummary` item.
+   */
+  summaryItemId: string;
+  /**
+   * The estimated tokens of the conversation before compaction (the last response's
+   * total when known).
+   */
+  tokensBefore: number;
+  type: "contextCompacted";
 }
 /**
  * The turn ended; always the turn's last event.
@@ -938,6 +970,11 @@ export interface Session {
    * The working directory commands and patches run in.
    */
   cwd: string;
+  /**
+   * The project instruction files (`AGENTS.md` and the like) the session sends the model,
+   * as absolute paths in the order they are joined; empty until the first turn starts.
+   */
+  instructionSources?: string[];
   /**
    * The model used for its turns.
    */
