@@ -2,7 +2,7 @@
 //! `session/request_permission`, and the end of each turn is handed to the `session/prompt`
 //! waiting for it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use agent_client_protocol::Client;
@@ -51,7 +51,7 @@ pub(crate) const OPTIONS: [(&str, &str, PermissionOptionKind, ApprovalDecision);
     ),
     (
         "reject_always",
-        "Reject, and say so to the agent",
+        "Reject for this session",
         PermissionOptionKind::RejectAlways,
         ApprovalDecision::Deny,
     ),
@@ -65,6 +65,8 @@ pub(crate) struct AcpLink {
     translators: Mutex<HashMap<String, Translator>>,
     waiters: Mutex<HashMap<String, oneshot::Sender<TurnEnd>>>,
     context_windows: Mutex<HashMap<String, u64>>,
+    /// What `reject_always` refused, per session: declined again without asking.
+    rejected: Mutex<HashSet<(String, String)>>,
     pub(crate) backlog: Arc<Backlog>,
 }
 
@@ -105,6 +107,7 @@ impl AcpLink {
     pub(crate) fn forget(&self, session_id: &str) {
         lock(&self.translators).remove(session_id);
         lock(&self.context_windows).remove(session_id);
+        lock(&self.rejected).retain(|(session, _)| session != session_id);
     }
 
     fn finish_turn(&self, turn_id: &str, status: TurnStatus, error: Option<TurnError>) {
@@ -151,6 +154,10 @@ impl ClientLink for AcpLink {
         let Some(connection) = self.connection.get() else {
             return Some(ApprovalDecision::Deny);
         };
+        let remembered = (params.session_id.clone(), rejection_key(&params));
+        if lock(&self.rejected).contains(&remembered) {
+            return Some(ApprovalDecision::Deny);
+        }
         let request = permission_request(&params);
         let answer = tokio::select! {
             answer = connection.send_request(request).block_task() => answer,
@@ -158,7 +165,14 @@ impl ClientLink for AcpLink {
             () = cancel.cancelled() => return None,
         };
         match answer {
-            Ok(response) => Some(decision(&response.outcome)),
+            Ok(response) => {
+                if let RequestPermissionOutcome::Selected(selected) = &response.outcome
+                    && &*selected.option_id.0 == "reject_always"
+                {
+                    lock(&self.rejected).insert(remembered);
+                }
+                Some(decision(&response.outcome))
+            }
             Err(err) => {
                 // The client cannot answer any more (stdin closed) or answered an error: decline.
                 tracing::warn!(%err, item_id = %params.item_id, "permission request failed; declining");
@@ -182,6 +196,19 @@ impl ClientLink for AcpLink {
             Some(suffix) => format!("{base} {suffix}"),
             None => base,
         }
+    }
+}
+
+/// What a `reject_always` covers: that exact command, or every later file change.
+fn rejection_key(params: &RequestApprovalParams) -> String {
+    match params.kind {
+        ApprovalKind::CommandExecution => {
+            format!(
+                "command:{}",
+                params.command.clone().unwrap_or_default().join("\0")
+            )
+        }
+        ApprovalKind::FileChange => "fileChange".to_string(),
     }
 }
 

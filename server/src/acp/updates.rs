@@ -68,9 +68,12 @@ impl Translator {
                 ))],
                 None => Vec::new(),
             },
-            Event::TurnStarted { .. } | Event::TurnCompleted { .. } | Event::Retrying { .. } => {
-                Vec::new()
-            }
+            // Compaction is the agent's own housekeeping; ACP's compaction updates need a client
+            // capability this agent does not ask about yet.
+            Event::TurnStarted { .. }
+            | Event::TurnCompleted { .. }
+            | Event::Retrying { .. }
+            | Event::ContextCompacted { .. } => Vec::new(),
         }
     }
 
@@ -115,6 +118,7 @@ impl Translator {
                 )))
             }
             Item::FileChange { id, status, .. } => Some(status_update(id, tool_status(*status))),
+            Item::ContextSummary { .. } => None,
             Item::ToolCall {
                 id, status, output, ..
             } => {
@@ -151,7 +155,9 @@ fn tool_status(status: ItemStatus) -> ToolCallStatus {
 /// The `tool_call` an item's start becomes; messages and reasoning start silently.
 fn started(item: &Item) -> Option<SessionUpdate> {
     let call = match item {
-        Item::AgentMessage { .. } | Item::Reasoning { .. } => return None,
+        Item::AgentMessage { .. } | Item::Reasoning { .. } | Item::ContextSummary { .. } => {
+            return None;
+        }
         Item::CommandExecution {
             id, command, cwd, ..
         } => ToolCall::new(id.clone(), command_title(command))

@@ -271,6 +271,38 @@ test("reject_once declines the command and the model is told", async () => {
   });
 });
 
+test("reject_always declines that command again without asking", async () => {
+  await scenario({ config: READ_ONLY_CONFIG }, async (agent) => {
+    const command = ["bash", "-lc", "echo hi > out.txt"];
+    upstream.respond(
+      toolCall("resp_1", "call_1", "shell", { command }),
+      toolCall("resp_2", "call_2", "shell", { command }),
+      answer("resp_3", "Giving up"),
+    );
+    await withClient(
+      agent,
+      { onPermission: () => ({ outcome: { outcome: "selected", optionId: "reject_always" } }) },
+      async (ctx, client) => {
+        await initialize(ctx);
+        const { sessionId } = await ctx.request(acp.methods.agent.session.new, { cwd: agent.workspace, mcpServers: [] });
+        const result = await ctx.request(acp.methods.agent.session.prompt, {
+          sessionId,
+          prompt: [{ type: "text", text: "write a file, twice" }],
+        });
+        assert.deepEqual(result, { stopReason: "end_turn" });
+        assert.deepEqual(
+          client.permissions.map((p) => p.toolCall.toolCallId),
+          ["call_1"],
+        );
+        const outputs = upstream.requests[2].input.filter((i) => i.type === "function_call_output");
+        assert.equal(outputs.length, 2);
+        for (const output of outputs) assert.match(output.output, /declined/i);
+        assert.deepEqual(client.sdkErrors, []);
+      },
+    );
+  });
+});
+
 test("a cancelled permission request aborts the turn: the prompt answers cancelled", async () => {
   await scenario({ config: READ_ONLY_CONFIG }, async (agent) => {
     upstream.respond(toolCall("resp_1", "call_1", "shell", { command: ["bash", "-lc", "echo hi > out.txt"] }));
