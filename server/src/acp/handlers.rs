@@ -23,7 +23,7 @@ use super::{Agent, lifecycle, prompt};
 type Reply<T> = Result<T, agent_client_protocol::Error>;
 
 /// Answers a request from a task of its own, tracked so the process waits for it before exiting.
-fn answer_later<T, F>(agent: &Agent, responder: Responder<T>, work: F)
+fn spawn_answer<T, F>(agent: &Agent, responder: Responder<T>, work: F)
 where
     T: JsonRpcResponse + Send + 'static,
     F: Future<Output = Reply<T>> + Send + 'static,
@@ -35,6 +35,38 @@ where
     });
 }
 
+/// Registers a handler for requests of type `$ty` answered inside the dispatch loop: `$body`
+/// (a `Reply`) may use the agent as `$a` and the request as `$request`.
+macro_rules! answer_now {
+    ($builder:expr, $agent:expr, $ty:ty, |$a:ident, $request:ident| $body:expr) => {{
+        let $a = Arc::clone(&$agent);
+        $builder.on_receive_request(
+            async move |$request: $ty, responder, cx: ConnectionTo<Client>| {
+                $a.link.attach(&cx);
+                responder.respond_with_result($body)
+            },
+            agent_client_protocol::on_receive_request!(),
+        )
+    }};
+}
+
+/// Registers a handler for requests of type `$ty` answered from their own task: `$body` (an
+/// async block's body yielding a `Reply`) owns the agent as `$a` and the request as `$request`.
+macro_rules! answer_later {
+    ($builder:expr, $agent:expr, $ty:ty, |$a:ident, $request:ident| $body:expr) => {{
+        let shared = Arc::clone(&$agent);
+        $builder.on_receive_request(
+            async move |$request: $ty, responder, cx: ConnectionTo<Client>| {
+                shared.link.attach(&cx);
+                let $a = Arc::clone(&shared);
+                spawn_answer(&shared, responder, async move { $body });
+                Ok(())
+            },
+            agent_client_protocol::on_receive_request!(),
+        )
+    }};
+}
+
 /// The agent side of the connection with every ACP method this agent serves.
 pub(crate) fn builder(
     agent: Arc<Agent>,
@@ -44,96 +76,37 @@ pub(crate) fn builder(
     impl RunWithConnectionTo<Client> + 'static,
     impl HandleConnectionClose<Client> + 'static,
 > {
-    let (a1, a2, a3, a4, a5, a6, a7, a8, a9) = (
-        Arc::clone(&agent),
-        Arc::clone(&agent),
-        Arc::clone(&agent),
-        Arc::clone(&agent),
-        Arc::clone(&agent),
-        Arc::clone(&agent),
-        Arc::clone(&agent),
-        Arc::clone(&agent),
-        Arc::clone(&agent),
-    );
-    AgentRole
-        .v1()
-        .name("agent-server")
-        .on_receive_request(
-            async move |request: InitializeRequest, responder, cx: ConnectionTo<Client>| {
-                a1.link.attach(&cx);
-                responder.respond(lifecycle::initialize(&a1, &request))
-            },
-            agent_client_protocol::on_receive_request!(),
-        )
-        .on_receive_request(
-            async move |request: AuthenticateRequest, responder, cx: ConnectionTo<Client>| {
-                a2.link.attach(&cx);
-                answer_later(
-                    &a2,
-                    responder,
-                    lifecycle::authenticate(Arc::clone(&a2), request),
-                );
-                Ok(())
-            },
-            agent_client_protocol::on_receive_request!(),
-        )
-        .on_receive_request(
-            async move |request: NewSessionRequest, responder, cx: ConnectionTo<Client>| {
-                a3.link.attach(&cx);
-                responder.respond_with_result(a3.new_session(request).await)
-            },
-            agent_client_protocol::on_receive_request!(),
-        )
-        .on_receive_request(
-            async move |request: ListSessionsRequest, responder, cx: ConnectionTo<Client>| {
-                a4.link.attach(&cx);
-                responder.respond(a4.list_sessions(&request))
-            },
-            agent_client_protocol::on_receive_request!(),
-        )
-        .on_receive_request(
-            async move |request: CloseSessionRequest, responder, cx: ConnectionTo<Client>| {
-                a5.link.attach(&cx);
-                let agent = Arc::clone(&a5);
-                answer_later(
-                    &a5,
-                    responder,
-                    async move { agent.close_session(request).await },
-                );
-                Ok(())
-            },
-            agent_client_protocol::on_receive_request!(),
-        )
-        .on_receive_request(
-            async move |request: PromptRequest, responder, cx: ConnectionTo<Client>| {
-                a6.link.attach(&cx);
-                answer_later(&a6, responder, prompt::prompt(Arc::clone(&a6), request));
-                Ok(())
-            },
-            agent_client_protocol::on_receive_request!(),
-        )
-        .on_receive_notification(
-            async move |notification: CancelNotification, cx: ConnectionTo<Client>| {
-                a7.link.attach(&cx);
-                prompt::cancel(&a7, &notification);
-                Ok(())
-            },
-            agent_client_protocol::on_receive_notification!(),
-        )
-        .on_receive_request(
-            async move |request: SetSessionModeRequest, responder, cx: ConnectionTo<Client>| {
-                a8.link.attach(&cx);
-                responder.respond_with_result(a8.set_mode(&request))
-            },
-            agent_client_protocol::on_receive_request!(),
-        )
-        .on_receive_request(
-            async move |request: SetSessionConfigOptionRequest,
-                        responder,
-                        cx: ConnectionTo<Client>| {
-                a9.link.attach(&cx);
-                responder.respond_with_result(a9.set_config_option(&request))
-            },
-            agent_client_protocol::on_receive_request!(),
-        )
+    let b = AgentRole.v1().name("agent-server");
+    let b = answer_now!(b, agent, InitializeRequest, |a, request| Ok(
+        lifecycle::initialize(&a, &request)
+    ));
+    let b = answer_later!(b, agent, AuthenticateRequest, |a, request| {
+        lifecycle::authenticate(a, request).await
+    });
+    let b = answer_now!(b, agent, NewSessionRequest, |a, request| a
+        .new_session(request)
+        .await);
+    let b = answer_now!(b, agent, ListSessionsRequest, |a, request| Ok(
+        a.list_sessions(&request)
+    ));
+    let b = answer_later!(b, agent, CloseSessionRequest, |a, request| a
+        .close_session(request)
+        .await);
+    let b = answer_later!(b, agent, PromptRequest, |a, request| prompt::prompt(
+        a, request
+    )
+    .await);
+    let b = answer_now!(b, agent, SetSessionModeRequest, |a, request| a
+        .set_mode(&request));
+    let b = answer_now!(b, agent, SetSessionConfigOptionRequest, |a, request| a
+        .set_config_option(&request));
+    let cancel = Arc::clone(&agent);
+    b.on_receive_notification(
+        async move |notification: CancelNotification, cx: ConnectionTo<Client>| {
+            cancel.link.attach(&cx);
+            prompt::cancel(&cancel, &notification);
+            Ok(())
+        },
+        agent_client_protocol::on_receive_notification!(),
+    )
 }
