@@ -15,6 +15,7 @@ pub mod acp;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod gate;
 pub mod model;
 pub mod rpc;
 pub mod secret;

@@ -137,9 +137,7 @@ async fn auth_command(command: AuthCommand, config: &Config) -> ExitCode {
         Ok(http) => http,
         Err(err) => return fail(&format!("cannot build the HTTP client: {err}")),
     };
-    let requires = agent_server::model::resolve_provider(config, &config.model_provider)
-        .map(|p| p.requires_auth && p.bearer.is_none())
-        .unwrap_or(true);
+    let requires = agent_server::model::default_provider_needs_openai_auth(config);
     let settings = AuthSettings::from_config(config, requires);
     let mut out = std::io::stdout();
     match cli::run(command, settings, http, &mut std::io::stdin(), &mut out).await {

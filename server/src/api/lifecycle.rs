@@ -91,7 +91,7 @@ pub fn register(table: &mut MethodTable<App>) {
         // The process stops once this reply is written.
         let stop = app.stop.clone();
         tokio::spawn(async move {
-            request.reply_sent.cancelled().await;
+            request.reply_gate.opened().await;
             stop.cancel();
         });
         Ok(())

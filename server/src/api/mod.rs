@@ -53,9 +53,7 @@ impl App {
         http: reqwest::Client,
     ) -> Arc<Self> {
         let lifecycle = Arc::new(Lifecycle::default());
-        let requires_openai_auth = crate::model::resolve_provider(&config, &config.model_provider)
-            .map(|p| p.requires_auth && p.bearer.is_none())
-            .unwrap_or(true);
+        let requires_openai_auth = crate::model::default_provider_needs_openai_auth(&config);
         let observer = auth::PeerAuthObserver::spawn(Arc::clone(&peer));
         let auth = AuthManager::new(
             AuthSettings::from_config(&config, requires_openai_auth),

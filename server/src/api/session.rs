@@ -9,14 +9,14 @@ use agent_server_schema::methods::{
 };
 use agent_server_schema::rpc::ErrorKind;
 use agent_server_schema::session::{
-    ApprovalDecision, CloseSessionParams, InterruptParams, ListSessionsResult, NewSessionParams,
+    CloseSessionParams, InterruptParams, ListSessionsResult, NewSessionParams,
     RequestApprovalParams, SessionEventNotification, SubmitParams, SubmitResult,
 };
 use tokio_util::sync::CancellationToken;
 
 use super::{App, Lifecycle};
 use crate::rpc::{MethodTable, Peer, PeerError, RpcError, encode_notification};
-use crate::session::{ClientLink, SessionError, info};
+use crate::session::{ApprovalReply, ClientLink, SessionError, info};
 
 impl From<SessionError> for RpcError {
     fn from(err: SessionError) -> Self {
@@ -25,9 +25,9 @@ impl From<SessionError> for RpcError {
             SessionError::NotFound(_) => RpcError::new(ErrorKind::SessionNotFound, message),
             SessionError::TurnNotFound(_) => RpcError::new(ErrorKind::TurnNotFound, message),
             SessionError::AuthRequired(_) => RpcError::new(ErrorKind::AuthRequired, message),
-            SessionError::InvalidParams(field, expected, _) => {
-                RpcError::invalid_params(field, expected, message)
-            }
+            SessionError::InvalidParams {
+                field, expected, ..
+            } => RpcError::invalid_params(field, expected, message),
         }
     }
 }
@@ -41,7 +41,7 @@ pub fn register(table: &mut MethodTable<App>) {
     table.add::<Submit, _, _>(|app: Arc<App>, params: SubmitParams, request| async move {
         let (session_id, turn_id) = app
             .sessions
-            .submit(params, request.reply_sent.clone())
+            .submit(params, request.reply_gate.clone())
             .await?;
         Ok(SubmitResult {
             session_id,
@@ -106,21 +106,27 @@ impl ClientLink for PeerLink {
         &self,
         params: RequestApprovalParams,
         cancel: &CancellationToken,
-    ) -> Option<ApprovalDecision> {
+    ) -> ApprovalReply {
         if !self.lifecycle.client_can_approve() {
-            return Some(ApprovalDecision::Deny);
+            return ApprovalReply::Unavailable;
         }
         match self
             .peer
             .request::<RequestApproval>(&params, cancel, None)
             .await
         {
-            Ok(result) => Some(result.decision),
-            Err(PeerError::Withdrawn) => None,
-            Err(err) => {
-                // The client cannot answer any more (stdin closed) or answered nonsense: decline.
-                tracing::warn!(%err, item_id = %params.item_id, "approval request failed; declining");
-                Some(ApprovalDecision::Deny)
+            Ok(result) => ApprovalReply::Decided(result.decision),
+            Err(PeerError::Withdrawn) => ApprovalReply::Withdrawn,
+            Err(
+                err @ (PeerError::Closed
+                | PeerError::TimedOut
+                | PeerError::Rejected(_)
+                | PeerError::BadResult(_)),
+            ) => {
+                // The client cannot answer any more (stdin closed) or answered with an error:
+                // no user decided, so the policy declines.
+                tracing::warn!(%err, item_id = %params.item_id, "approval request failed; declined by policy");
+                ApprovalReply::Unavailable
             }
         }
     }

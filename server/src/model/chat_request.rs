@@ -2,6 +2,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::item::{ContentItem, ResponseItem, Role};
 use super::request::ModelRequest;
 
 /// The Chat Completions body for `request`. Reasoning items are dropped (chat providers have
@@ -35,81 +36,71 @@ fn str_field<'a>(item: &'a Value, key: &str) -> &'a str {
     item.get(key).and_then(Value::as_str).unwrap_or_default()
 }
 
-fn push_item(messages: &mut Vec<Value>, item: &Value) {
-    match str_field(item, "type") {
-        "message" | "" => push_message(messages, item),
-        "function_call" => {
-            let call = json!({
-                "id": str_field(item, "call_id"),
-                "type": "function",
-                "function": {
-                    "name": str_field(item, "name"),
-                    "arguments": str_field(item, "arguments"),
-                },
-            });
-            push_tool_call(messages, call);
-        }
-        "function_call_output" => {
-            let output = match item.get("output") {
-                Some(Value::String(text)) => text.clone(),
-                Some(Value::Object(obj)) => match obj.get("content") {
-                    Some(Value::String(text)) => text.clone(),
-                    _ => Value::Object(obj.clone()).to_string(),
-                },
-                Some(other) => other.to_string(),
-                None => String::new(),
-            };
-            messages.push(json!({
-                "role": "tool",
-                "tool_call_id": str_field(item, "call_id"),
-                "content": output,
-            }));
+fn push_item(messages: &mut Vec<Value>, item: &ResponseItem) {
+    match item {
+        ResponseItem::Message { role, content, .. } => push_message(messages, *role, content),
+        ResponseItem::FunctionCall {
+            call_id,
+            name,
+            arguments,
+            ..
+        } => push_tool_call(messages, call_id, name, arguments),
+        // Chat has only function tools; a free-form call goes as one whose arguments are its
+        // input, and its output as that call's result.
+        ResponseItem::CustomToolCall {
+            call_id,
+            name,
+            input,
+            ..
+        } => push_tool_call(messages, call_id, name, input),
+        ResponseItem::FunctionCallOutput { call_id, output }
+        | ResponseItem::CustomToolCallOutput { call_id, output } => {
+            messages.push(json!({"role": "tool", "tool_call_id": call_id, "content": output}));
         }
         // Reasoning and any other item kinds have no Chat Completions form.
-        _ => {}
+        ResponseItem::Reasoning { .. } | ResponseItem::Other(_) => {}
     }
 }
 
-fn push_message(messages: &mut Vec<Value>, item: &Value) {
-    let role = match str_field(item, "role") {
-        "developer" | "system" => "system",
-        "assistant" => "assistant",
-        _ => "user",
+fn push_message(messages: &mut Vec<Value>, role: Role, content: &[ContentItem]) {
+    let role = match role {
+        Role::Developer | Role::System => "system",
+        Role::Assistant => "assistant",
+        Role::User => "user",
     };
+    let mut texts = Vec::new();
     let mut parts = Vec::new();
     let mut has_image = false;
-    match item.get("content") {
-        Some(Value::String(text)) => parts.push(json!({"type": "text", "text": text})),
-        Some(Value::Array(content)) => {
-            for part in content {
-                match str_field(part, "type") {
-                    "input_text" | "output_text" | "text" => {
-                        parts.push(json!({"type": "text", "text": str_field(part, "text")}));
-                    }
-                    "input_image" => {
-                        has_image = true;
-                        let url = str_field(part, "image_url");
-                        parts.push(json!({"type": "image_url", "image_url": {"url": url}}));
-                    }
-                    _ => {}
-                }
+    for part in content {
+        match part {
+            ContentItem::InputText { text } | ContentItem::OutputText { text, .. } => {
+                texts.push(text.as_str());
+                parts.push(json!({"type": "text", "text": text}));
             }
+            ContentItem::InputImage { image_url } => {
+                has_image = true;
+                parts.push(json!({"type": "image_url", "image_url": {"url": image_url}}));
+            }
+            ContentItem::Other(_) => {}
         }
-        _ => {}
     }
     // Plain text goes as a string, which every chat server accepts; parts only with images.
     let content = if has_image && role == "user" {
         Value::Array(parts)
     } else {
-        let text: Vec<&str> = parts.iter().map(|p| str_field(p, "text")).collect();
-        Value::String(text.concat())
+        Value::String(texts.concat())
     };
     messages.push(json!({"role": role, "content": content}));
 }
 
 /// Adds a tool call to the preceding assistant message, or starts one, so that a text reply
 /// and the calls that follow it (or several calls) form one assistant turn as chat expects.
-fn push_tool_call(messages: &mut Vec<Value>, call: Value) {
+fn push_tool_call(messages: &mut Vec<Value>, call_id: &str, name: &str, arguments: &str) {
+    let call = json!({
+        "id": call_id,
+        "type": "function",
+        "function": {"name": name, "arguments": arguments},
+    });
     if let Some(last) = messages.last_mut().and_then(Value::as_object_mut)
         && last.get("role").and_then(Value::as_str) == Some("assistant")
     {

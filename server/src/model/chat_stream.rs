@@ -1,5 +1,5 @@
-//! Chat Completions chunk streams turned into the same [`ResponseEvent`]s a Responses stream
-//! gives: a message item, function call items, then `Completed` with usage.
+//! Chat Completions chunk streams turned into the same typed [`ResponseEvent`]s a Responses
+//! stream gives: a message item, function call items, then `Completed` with usage.
 //!
 //! Chat has no item ids, so they are made from the completion id (`msg_<id>`,
 //! `fc_<id>_<index>`), which keeps them unique per call and stable in tests.
@@ -11,10 +11,11 @@ use super::sse_decode::Event;
 use chrono::Utc;
 use futures::stream::{self, BoxStream, Stream, StreamExt};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::event::{ChatUsage, ResponseEvent, TokenUsage};
 use super::failure::{ErrorDetails, Failure, Origin, classify};
+use super::item::{ContentItem, ResponseItem, Role};
 use super::sse::{AttemptStream, frames, malformed};
 
 /// Parses a Chat Completions SSE byte stream into Responses-style events.
@@ -59,6 +60,10 @@ where
     })
     .boxed()
 }
+
+/// Tool calls one chat response may make (indexes `0..MAX_TOOL_CALLS`); far above what
+/// models do in one answer, low enough that a hostile index cannot make thousands of items.
+const MAX_TOOL_CALLS: u32 = 128;
 
 #[derive(Deserialize)]
 struct Chunk {
@@ -109,23 +114,33 @@ struct OpenItem {
 }
 
 impl OpenItem {
-    fn json(&self, done: bool) -> Value {
-        let status = if done { "completed" } else { "in_progress" };
+    /// The item as announced (`done: false`, empty) or as finished.
+    fn item(&self, done: bool) -> ResponseItem {
+        let id = Some(self.id.clone());
+        let text = if done {
+            self.text.clone()
+        } else {
+            String::new()
+        };
         match &self.call {
-            Some((call_id, name)) => json!({
-                "id": self.id, "type": "function_call", "status": status,
-                "arguments": if done { self.text.as_str() } else { "" },
-                "call_id": call_id, "name": name,
-            }),
-            None => {
-                let content = if done {
-                    json!([{"type": "output_text", "annotations": [], "text": self.text}])
+            Some((call_id, name)) => ResponseItem::FunctionCall {
+                id,
+                call_id: call_id.clone(),
+                name: name.clone(),
+                arguments: text,
+            },
+            None => ResponseItem::Message {
+                id,
+                role: Role::Assistant,
+                content: if done {
+                    vec![ContentItem::OutputText {
+                        text,
+                        extra: Map::from_iter([("annotations".to_string(), json!([]))]),
+                    }]
                 } else {
-                    json!([])
-                };
-                json!({"id": self.id, "type": "message", "status": status,
-                       "role": "assistant", "content": content})
-            }
+                    Vec::new()
+                },
+            },
         }
     }
 }
@@ -167,6 +182,18 @@ impl ChatState {
         if let Some(usage) = chunk.usage {
             self.usage = Some(usage.into());
         }
+        if let Some(index) = chunk
+            .choices
+            .iter()
+            .flat_map(|c| &c.delta.tool_calls)
+            .map(|call| call.index)
+            .find(|index| *index >= MAX_TOOL_CALLS)
+        {
+            // The index comes from upstream; it must not name more calls than a response can
+            // sensibly hold (nor overflow the item numbering).
+            let detail = format!("tool call index {index} is over the limit of {MAX_TOOL_CALLS}");
+            return Err(malformed("chat.completion.chunk", &detail));
+        }
         for choice in chunk.choices {
             self.on_delta(choice.delta, &mut out);
             self.finish_seen |= choice.finish_reason.is_some();
@@ -178,7 +205,7 @@ impl ChatState {
         if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
             if self.message.is_none() {
                 self.close_calls(out);
-                self.messages_started += 1;
+                self.messages_started = self.messages_started.saturating_add(1);
                 let item = OpenItem {
                     id: self.item_id("msg", self.messages_started),
                     text: String::new(),
@@ -186,7 +213,7 @@ impl ChatState {
                     done: false,
                 };
                 out.push(ResponseEvent::OutputItemAdded {
-                    item: item.json(false),
+                    item: item.item(false),
                 });
                 self.message = Some(item);
             }
@@ -216,7 +243,7 @@ impl ChatState {
                     done: false,
                 };
                 out.push(ResponseEvent::OutputItemAdded {
-                    item: item.json(false),
+                    item: item.item(false),
                 });
                 self.calls.insert(call.index, item);
             }
@@ -251,7 +278,7 @@ impl ChatState {
     fn close_message(&mut self, out: &mut Vec<ResponseEvent>) {
         if let Some(message) = self.message.take() {
             out.push(ResponseEvent::OutputItemDone {
-                item: message.json(true),
+                item: message.item(true),
             });
         }
     }
@@ -261,7 +288,7 @@ impl ChatState {
         for call in self.calls.values_mut().filter(|c| !c.done) {
             call.done = true;
             out.push(ResponseEvent::OutputItemDone {
-                item: call.json(true),
+                item: call.item(true),
             });
         }
     }

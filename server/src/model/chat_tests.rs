@@ -66,18 +66,20 @@ fn responses_request_becomes_chat_messages() {
         session_id: "s".into(),
         model: "local-model".into(),
         instructions: "Be brief.".into(),
-        input: vec![
-            json!({"type":"message","role":"user","content":[{"type":"input_text","text":"list files"}]}),
-            json!({"type":"message","role":"user","content":[
+        input: serde_json::from_value(json!([
+            {"type":"message","role":"user","content":[{"type":"input_text","text":"list files"}]},
+            {"type":"message","role":"user","content":[
                 {"type":"input_text","text":"and this:"},
-                {"type":"input_image","image_url":"data:image/png;base64,AAAA"}]}),
-            json!({"type":"reasoning","summary":[],"encrypted_content":"x"}),
-            json!({"type":"message","role":"assistant","content":[{"type":"output_text","text":"Sure."}]}),
-            json!({"type":"function_call","name":"shell","arguments":"{\"command\":[\"ls\"]}","call_id":"call_1"}),
-            json!({"type":"function_call","name":"shell","arguments":"{\"command\":[\"pwd\"]}","call_id":"call_2"}),
-            json!({"type":"function_call_output","call_id":"call_1","output":"Cargo.toml"}),
-            json!({"type":"function_call_output","call_id":"call_2","output":{"content":"/repo","success":true}}),
-        ],
+                {"type":"input_image","image_url":"data:image/png;base64,AAAA"}]},
+            {"type":"reasoning","summary":[],"encrypted_content":"x"},
+            {"type":"message","role":"assistant","content":[{"type":"output_text","text":"Sure."}]},
+            {"type":"function_call","name":"shell","arguments":"{\"command\":[\"ls\"]}","call_id":"call_1"},
+            {"type":"function_call","name":"shell","arguments":"{\"command\":[\"pwd\"]}","call_id":"call_2"},
+            {"type":"function_call_output","call_id":"call_1","output":"Cargo.toml"},
+            {"type":"custom_tool_call_output","call_id":"call_2","output":"/repo"},
+            {"type":"web_search_call","id":"ws_1","action":{"query":"x"}},
+        ]))
+        .unwrap(),
         tools: vec![
             json!({"type":"function","name":"shell","description":"Runs a command.","strict":false,
                    "parameters":{"type":"object","properties":{}}}),
@@ -109,5 +111,25 @@ fn responses_request_becomes_chat_messages() {
             "stream": true,
             "stream_options": {"include_usage": true},
         })
+    );
+}
+
+#[tokio::test]
+async fn a_tool_call_index_beyond_the_limit_fails_the_stream_without_allocating() {
+    let body = format!(
+        "data: {{\"id\":\"c1\",\"choices\":[{{\"delta\":{{\"tool_calls\":[{{\"index\":{},\"id\":\"call_1\",\"function\":{{\"name\":\"shell\",\"arguments\":\"{{}}\"}}}}]}}}}]}}\n\n",
+        u32::MAX
+    );
+    let events = parse_all(chat_events, &body).await;
+    assert_eq!(
+        events,
+        vec![Err(Failure::Fatal(crate::model::ModelError::Upstream {
+            message: format!(
+                "the model stream sent a malformed `chat.completion.chunk` event: tool call \
+                 index {} is over the limit of 128",
+                u32::MAX
+            ),
+            http_status: None,
+        }))]
     );
 }

@@ -103,7 +103,7 @@ impl ModelClient {
         if !shared.settings.store || shared.provider.wire_api != WireApi::Responses {
             return false;
         }
-        if shared.provider.bearer.is_some() || !shared.provider.requires_auth {
+        if !shared.provider.needs_openai_auth() {
             return true;
         }
         match &shared.auth {

@@ -25,7 +25,7 @@ fn retry_ms(template: ResponseTemplate) -> ResponseTemplate {
 /// An error's contract fields, for comparing whole.
 fn fields(error: &ModelError) -> Value {
     json!({
-        "kind": error.kind(),
+        "kind": error.turn_error_kind(),
         "message": error.to_string(),
         "httpStatus": error.http_status(),
         "resetsAt": error.resets_at().map(|t| t.to_rfc3339()),
@@ -117,7 +117,7 @@ async fn connect_errors_are_retried_then_reported_without_status() {
                 attempt,
                 message.starts_with("could not reach the model endpoint")
             ]),
-            Err(e) => json!([e.kind(), e.http_status()]),
+            Err(e) => json!([e.turn_error_kind(), e.http_status()]),
             other => json!(format!("{other:?}")),
         })
         .collect();
@@ -459,9 +459,9 @@ async fn replay_from_one_file_and_from_two_in_order() {
     assert_eq!(
         events
             .iter()
-            .map(|e| e.as_ref().map_err(ModelError::kind).err())
+            .map(|e| e.as_ref().map_err(ModelError::turn_error_kind).err())
             .collect::<Vec<_>>(),
-        vec![Some("internal")]
+        vec![Some(agent_server_schema::session::TurnErrorKind::Internal)]
     );
 }
 

@@ -16,6 +16,7 @@ use crate::model::testkit::{
     AFTER_SHELL_CALL_REQUEST, FixedAuth, TEXT_ANSWER, config, creds, env_of, ok_body, ok_events,
     sse, upstream,
 };
+use agent_server_schema::session::TurnErrorKind;
 
 const SESSION: &str = "0199a213-81c0-7800-8aa1-bbab2a035a53";
 /// Guards tests that must finish promptly; far longer than any of them needs.
@@ -27,7 +28,7 @@ fn request() -> ModelRequest {
         session_id: SESSION.into(),
         model: "gpt-5-codex".into(),
         instructions: "You are a coding agent.".into(),
-        input: fixture["input"].as_array().unwrap().clone(),
+        input: serde_json::from_value(fixture["input"].clone()).unwrap(),
         tools: fixture["tools"].as_array().unwrap().clone(),
         reasoning_effort: Some("medium".into()),
         previous_response_id: None,
@@ -332,15 +333,18 @@ async fn custom_chat_provider_without_auth_streams_like_responses() {
 #[tokio::test]
 async fn credential_errors_map_to_kinds() {
     let cases = [
-        (None, "authRequired"),
-        (Some(CredentialError::NotLoggedIn), "authRequired"),
+        (None, TurnErrorKind::AuthRequired),
+        (
+            Some(CredentialError::NotLoggedIn),
+            TurnErrorKind::AuthRequired,
+        ),
         (
             Some(CredentialError::Unusable("auth.json line 3: bad".into())),
-            "authRequired",
+            TurnErrorKind::AuthRequired,
         ),
         (
             Some(CredentialError::LoginRequired("log in again".into())),
-            "loginRequired",
+            TurnErrorKind::LoginRequired,
         ),
     ];
     let mut got = Vec::new();
@@ -357,11 +361,11 @@ async fn credential_errors_map_to_kinds() {
         got.push(
             events
                 .iter()
-                .map(|e| e.clone().map_err(|e| e.kind()))
+                .map(|e| e.clone().map_err(|e| e.turn_error_kind()))
                 .collect::<Vec<_>>(),
         );
     }
-    let want: Vec<Vec<Result<ResponseEvent, &str>>> =
+    let want: Vec<Vec<Result<ResponseEvent, TurnErrorKind>>> =
         cases.iter().map(|(_, k)| vec![Err(*k)]).collect();
     assert_eq!(got, want);
 }

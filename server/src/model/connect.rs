@@ -123,7 +123,7 @@ async fn credentials(
     recovered: Option<UpstreamCredentials>,
 ) -> Result<Option<UpstreamCredentials>, Failure> {
     let provider = &shared.provider;
-    if provider.bearer.is_some() || !provider.requires_auth {
+    if !provider.needs_openai_auth() {
         return Ok(None);
     }
     if let Some(creds) = recovered {

@@ -1,5 +1,6 @@
-//! Errors of a model call, each mapped to one contract error kind.
+//! Errors of a model call, each mapped to one contract turn error kind.
 
+use agent_server_schema::session::{TurnError, TurnErrorKind};
 use chrono::{DateTime, Utc};
 
 /// Why a model call (or resolving its provider) failed.
@@ -75,20 +76,37 @@ pub enum ModelError {
 }
 
 impl ModelError {
-    /// The contract's `data.kind` / `error.kind` string for this error.
-    pub fn kind(&self) -> &'static str {
+    /// The `error.kind` of a turn this error ends. Every variant is named: a new variant has
+    /// to choose its kind here.
+    pub fn turn_error_kind(&self) -> TurnErrorKind {
         match self {
-            Self::AuthRequired(_) => "authRequired",
-            Self::LoginRequired(_) => "loginRequired",
-            Self::Unauthorized(_) => "unauthorized",
-            Self::UsageLimitReached { .. } => "usageLimitReached",
-            Self::QuotaExceeded { .. } => "quotaExceeded",
-            Self::ContextWindowExceeded { .. } => "contextWindowExceeded",
-            Self::RateLimited { .. } => "rateLimited",
-            Self::Upstream { .. } => "upstream",
-            Self::Interrupted => "interrupted",
-            Self::Internal(_) => "internal",
-            Self::UnknownProvider(_) | Self::InvalidProvider(_) => "invalidParams",
+            Self::AuthRequired(_) => TurnErrorKind::AuthRequired,
+            Self::LoginRequired(_) => TurnErrorKind::LoginRequired,
+            Self::Unauthorized(_) => TurnErrorKind::Unauthorized,
+            Self::UsageLimitReached { .. } => TurnErrorKind::UsageLimitReached,
+            Self::QuotaExceeded { .. } => TurnErrorKind::QuotaExceeded,
+            Self::ContextWindowExceeded { .. } => TurnErrorKind::ContextWindowExceeded,
+            Self::RateLimited { .. } => TurnErrorKind::RateLimited,
+            Self::Upstream { .. } => TurnErrorKind::Upstream,
+            Self::Interrupted => TurnErrorKind::Interrupted,
+            Self::Internal(_) => TurnErrorKind::Internal,
+            // A provider that cannot be used (a `base_url` that is no URL) means the model
+            // cannot be reached: the contract's "connection failure", not a bug of the server.
+            // The message names the setting to fix.
+            Self::UnknownProvider(_) | Self::InvalidProvider(_) => TurnErrorKind::Upstream,
+        }
+    }
+
+    /// The error of a turn this error ends, with the details the contract reports.
+    pub fn to_turn_error(&self) -> TurnError {
+        TurnError {
+            kind: self.turn_error_kind(),
+            message: self.to_string(),
+            http_status: self.http_status(),
+            resets_at: self
+                .resets_at()
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            plan_type: self.plan_type(),
         }
     }
 

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde_json::Value;
+
+use super::item::ResponseItem;
 
 /// One event of a model call, in stream order.
 ///
@@ -17,16 +18,16 @@ pub enum ResponseEvent {
         /// The response id, when the upstream gave one.
         response_id: Option<String>,
     },
-    /// An output item started (`response.output_item.added`), as Responses JSON.
+    /// An output item started (`response.output_item.added`); its content is still empty.
     OutputItemAdded {
-        /// The item: `message`, `reasoning` or `function_call`.
-        item: Value,
+        /// The item as announced.
+        item: ResponseItem,
     },
-    /// An output item is complete (`response.output_item.done`), as Responses JSON; reasoning
-    /// items carry `encrypted_content` when it was requested.
+    /// An output item is complete (`response.output_item.done`); reasoning items carry
+    /// `encrypted_content` when it was requested.
     OutputItemDone {
         /// The complete item.
-        item: Value,
+        item: ResponseItem,
     },
     /// Assistant text (`response.output_text.delta`).
     OutputTextDelta {
@@ -39,7 +40,7 @@ pub enum ResponseEvent {
     ReasoningSummaryDelta {
         /// The reasoning item's id.
         item_id: String,
-        /// Which summary part the text belongs to.
+        /// Which summary part the text belongs to, as the upstream numbered it (unchecked).
         summary_index: u32,
         /// The new text.
         delta: String,

@@ -15,6 +15,7 @@ mod error;
 mod event;
 mod failure;
 pub mod fixture;
+pub mod item;
 mod provider;
 mod request;
 mod retry;
@@ -26,9 +27,11 @@ pub use context_window::context_window;
 pub use error::ModelError;
 pub use event::{ResponseEvent, TokenUsage};
 pub use failure::Failure;
+pub use item::{CallKind, ContentItem, ResponseItem, Role};
 pub use provider::{
     DEFAULT_REQUEST_MAX_RETRIES, DEFAULT_STREAM_IDLE_TIMEOUT, DEFAULT_STREAM_MAX_RETRIES,
-    OPENAI_PROVIDER_ID, Provider, resolve_provider, resolve_provider_with_env,
+    OPENAI_PROVIDER_ID, Provider, default_provider_needs_openai_auth, resolve_provider,
+    resolve_provider_with_env,
 };
 pub use request::ModelRequest;
 

@@ -46,6 +46,20 @@ pub struct Provider {
     pub requires_auth: bool,
 }
 
+impl Provider {
+    /// Whether calls need OpenAI auth (an API key or a ChatGPT login): the provider requires
+    /// it and has no key of its own.
+    pub fn needs_openai_auth(&self) -> bool {
+        self.requires_auth && self.bearer.is_none()
+    }
+}
+
+/// Whether the configured default provider needs OpenAI auth; a provider that cannot be
+/// resolved counts as needing it (the error itself surfaces when a session uses it).
+pub fn default_provider_needs_openai_auth(config: &Config) -> bool {
+    resolve_provider(config, &config.model_provider).map_or(true, |p| p.needs_openai_auth())
+}
+
 /// Resolves provider `id` from config and the process environment.
 pub fn resolve_provider(config: &Config, id: &str) -> Result<Provider, ModelError> {
     resolve_provider_with_env(config, id, &|name| std::env::var(name).ok())

@@ -120,33 +120,24 @@ fn custom_provider_errors() {
         p.http_headers = Some(BTreeMap::from([("Bad Header".into(), "x".into())]));
     }
     let bad_header = resolve_provider_with_env(&bad, "local", &env_of(&[]));
-    let got: Vec<(String, &str)> = [missing_key, unknown, bad_header]
-        .into_iter()
-        .map(|r| match r {
-            Err(e) => (e.to_string(), e.kind()),
-            Ok(p) => (format!("unexpected {p:?}"), ""),
-        })
-        .collect();
     assert_eq!(
-        got,
-        vec![
-            (
+        [missing_key, unknown, bad_header],
+        [
+            Err(ModelError::AuthRequired(
                 "model provider `local` reads its API key from the environment variable \
                  LOCAL_KEY, which is not set: set it and start again"
-                    .to_string(),
-                "authRequired"
-            ),
-            (
-                "unknown model provider `nope`: use `openai` or add [model_providers.nope] to config.toml"
-                    .to_string(),
-                "invalidParams"
-            ),
-            (
+                    .to_string()
+            )),
+            Err(ModelError::UnknownProvider("nope".into())),
+            Err(ModelError::InvalidProvider(
                 "model_providers.local: header `Bad Header` has an invalid name or value: fix it in config.toml"
-                    .to_string(),
-                "invalidParams"
-            ),
+                    .to_string()
+            )),
         ]
+    );
+    assert_eq!(
+        ModelError::UnknownProvider("nope".into()).to_string(),
+        "unknown model provider `nope`: use `openai` or add [model_providers.nope] to config.toml"
     );
 }
 

@@ -9,6 +9,7 @@ use crate::secret::Secret;
 
 use super::auth::{CredentialMode, UpstreamCredentials};
 use super::error::ModelError;
+use super::item::ResponseItem;
 use super::provider::Provider;
 
 /// One model call as the session describes it.
@@ -20,8 +21,8 @@ pub struct ModelRequest {
     pub model: String,
     /// The system instructions.
     pub instructions: String,
-    /// Responses input items as JSON (messages, reasoning, function calls and outputs).
-    pub input: Vec<Value>,
+    /// The conversation so far (or, when storing, what is new since the previous response).
+    pub input: Vec<ResponseItem>,
     /// Responses function tool specs.
     pub tools: Vec<Value>,
     /// Reasoning effort; `None` or `"none"` sends no `reasoning`.

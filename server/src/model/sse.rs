@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::error::ModelError;
 use super::event::{ResponseEvent, ResponsesUsage};
 use super::failure::{ErrorDetails, Failure, Origin, classify};
+use super::item::ResponseItem;
 use super::sse_decode::{Decoder, Event};
 
 /// Events of one attempt; an `Err` ends the attempt and says whether to retry.
@@ -73,7 +74,7 @@ struct Frame<'a> {
     #[serde(borrow)]
     delta: Option<Cow<'a, str>>,
     summary_index: Option<u32>,
-    item: Option<Value>,
+    item: Option<ResponseItem>,
     response: Option<ResponseObject>,
 }
 

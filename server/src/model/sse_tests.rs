@@ -9,6 +9,10 @@ use crate::model::testkit::{
     AFTER_SHELL_CALL, SHELL_CALL, TEXT_ANSWER, ev_failed, frame, parse_all,
 };
 
+fn typed(item: Value) -> crate::model::ResponseItem {
+    serde_json::from_value(item).unwrap()
+}
+
 fn ok(events: Vec<ResponseEvent>) -> Vec<Result<ResponseEvent, Failure>> {
     events.into_iter().map(Ok).collect()
 }
@@ -24,7 +28,7 @@ async fn text_answer_transcript() {
                 response_id: Some("resp_A".into())
             },
             ResponseEvent::OutputItemAdded {
-                item: json!({"id":"rs_1","type":"reasoning","summary":[]})
+                item: typed(json!({"id":"rs_1","type":"reasoning","summary":[]}))
             },
             ResponseEvent::ReasoningSummaryDelta {
                 item_id: "rs_1".into(),
@@ -32,10 +36,12 @@ async fn text_answer_transcript() {
                 delta: "**Greeting the user**".into()
             },
             ResponseEvent::OutputItemDone {
-                item: reasoning_done
+                item: typed(reasoning_done)
             },
             ResponseEvent::OutputItemAdded {
-                item: json!({"id":"msg_1","type":"message","status":"in_progress","role":"assistant","content":[]})
+                item: typed(
+                    json!({"id":"msg_1","type":"message","status":"in_progress","role":"assistant","content":[]})
+                )
             },
             ResponseEvent::OutputTextDelta {
                 item_id: "msg_1".into(),
@@ -45,7 +51,9 @@ async fn text_answer_transcript() {
                 item_id: "msg_1".into(),
                 delta: " there!".into()
             },
-            ResponseEvent::OutputItemDone { item: message_done },
+            ResponseEvent::OutputItemDone {
+                item: typed(message_done)
+            },
             ResponseEvent::Completed {
                 response_id: "resp_A".into(),
                 usage: Some(TokenUsage {
@@ -70,13 +78,17 @@ async fn shell_call_transcript() {
                 response_id: Some("resp_B1".into())
             },
             ResponseEvent::OutputItemAdded {
-                item: json!({"id":"rs_1","type":"reasoning","summary":[]})
+                item: typed(json!({"id":"rs_1","type":"reasoning","summary":[]}))
             },
             ResponseEvent::OutputItemDone {
-                item: json!({"id":"rs_1","type":"reasoning","summary":[],"encrypted_content":"gAAAAABo_ENCRYPTED_REASONING_BLOB=="})
+                item: typed(
+                    json!({"id":"rs_1","type":"reasoning","summary":[],"encrypted_content":"gAAAAABo_ENCRYPTED_REASONING_BLOB=="})
+                )
             },
             ResponseEvent::OutputItemAdded {
-                item: json!({"id":"fc_1","type":"function_call","status":"in_progress","arguments":"","call_id":"call_Xy12","name":"shell"})
+                item: typed(
+                    json!({"id":"fc_1","type":"function_call","status":"in_progress","arguments":"","call_id":"call_Xy12","name":"shell"})
+                )
             },
             ResponseEvent::FunctionCallArgumentsDelta {
                 item_id: "fc_1".into(),
@@ -87,7 +99,9 @@ async fn shell_call_transcript() {
                 delta: r#""ls"],"workdir":"/repo"}"#.into()
             },
             ResponseEvent::OutputItemDone {
-                item: json!({"id":"fc_1","type":"function_call","status":"completed","arguments":args,"call_id":"call_Xy12","name":"shell"})
+                item: typed(
+                    json!({"id":"fc_1","type":"function_call","status":"completed","arguments":args,"call_id":"call_Xy12","name":"shell"})
+                )
             },
             ResponseEvent::Completed {
                 response_id: "resp_B1".into(),
@@ -113,14 +127,18 @@ async fn after_shell_call_transcript() {
                 response_id: Some("resp_B2".into())
             },
             ResponseEvent::OutputItemAdded {
-                item: json!({"id":"msg_2","type":"message","status":"in_progress","role":"assistant","content":[]})
+                item: typed(
+                    json!({"id":"msg_2","type":"message","status":"in_progress","role":"assistant","content":[]})
+                )
             },
             ResponseEvent::OutputTextDelta {
                 item_id: "msg_2".into(),
                 delta: text.into()
             },
             ResponseEvent::OutputItemDone {
-                item: json!({"id":"msg_2","type":"message","status":"completed","role":"assistant","content":[{"type":"output_text","annotations":[],"logprobs":[],"text":text}]})
+                item: typed(
+                    json!({"id":"msg_2","type":"message","status":"completed","role":"assistant","content":[{"type":"output_text","annotations":[],"logprobs":[],"text":text}]})
+                )
             },
             ResponseEvent::Completed {
                 response_id: "resp_B2".into(),

@@ -30,6 +30,7 @@ use tokio_util::task::TaskTracker;
 use super::message::{Incoming, classify, present};
 use super::peer::Peer;
 use super::{RequestContext, RpcError};
+use crate::gate::ReplyGate;
 use crate::transport::{FramingChoice, Inbound, MessageReader, Outbox, Output};
 
 /// Requests that may run at once. Each is a small task; 1024 keeps a pipelined burst flowing
@@ -226,9 +227,9 @@ impl Server {
                 let call = self.prepare(id.get(), &method, params);
                 let peer = Arc::clone(&self.peer);
                 self.tasks.spawn(async move {
-                    let (reply, reply_sent) = call.run().await;
+                    let (reply, gate) = call.run().await;
                     peer.send_raw(reply).await;
-                    reply_sent.cancel();
+                    gate.open();
                     drop(permit);
                 });
             }
@@ -299,7 +300,7 @@ impl Server {
             out.push(']');
             peer.send_raw(out).await;
             for gate in gates {
-                gate.cancel();
+                gate.open();
             }
             drop(permit);
         });
@@ -414,8 +415,8 @@ struct PreparedCall {
 
 impl PreparedCall {
     /// Runs the call; returns the reply and the gate to fire once the reply is queued.
-    async fn run(self) -> (String, CancellationToken) {
-        let gate = self.context.reply_sent.clone();
+    async fn run(self) -> (String, ReplyGate) {
+        let gate = self.context.reply_gate.clone();
         let callback = match self.callback {
             Ok(callback) => callback,
             Err(err) => return (render_error(&self.id, &err), gate),

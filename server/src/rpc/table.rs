@@ -14,15 +14,16 @@ use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use super::RpcError;
+use crate::gate::ReplyGate;
 
 /// What a handler knows about the request it serves.
 #[derive(Debug, Clone, Default)]
 pub struct RequestContext {
     /// Fires when the client cancels the request; the reply is then `-32800`.
     pub cancel: CancellationToken,
-    /// Fires once the reply has been queued for writing. Work a handler starts in the
+    /// Opens once the reply has been queued for writing. Work a handler starts in the
     /// background waits for it before sending notifications, so the reply always comes first.
-    pub reply_sent: CancellationToken,
+    pub reply_gate: ReplyGate,
 }
 
 /// The table of methods being built, with the context every handler gets.

@@ -1,10 +1,11 @@
-//! User input items → a Responses `message` input item.
+//! User input items → a typed user message for the model.
 
 use std::path::Path;
 
 use agent_server_schema::session::InputItem;
 use base64::Engine;
-use serde_json::{Value, json};
+
+use crate::model::{ContentItem, ResponseItem};
 
 /// Why the input could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,26 +40,28 @@ impl InputError {
 }
 
 /// Builds the user message, reading local images now so a bad path fails the submit.
-pub fn to_user_message(items: &[InputItem], cwd: &Path) -> Result<Value, InputError> {
+pub fn to_user_message(items: &[InputItem], cwd: &Path) -> Result<ResponseItem, InputError> {
     if items.is_empty() {
         return Err(InputError::Empty);
     }
     let mut content = Vec::with_capacity(items.len());
     for item in items {
         content.push(match item {
-            InputItem::Text { text } => json!({"type": "input_text", "text": text}),
+            InputItem::Text { text } => ContentItem::InputText { text: text.clone() },
             InputItem::Image { url } => {
                 if !(url.starts_with("data:") || url.starts_with("https:")) {
                     return Err(InputError::BadUrl(url.clone()));
                 }
-                json!({"type": "input_image", "image_url": url})
+                ContentItem::InputImage {
+                    image_url: url.clone(),
+                }
             }
-            InputItem::LocalImage { path } => {
-                json!({"type": "input_image", "image_url": data_url(path, cwd)?})
-            }
+            InputItem::LocalImage { path } => ContentItem::InputImage {
+                image_url: data_url(path, cwd)?,
+            },
         });
     }
-    Ok(json!({"type": "message", "role": "user", "content": content}))
+    Ok(ResponseItem::user_message(content))
 }
 
 fn data_url(path: &str, cwd: &Path) -> Result<String, InputError> {
@@ -89,6 +92,7 @@ fn data_url(path: &str, cwd: &Path) -> Result<String, InputError> {
 mod tests {
     use super::*;
     use pretty_assertions::assert_eq;
+    use serde_json::json;
 
     #[test]
     fn text_and_images_become_one_message() {
@@ -104,7 +108,7 @@ mod tests {
             },
         ];
         assert_eq!(
-            to_user_message(&items, dir.path()).unwrap(),
+            serde_json::to_value(to_user_message(&items, dir.path()).unwrap()).unwrap(),
             json!({"type":"message","role":"user","content":[
                 {"type":"input_text","text":"hi"},
                 {"type":"input_image","image_url":"https://x/y.png"},

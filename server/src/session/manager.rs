@@ -3,21 +3,20 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use agent_server_schema::session::{
-    InputItem, NewSessionParams, Session as SessionInfo, SubmitParams,
-};
-use tokio_util::sync::CancellationToken;
-
 use super::ClientLink;
 use super::context::agents_md::DocSettings;
 use super::context::environment::login_shell_name;
-use super::events::EventSink;
 use super::input::{InputError, to_user_message};
 use super::instructions::BASE_INSTRUCTIONS;
-use super::worker::{Session, SessionParts};
+use super::settings::SessionSettings;
+use super::worker::Session;
 use crate::config::Config;
+use crate::gate::ReplyGate;
 use crate::model::auth::UpstreamAuth;
 use crate::model::{ClientSettings, ModelClient, resolve_provider};
+use agent_server_schema::session::{
+    InputItem, NewSessionParams, Session as SessionInfo, SubmitParams,
+};
 
 /// Why a session call failed; the api layer maps each to its contract error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,9 +30,26 @@ pub enum SessionError {
     /// The provider needs OpenAI auth and none is available.
     #[error("{0}")]
     AuthRequired(String),
-    /// A param is wrong: field, expectation, message.
-    #[error("{2}")]
-    InvalidParams(String, String, String),
+    /// A param is wrong.
+    #[error("{message}")]
+    InvalidParams {
+        /// The params field at fault (`cwd`, `input[].path`).
+        field: String,
+        /// What the field should hold.
+        expected: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+impl SessionError {
+    fn invalid_params(field: &str, expected: &str, message: String) -> Self {
+        Self::InvalidParams {
+            field: field.to_string(),
+            expected: expected.to_string(),
+            message,
+        }
+    }
 }
 
 /// The open sessions of the server.
@@ -80,75 +96,45 @@ impl Sessions {
     /// Creates a session; fails with `AuthRequired` when its provider needs OpenAI auth and none is available.
     pub async fn create(&self, params: NewSessionParams) -> Result<Arc<Session>, SessionError> {
         let config = &self.config;
-        let cwd = match params.cwd {
-            Some(cwd) => {
-                let path = PathBuf::from(&cwd);
-                let path = if path.is_absolute() {
-                    path
-                } else {
-                    std::env::current_dir().unwrap_or_default().join(path)
-                };
-                if !path.is_dir() {
-                    return Err(SessionError::InvalidParams(
-                        "cwd".into(),
-                        "an existing directory".into(),
-                        format!(
-                            "cwd `{cwd}` is not an existing directory; pass a directory that exists"
-                        ),
-                    ));
-                }
-                path
-            }
-            None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
-        };
+        let cwd = session_cwd(params.cwd)?;
         let provider_id = params
             .model_provider
             .unwrap_or_else(|| config.model_provider.clone());
         let provider = resolve_provider(config, &provider_id).map_err(|e| {
-            SessionError::InvalidParams(
-                "modelProvider".into(),
-                "a configured provider id".into(),
-                e.to_string(),
-            )
+            SessionError::invalid_params("modelProvider", "a configured provider id", e.to_string())
         })?;
-        if provider.requires_auth && provider.bearer.is_none() && config.sse_fixture.is_none() {
+        if provider.needs_openai_auth() && config.sse_fixture.is_none() {
             self.check_auth().await?;
         }
-        let approval_policy = params.approval_policy.unwrap_or(config.approval_policy);
-        let sandbox = params.sandbox.unwrap_or(config.sandbox);
-        let reasoning_effort = params.reasoning_effort.unwrap_or(config.reasoning_effort);
         let instructions = match params.instructions {
             Some(extra) if !extra.trim().is_empty() => format!("{BASE_INSTRUCTIONS}\n\n{extra}"),
             _ => BASE_INSTRUCTIONS.to_string(),
         };
-        let id = uuid::Uuid::new_v4().to_string();
-        let client = ModelClient::new(
-            ClientSettings::from_config(config),
-            provider,
-            self.auth.clone(),
-            self.http.clone(),
-        );
-        let session = Session::new(SessionParts {
-            sink: EventSink::spawn(id.clone(), Arc::clone(&self.link)),
-            id,
+        let settings = SessionSettings {
             cwd,
             model: params.model.unwrap_or_else(|| config.model.clone()),
             provider_id,
-            approval_policy,
-            sandbox,
-            reasoning_effort,
+            approval_policy: params.approval_policy.unwrap_or(config.approval_policy),
+            sandbox: params.sandbox.unwrap_or(config.sandbox),
+            reasoning_effort: params.reasoning_effort.unwrap_or(config.reasoning_effort),
             instructions,
             shell_timeout: std::time::Duration::from_millis(config.shell_timeout_ms),
-            client,
-            link: Arc::clone(&self.link),
             doc_settings: DocSettings {
                 home: config.home.clone(),
                 max_bytes: config.project_doc_max_bytes,
                 fallback_filenames: config.project_doc_fallback_filenames.clone(),
             },
             shell_name: login_shell_name(std::env::var("SHELL").ok().as_deref()),
-        });
-        tracing::info!(session_id = %session.id, cwd = %session.cwd.display(), "session created");
+        };
+        let client = ModelClient::new(
+            ClientSettings::from_config(config),
+            provider,
+            self.auth.clone(),
+            self.http.clone(),
+        );
+        let id = uuid::Uuid::new_v4().to_string();
+        let session = Session::new(id, settings, Arc::new(client), Arc::clone(&self.link));
+        tracing::info!(session_id = %session.id, cwd = %session.settings.cwd.display(), "session created");
         self.lock().push(Arc::clone(&session));
         Ok(session)
     }
@@ -166,21 +152,20 @@ impl Sessions {
     }
 
     /// Queues a turn (creating a session with defaults when no id is given). The turn's events
-    /// wait for `start_after`, which fires when the reply has been written.
+    /// wait for `gate`, which opens when the reply has been written.
     pub async fn submit(
         &self,
         params: SubmitParams,
-        start_after: CancellationToken,
+        gate: ReplyGate,
     ) -> Result<(String, String), SessionError> {
         let items = match (params.input, params.text) {
             (Some(items), None) if !items.is_empty() => items,
             (None, Some(text)) => vec![InputItem::Text { text }],
             _ => {
-                let err = InputError::Empty;
-                return Err(SessionError::InvalidParams(
-                    "input".into(),
-                    "either `text` or a non-empty `input`".into(),
-                    err.to_string(),
+                return Err(SessionError::invalid_params(
+                    "input",
+                    "either `text` or a non-empty `input`",
+                    InputError::Empty.to_string(),
                 ));
             }
         };
@@ -188,14 +173,14 @@ impl Sessions {
             Some(id) => self.get(&id)?,
             None => self.create(NewSessionParams::default()).await?,
         };
-        let message = to_user_message(&items, &session.cwd).map_err(|err| {
-            SessionError::InvalidParams(
-                err.field().into(),
-                "a readable image file or a data:/https: URL".into(),
+        let message = to_user_message(&items, &session.settings.cwd).map_err(|err| {
+            SessionError::invalid_params(
+                err.field(),
+                "a readable image file or a data:/https: URL",
                 err.to_string(),
             )
         })?;
-        let turn_id = session.submit(message, start_after);
+        let turn_id = session.submit(message, gate);
         Ok((session.id.clone(), turn_id))
     }
 
@@ -251,15 +236,38 @@ fn not_logged_in() -> String {
     "this provider needs OpenAI auth and none is available: set OPENAI_API_KEY, call auth/loginApiKey or auth/loginChatGPT, or run `agent-server login`".into()
 }
 
+/// The session's working directory: `cwd` (relative to the process's) when given, which must
+/// be an existing directory, else the process's.
+fn session_cwd(cwd: Option<String>) -> Result<PathBuf, SessionError> {
+    let Some(cwd) = cwd else {
+        return Ok(std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")));
+    };
+    let path = PathBuf::from(&cwd);
+    let path = if path.is_absolute() {
+        path
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    if !path.is_dir() {
+        return Err(SessionError::invalid_params(
+            "cwd",
+            "an existing directory",
+            format!("cwd `{cwd}` is not an existing directory; pass a directory that exists"),
+        ));
+    }
+    Ok(path)
+}
+
 /// The wire view of a session.
 pub fn info(session: &Session) -> SessionInfo {
+    let settings = &session.settings;
     SessionInfo {
         session_id: session.id.clone(),
-        cwd: session.cwd.display().to_string(),
-        model: session.model.clone(),
-        model_provider: session.provider_id.clone(),
-        approval_policy: session.approval_policy,
-        sandbox: session.sandbox,
+        cwd: settings.cwd.display().to_string(),
+        model: settings.model.clone(),
+        model_provider: settings.provider_id.clone(),
+        approval_policy: settings.approval_policy,
+        sandbox: settings.sandbox,
         created_at: session.created_at.clone(),
         status: session.status(),
         instruction_sources: session.instruction_sources(),

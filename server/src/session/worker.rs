@@ -1,31 +1,31 @@
 //! One session: its settings, its queue of turns, and the worker that runs them one by one.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use agent_server_schema::session::{
-    ApprovalPolicy, Event, ReasoningEffort, SandboxMode, SessionStatus, TurnError, TurnErrorKind,
-    TurnStatus, Usage,
+    Event, SessionStatus, TurnError, TurnErrorKind, TurnStatus, Usage,
 };
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::context::ContextState;
-use super::context::agents_md::DocSettings;
 use super::context::environment::Environment;
 use super::events::EventSink;
-use super::turn::{self, Conversation, TurnOutcome};
-use crate::model::ModelClient;
+use super::history::History;
+use super::settings::SessionSettings;
+use super::turn::{self, TurnOutcome};
+use super::{ClientLink, ModelLink};
+use crate::gate::ReplyGate;
+use crate::model::ResponseItem;
 use crate::tools::SessionApprovals;
 
 /// A turn waiting to run (or running).
 pub(crate) struct QueuedTurn {
     pub(crate) turn_id: String,
-    pub(crate) message: Value,
+    pub(crate) message: ResponseItem,
     pub(crate) cancel: CancellationToken,
-    /// Fires once the `session/submit` reply is written; the turn's events come after it.
-    pub(crate) start_after: CancellationToken,
+    /// Opens once the `session/submit` reply is written; the turn's events come after it.
+    pub(crate) gate: ReplyGate,
 }
 
 #[derive(Default)]
@@ -39,33 +39,15 @@ struct Queue {
 pub struct Session {
     /// The session's id.
     pub id: String,
-    /// Where commands run and patches apply.
-    pub cwd: PathBuf,
-    /// The model of its turns.
-    pub model: String,
-    /// The model provider id.
-    pub provider_id: String,
-    /// When to ask before acting.
-    pub approval_policy: ApprovalPolicy,
-    /// What commands may touch.
-    pub sandbox: SandboxMode,
-    /// How hard the model thinks.
-    pub reasoning_effort: ReasoningEffort,
-    /// The full instructions sent with every model call.
-    pub instructions: String,
+    /// What it was set up with.
+    pub settings: SessionSettings,
     /// Creation time (RFC 3339).
     pub created_at: String,
-    /// Default timeout of a command.
-    pub shell_timeout: std::time::Duration,
-    pub(crate) client: ModelClient,
+    pub(crate) client: Arc<dyn ModelLink>,
     pub(crate) sink: EventSink,
-    pub(crate) link: Arc<dyn super::ClientLink>,
+    pub(crate) link: Arc<dyn ClientLink>,
     pub(crate) approvals: Arc<SessionApprovals>,
-    pub(crate) conversation: tokio::sync::Mutex<Conversation>,
-    /// Where project instructions come from and how much of them to read.
-    doc_settings: DocSettings,
-    /// The name of the user's login shell, for the environment message.
-    shell_name: String,
+    pub(crate) history: tokio::sync::Mutex<History>,
     /// What the model has been told about its context.
     context: tokio::sync::Mutex<ContextState>,
     /// The instruction files in use, for `Session.instructionSources`.
@@ -75,44 +57,24 @@ pub struct Session {
     idle: tokio::sync::Notify,
 }
 
-/// Everything needed to make a session.
-pub(crate) struct SessionParts {
-    pub(crate) id: String,
-    pub(crate) cwd: PathBuf,
-    pub(crate) model: String,
-    pub(crate) provider_id: String,
-    pub(crate) approval_policy: ApprovalPolicy,
-    pub(crate) sandbox: SandboxMode,
-    pub(crate) reasoning_effort: ReasoningEffort,
-    pub(crate) instructions: String,
-    pub(crate) shell_timeout: std::time::Duration,
-    pub(crate) client: ModelClient,
-    pub(crate) sink: EventSink,
-    pub(crate) link: Arc<dyn super::ClientLink>,
-    pub(crate) doc_settings: DocSettings,
-    pub(crate) shell_name: String,
-}
-
 impl Session {
-    pub(crate) fn new(parts: SessionParts) -> Arc<Self> {
+    /// A session with an empty history; `client` makes its model calls, `link` reaches the
+    /// client (its events go through a new [`EventSink`]).
+    pub(crate) fn new(
+        id: String,
+        settings: SessionSettings,
+        client: Arc<dyn ModelLink>,
+        link: Arc<dyn ClientLink>,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            id: parts.id,
-            cwd: parts.cwd,
-            model: parts.model,
-            provider_id: parts.provider_id,
-            approval_policy: parts.approval_policy,
-            sandbox: parts.sandbox,
-            reasoning_effort: parts.reasoning_effort,
-            instructions: parts.instructions,
+            sink: EventSink::spawn(id.clone(), Arc::clone(&link)),
+            id,
+            settings,
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            shell_timeout: parts.shell_timeout,
-            client: parts.client,
-            sink: parts.sink,
-            link: parts.link,
+            client,
+            link,
             approvals: Arc::new(SessionApprovals::new()),
-            conversation: tokio::sync::Mutex::new(Conversation::default()),
-            doc_settings: parts.doc_settings,
-            shell_name: parts.shell_name,
+            history: tokio::sync::Mutex::new(History::default()),
             context: tokio::sync::Mutex::new(ContextState::default()),
             instruction_sources: Mutex::new(Vec::new()),
             queue: Mutex::new(Queue::default()),
@@ -136,21 +98,22 @@ impl Session {
 
     /// The messages that go before a turn's input: project instructions at the first turn
     /// (again after a cwd change), the environment whenever it changed.
-    pub(crate) async fn context_messages(&self) -> Vec<Value> {
+    pub(crate) async fn context_messages(&self) -> Vec<ResponseItem> {
+        let settings = &self.settings;
         let env = Environment {
-            cwd: self.cwd.clone(),
-            approval_policy: self.approval_policy,
-            sandbox: self.sandbox,
+            cwd: settings.cwd.clone(),
+            approval_policy: settings.approval_policy,
+            sandbox: settings.sandbox,
         };
         let mut context = self.context.lock().await;
         let messages = context
-            .before_turn(&self.doc_settings, env, &self.shell_name)
+            .before_turn(&settings.doc_settings, env, &settings.shell_name)
             .await;
         *self
             .instruction_sources
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = context.sources().to_vec();
-        messages
+        messages.into_iter().map(ResponseItem::from_json).collect()
     }
 
     /// Whether a turn is running or queued.
@@ -164,17 +127,13 @@ impl Session {
     }
 
     /// Queues a turn; it runs after the turns before it. Returns the turn id.
-    pub(crate) fn submit(
-        self: &Arc<Self>,
-        message: Value,
-        start_after: CancellationToken,
-    ) -> String {
+    pub(crate) fn submit(self: &Arc<Self>, message: ResponseItem, gate: ReplyGate) -> String {
         let turn_id = uuid::Uuid::new_v4().to_string();
         let turn = QueuedTurn {
             turn_id: turn_id.clone(),
             message,
             cancel: CancellationToken::new(),
-            start_after,
+            gate,
         };
         let start_worker = {
             let mut queue = self.lock();
@@ -238,13 +197,13 @@ impl Session {
                     }
                 }
             };
-            turn.start_after.cancelled().await;
+            turn.gate.opened().await;
             let turn_id = turn.turn_id.clone();
             self.sink
                 .send(
                     &turn_id,
                     Event::TurnStarted {
-                        model: self.model.clone(),
+                        model: self.settings.model.clone(),
                     },
                 )
                 .await;

@@ -25,6 +25,19 @@ pub struct ApprovalRequest {
     pub reason: Option<String>,
 }
 
+/// How an approval request ended, as the client link reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalReply {
+    /// The client answered.
+    Decided(ApprovalDecision),
+    /// The request was withdrawn because the turn was interrupted while it waited.
+    Withdrawn,
+    /// The client cannot answer: it declared no `capabilities.approvals`, it is gone (stdin
+    /// closed), or its answer was unusable. The contract has the action declined by policy,
+    /// and the model is told so (not that a user declined it).
+    Unavailable,
+}
+
 /// What one session has approved for its whole life (`approveForSession`).
 #[derive(Debug, Default)]
 pub struct SessionApprovals {
@@ -79,10 +92,10 @@ pub(crate) enum Answer {
     },
     /// The user said no.
     Denied,
-    /// The user said no and ended the turn, or the request was withdrawn (interrupt, client
-    /// gone).
+    /// The user said no and ended the turn, or the request was withdrawn (interrupt).
     Aborted,
-    /// The client cannot answer approval requests, so the policy declines.
+    /// The client cannot answer approval requests (no capability, or gone), so the policy
+    /// declines.
     CannotAsk,
 }
 
@@ -113,7 +126,8 @@ impl Answer {
     }
 }
 
-/// Asks the client, unless it cannot answer. An interrupt while waiting counts as `Aborted`.
+/// Asks the client, unless it cannot answer. An interrupt while waiting counts as `Aborted`; a
+/// client that turns out unable to answer (gone, or an unusable answer) as `CannotAsk`.
 pub(crate) async fn ask(
     ctx: &ToolContext,
     host: &dyn ToolHost,
@@ -122,14 +136,21 @@ pub(crate) async fn ask(
     if !ctx.client_can_approve {
         return Answer::CannotAsk;
     }
-    let decision = tokio::select! {
-        decision = host.request_approval(request) => decision,
-        () = ctx.cancel.cancelled() => None,
+    let reply = tokio::select! {
+        reply = host.request_approval(request) => reply,
+        () = ctx.cancel.cancelled() => ApprovalReply::Withdrawn,
     };
-    match decision {
-        Some(ApprovalDecision::Approve) => Answer::Approved { for_session: false },
-        Some(ApprovalDecision::ApproveForSession) => Answer::Approved { for_session: true },
-        Some(ApprovalDecision::Deny) => Answer::Denied,
-        Some(ApprovalDecision::Abort) | None => Answer::Aborted,
+    match reply {
+        ApprovalReply::Decided(ApprovalDecision::Approve) => {
+            Answer::Approved { for_session: false }
+        }
+        ApprovalReply::Decided(ApprovalDecision::ApproveForSession) => {
+            Answer::Approved { for_session: true }
+        }
+        ApprovalReply::Decided(ApprovalDecision::Deny) => Answer::Denied,
+        ApprovalReply::Decided(ApprovalDecision::Abort) | ApprovalReply::Withdrawn => {
+            Answer::Aborted
+        }
+        ApprovalReply::Unavailable => Answer::CannotAsk,
     }
 }

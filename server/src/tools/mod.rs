@@ -1,7 +1,8 @@
 //! The agent's tools: shell commands, file patches and the plan, with approvals and a sandbox.
 //!
-//! The session calls [`dispatch`] for each function call of the model and sends the returned
-//! [`ToolOutcome::output`] back as the `function_call_output`. Tools reach the client only
+//! The session calls [`dispatch`] for each tool call of the model (function or custom calls
+//! alike: tools are chosen by name) and sends the returned [`ToolOutcome::output`] back as the
+//! call's output item. Tools reach the client only
 //! through [`ToolHost`]: events (`itemStarted`, `itemCompleted`, `commandOutputDelta`,
 //! `planUpdated`) and approval requests.
 //!
@@ -41,13 +42,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent_server_schema::session::{
-    ApprovalDecision, ApprovalPolicy, Event, Item, ItemStatus, SandboxMode,
-};
+use agent_server_schema::session::{ApprovalPolicy, Event, Item, ItemStatus, SandboxMode};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-pub use approval::{ApprovalRequest, SessionApprovals};
+pub use approval::{ApprovalReply, ApprovalRequest, SessionApprovals};
 pub use output::{MAX_OUTPUT_BYTES, MAX_OUTPUT_LINES};
 pub use spec::tool_specs;
 
@@ -57,9 +56,10 @@ pub trait ToolHost: Send + Sync {
     /// Emits a session event: `itemStarted`, `itemCompleted`, `commandOutputDelta` or
     /// `planUpdated`.
     fn emit(&self, event: Event);
-    /// Asks the client to approve; returns `None` when the request was withdrawn (interrupt)
-    /// or the client is gone.
-    async fn request_approval(&self, request: ApprovalRequest) -> Option<ApprovalDecision>;
+    /// Asks the client to approve: its decision, [`ApprovalReply::Withdrawn`] when the turn
+    /// was interrupted while waiting, or [`ApprovalReply::Unavailable`] when the client cannot
+    /// answer (then the policy declines, and the model is told so).
+    async fn request_approval(&self, request: ApprovalRequest) -> ApprovalReply;
 }
 
 /// What the tools need to know about the session and the turn.

@@ -90,9 +90,13 @@ impl ToolHost for FakeHost {
         self.seen.lock().unwrap().push(Seen::Event(event));
     }
 
-    async fn request_approval(&self, request: ApprovalRequest) -> Option<ApprovalDecision> {
+    async fn request_approval(&self, request: ApprovalRequest) -> ApprovalReply {
         self.seen.lock().unwrap().push(Seen::Approval(request));
-        self.answers.lock().unwrap().pop_front().flatten()
+        // `None` in the script stands for a request withdrawn by an interrupt.
+        match self.answers.lock().unwrap().pop_front().flatten() {
+            Some(decision) => ApprovalReply::Decided(decision),
+            None => ApprovalReply::Withdrawn,
+        }
     }
 }
 

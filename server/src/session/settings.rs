@@ -1,0 +1,67 @@
+//! What a session is set up with: written once, read by its turns and its tools.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_server_schema::session::{ApprovalPolicy, ReasoningEffort, SandboxMode};
+use tokio_util::sync::CancellationToken;
+
+use super::context::agents_md::DocSettings;
+use crate::tools::{SessionApprovals, ToolContext};
+
+/// The settings of a session, in one place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionSettings {
+    /// Where commands run and patches apply.
+    pub cwd: PathBuf,
+    /// The model of its turns.
+    pub model: String,
+    /// The model provider id.
+    pub provider_id: String,
+    /// When to ask before acting.
+    pub approval_policy: ApprovalPolicy,
+    /// What commands may touch.
+    pub sandbox: SandboxMode,
+    /// How hard the model thinks.
+    pub reasoning_effort: ReasoningEffort,
+    /// The full instructions sent with every model call.
+    pub instructions: String,
+    /// Default timeout of a command.
+    pub shell_timeout: Duration,
+    /// Where project instructions come from and how much of them to read.
+    pub doc_settings: DocSettings,
+    /// The name of the user's login shell, for the environment message.
+    pub shell_name: String,
+}
+
+impl SessionSettings {
+    /// What the tools of one turn need to know.
+    pub(crate) fn tool_context(
+        &self,
+        client_can_approve: bool,
+        cancel: CancellationToken,
+        approvals: Arc<SessionApprovals>,
+    ) -> ToolContext {
+        ToolContext {
+            cwd: self.cwd.clone(),
+            approval_policy: self.approval_policy,
+            sandbox: self.sandbox,
+            shell_timeout: self.shell_timeout,
+            client_can_approve,
+            cancel,
+            approvals,
+        }
+    }
+
+    /// The effort to send upstream; `none` sends no reasoning.
+    pub(crate) fn effort_name(&self) -> &'static str {
+        match self.reasoning_effort {
+            ReasoningEffort::None => "none",
+            ReasoningEffort::Minimal => "minimal",
+            ReasoningEffort::Low => "low",
+            ReasoningEffort::Medium => "medium",
+            ReasoningEffort::High => "high",
+        }
+    }
+}
