@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::updates::{Translator, command_title};
 use super::wire::Backlog;
-use crate::session::ClientLink;
+use crate::session::{ApprovalReply, ClientLink};
 
 /// How a turn ended, for the `session/prompt` that started it.
 #[derive(Debug, Clone, PartialEq)]
@@ -150,19 +150,19 @@ impl ClientLink for AcpLink {
         &self,
         params: RequestApprovalParams,
         cancel: &CancellationToken,
-    ) -> Option<ApprovalDecision> {
+    ) -> ApprovalReply {
         let Some(connection) = self.connection.get() else {
-            return Some(ApprovalDecision::Deny);
+            return ApprovalReply::Unavailable;
         };
         let remembered = (params.session_id.clone(), rejection_key(&params));
         if lock(&self.rejected).contains(&remembered) {
-            return Some(ApprovalDecision::Deny);
+            return ApprovalReply::Decided(ApprovalDecision::Deny);
         }
         let request = permission_request(&params);
         let answer = tokio::select! {
             answer = connection.send_request(request).block_task() => answer,
             // Dropping the request's future withdraws it with `$/cancel_request`.
-            () = cancel.cancelled() => return None,
+            () = cancel.cancelled() => return ApprovalReply::Withdrawn,
         };
         match answer {
             Ok(response) => {
@@ -171,12 +171,12 @@ impl ClientLink for AcpLink {
                 {
                     lock(&self.rejected).insert(remembered);
                 }
-                Some(decision(&response.outcome))
+                ApprovalReply::Decided(decision(&response.outcome))
             }
             Err(err) => {
                 // The client cannot answer any more (stdin closed) or answered an error: decline.
                 tracing::warn!(%err, item_id = %params.item_id, "permission request failed; declining");
-                Some(ApprovalDecision::Deny)
+                ApprovalReply::Unavailable
             }
         }
     }

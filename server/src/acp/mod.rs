@@ -138,7 +138,9 @@ pub(crate) fn session_error(err: SessionError) -> agent_client_protocol::Error {
         SessionError::NotFound(_) => error(ErrorKind::SessionNotFound, message),
         SessionError::TurnNotFound(_) => error(ErrorKind::TurnNotFound, message),
         SessionError::AuthRequired(_) => error(ErrorKind::AuthRequired, message),
-        SessionError::InvalidParams(field, expected, _) => {
+        SessionError::InvalidParams {
+            field, expected, ..
+        } => {
             agent_client_protocol::Error::new(ErrorKind::InvalidParams.code(), message).data(
                 serde_json::json!({"kind": ErrorKind::InvalidParams, "field": field, "expected": expected}),
             )

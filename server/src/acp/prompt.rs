@@ -8,7 +8,8 @@ use agent_client_protocol::v1::schema::{
 };
 use agent_server_schema::rpc::ErrorKind;
 use agent_server_schema::session::{InputItem, SubmitParams, TurnErrorKind, TurnStatus};
-use tokio_util::sync::CancellationToken;
+
+use crate::gate::ReplyGate;
 
 use super::link::TurnEnd;
 use super::{Agent, error, session_error};
@@ -23,7 +24,7 @@ pub(crate) async fn prompt(
     agent.settings(&session_id)?;
     let input = input_items(&request.prompt)?;
     // The turn's events wait for `start` so that its end cannot pass before the wait for it exists.
-    let start = CancellationToken::new();
+    let start = ReplyGate::new();
     let (_, turn_id) = agent
         .sessions
         .submit(
@@ -37,7 +38,7 @@ pub(crate) async fn prompt(
         .await
         .map_err(session_error)?;
     let end = agent.link.wait_turn(&turn_id);
-    start.cancel();
+    start.open();
     let end = end.await.map_err(|_| {
         error(
             ErrorKind::Internal,

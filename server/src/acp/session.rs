@@ -71,8 +71,8 @@ impl Agent {
             .map_err(session_error)?;
         let settings = Settings {
             mode,
-            model: session.model.clone(),
-            effort: session.reasoning_effort,
+            model: session.settings.model.clone(),
+            effort: session.settings.reasoning_effort,
         };
         let options = settings.options(&self.choices(&settings.model));
         lock(&self.settings).insert(session.id.clone(), settings);
