@@ -11,9 +11,9 @@ use crate::auth::{
 use crate::lifecycle::{EmptyParams, EmptyResult, InitializeParams, InitializeResult};
 use crate::rpc::{CancelRequestParams, CancelledNotificationParams};
 use crate::session::{
-    CloseSessionParams, InterruptParams, ListSessionsResult, NewSessionParams,
-    RequestApprovalParams, RequestApprovalResult, Session, SessionEventNotification, SubmitParams,
-    SubmitResult,
+    CloseSessionParams, CompactParams, CompactResult, InterruptParams, ListSessionsResult,
+    NewSessionParams, RequestApprovalParams, RequestApprovalResult, Session,
+    SessionEventNotification, SubmitParams, SubmitResult,
 };
 
 /// A request: a wire name with its params and result types.
@@ -111,6 +111,8 @@ requests! {
     ListSessions = "session/list", ClientToServer, EmptyParams => ListSessionsResult;
     /// `session/close`: interrupt and forget a session.
     CloseSession = "session/close", ClientToServer, CloseSessionParams => EmptyResult;
+    /// `session/compact`: compact the conversation in a turn of its own; replies at once.
+    Compact = "session/compact", ClientToServer, CompactParams => CompactResult;
     /// `session/requestApproval`: the server asks the client to approve an action.
     RequestApproval = "session/requestApproval", ServerToClient, RequestApprovalParams => RequestApprovalResult;
 }

@@ -450,7 +450,8 @@ async fn context_length_exceeded_is_context_window_exceeded() {
             ResponseTemplate::new(400)
                 .set_body_json(error_body("context_length_exceeded", "too long")),
         )
-        .expect(1)
+        // The request, then the compaction that tries to make room (it overflows too).
+        .expect(2)
         .mount(&upstream)
         .await;
     let (_, done) = failed_turn(&upstream, &[]).await;

@@ -34,6 +34,8 @@ from .protocol import (
     CancelLoginParams,
     CancelLoginResult,
     CloseSessionParams,
+    CompactParams,
+    CompactResult,
     EmptyResult,
     InitializeParams,
     InitializeResult,
@@ -347,6 +349,11 @@ class AgentServerClient:
     async def interrupt(self, params: InterruptParams) -> EmptyResult:
         """``session/interrupt``."""
         return cast(EmptyResult, await self.request("session/interrupt", params))
+
+    async def compact(self, params: CompactParams) -> CompactResult:
+        """``session/compact``: replies at once; the compaction runs as a turn of its own (queued
+        like a submit) whose events carry the ``contextSummary`` item and ``contextCompacted``."""
+        return cast(CompactResult, await self.request("session/compact", params))
 
     async def list_sessions(self) -> ListSessionsResult:
         """``session/list``."""

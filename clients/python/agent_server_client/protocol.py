@@ -30,6 +30,8 @@ __all__ = [
     "CommandExecutionItem",
     "CommandOutputDeltaEvent",
     "CommandStream",
+    "CompactParams",
+    "CompactResult",
     "ContextCompactedEvent",
     "ContextSummaryItem",
     "EmptyParams",
@@ -226,6 +228,18 @@ class CloseSessionParams(TypedDict):
     """Params of `session/close`."""
     #: The session to close.
     sessionId: str
+
+
+class CompactParams(TypedDict):
+    """Params of `session/compact`."""
+    #: The session whose conversation to compact.
+    sessionId: str
+
+
+class CompactResult(TypedDict):
+    """Result of `session/compact`: the compaction runs as a turn of its own, queued like a submit."""
+    #: The compaction turn's id.
+    turnId: str
 
 
 class EmptyParams(TypedDict):
@@ -739,6 +753,7 @@ CLIENT_REQUESTS: dict[str, tuple[str, str]] = {
     "session/interrupt": ("InterruptParams", "EmptyResult"),
     "session/list": ("EmptyParams", "ListSessionsResult"),
     "session/close": ("CloseSessionParams", "EmptyResult"),
+    "session/compact": ("CompactParams", "CompactResult"),
 }
 ClientRequestMethod = Literal[
     "initialize",
@@ -753,6 +768,7 @@ ClientRequestMethod = Literal[
     "session/interrupt",
     "session/list",
     "session/close",
+    "session/compact",
 ]
 
 #: Method name -> (params type name, result type name).

@@ -21,6 +21,8 @@ from .protocol import (
     CancelLoginParams,
     CancelLoginResult,
     CloseSessionParams,
+    CompactParams,
+    CompactResult,
     EmptyResult,
     InitializeParams,
     InitializeResult,
@@ -111,6 +113,9 @@ class SyncClient:
 
     def interrupt(self, params: InterruptParams) -> EmptyResult:
         return self._run(self._client.interrupt(params))
+
+    def compact(self, params: CompactParams) -> CompactResult:
+        return self._run(self._client.compact(params))
 
     def list_sessions(self) -> ListSessionsResult:
         return self._run(self._client.list_sessions())

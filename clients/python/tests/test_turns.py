@@ -89,6 +89,36 @@ def test_project_instructions_and_environment_open_the_conversation(
     ]
 
 
+def test_compact_runs_as_a_turn_with_a_context_summary(home: Path, workdir: Path, upstream_factory: Any) -> None:
+    upstream = upstream_factory("text_answer.sse", "text_answer.sse")
+
+    async def body() -> None:
+        async with client_with(home, upstream) as client:
+            session = await client.new_session({"cwd": str(workdir)})
+            await client.submit_and_wait({"sessionId": session["sessionId"], "text": "say hello"})
+            events: List[Dict[str, Any]] = []
+            async with client.events(session["sessionId"]) as stream:
+                turn = await client.compact({"sessionId": session["sessionId"]})
+                async for notification in stream:
+                    events.append(notification)
+                    if notification["event"]["type"] == "turnCompleted":
+                        break
+            assert_turn_shape(events)
+            assert all(e["turnId"] == turn["turnId"] for e in events)
+            completed = [e["event"]["item"] for e in events if e["event"]["type"] == "itemCompleted"]
+            assert [(i["type"], i["text"]) for i in completed] == [("contextSummary", "Hello there!")]
+            compacted = [e["event"] for e in events if e["event"]["type"] == "contextCompacted"]
+            assert compacted == [
+                {"type": "contextCompacted", "tokensBefore": 1878, "summaryItemId": completed[0]["id"]}
+            ]
+            assert events[-1]["event"]["status"] == "completed"
+
+    run(body())
+    # The summarisation request carried the first turn and ended with the instruction.
+    last = upstream.requests[1]["body"]["input"][-1]
+    assert last["role"] == "user" and "handoff summary" in last["content"][0]["text"]
+
+
 def test_submit_and_wait_streams_a_text_answer(home: Path, workdir: Path, upstream_factory: Any) -> None:
     upstream = upstream_factory("text_answer.sse")
 

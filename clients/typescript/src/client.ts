@@ -33,6 +33,8 @@ import type {
   CancelLoginParams,
   CancelLoginResult,
   CloseSessionParams,
+  CompactParams,
+  CompactResult,
   EmptyResult,
   ErrorData,
   InitializeParams,
@@ -334,6 +336,14 @@ export class AgentServerClient {
   /** `session/interrupt`. */
   interrupt(params: InterruptParams, options?: RequestOptions): Promise<EmptyResult> {
     return this.request("session/interrupt", params, options);
+  }
+
+  /**
+   * `session/compact`: replies at once; the compaction runs as a turn of its own (queued like a
+   * submit) whose events carry the `contextSummary` item and `contextCompacted`.
+   */
+  compact(params: CompactParams, options?: RequestOptions): Promise<CompactResult> {
+    return this.request("session/compact", params, options);
   }
 
   /** `session/list`. */

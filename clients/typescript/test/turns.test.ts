@@ -145,6 +145,35 @@ test("project instructions and the environment context open the conversation; in
   });
 });
 
+test("compact runs as a turn of its own with a contextSummary item and contextCompacted", TIMEOUT, async () => {
+  await withUpstream(["text_answer.sse", "text_answer.sse"], false, async ({ client }, upstream, cwd) => {
+    const session = await client.newSession({ cwd });
+    await client.submitAndWait({ sessionId: session.sessionId, text: "say hello" });
+    const iterator = client.events(session.sessionId);
+    const turn = await client.compact({ sessionId: session.sessionId });
+    const events: SessionEventNotification[] = [];
+    for await (const notification of iterator) {
+      events.push(notification);
+      if (notification.event.type === "turnCompleted") break;
+    }
+    assertTurnShape(events);
+    assert.ok(events.every((e) => e.turnId === turn.turnId));
+    const summaries = events.flatMap(({ event }) =>
+      event.type === "itemCompleted" && event.item.type === "contextSummary" ? [event.item] : [],
+    );
+    assert.deepEqual(
+      summaries.map((item) => item.text),
+      ["Hello there!"],
+    );
+    const compacted = events.flatMap(({ event }) => (event.type === "contextCompacted" ? [event] : []));
+    assert.deepEqual(compacted, [{ type: "contextCompacted", tokensBefore: 1878, summaryItemId: summaries[0]!.id }]);
+    const last = events.at(-1)!.event;
+    assert.equal(last.type === "turnCompleted" ? last.status : last.type, "completed");
+    const input = upstream.requests[1]?.body.input as Array<{ role: string; content: Array<{ text: string }> }>;
+    assert.ok(input.at(-1)!.content[0]!.text.includes("handoff summary"));
+  });
+});
+
 test("submit without a session creates one; events(sessionId) follows it in order", TIMEOUT, async () => {
   await withUpstream(["text_answer.sse", "text_answer.sse"], false, async ({ client }, _upstream, cwd) => {
     const first = await client.submitAndWait({ text: "hello" });

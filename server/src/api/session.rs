@@ -4,13 +4,13 @@ use std::sync::Arc;
 
 use agent_server_schema::lifecycle::EmptyResult;
 use agent_server_schema::methods::{
-    CloseSession, Interrupt, ListSessions, NewSession, Notification as _, RequestApproval,
+    CloseSession, Compact, Interrupt, ListSessions, NewSession, Notification as _, RequestApproval,
     SessionEvent, Submit,
 };
 use agent_server_schema::rpc::ErrorKind;
 use agent_server_schema::session::{
-    CloseSessionParams, InterruptParams, ListSessionsResult, NewSessionParams,
-    RequestApprovalParams, SessionEventNotification, SubmitParams, SubmitResult,
+    CloseSessionParams, CompactParams, CompactResult, InterruptParams, ListSessionsResult,
+    NewSessionParams, RequestApprovalParams, SessionEventNotification, SubmitParams, SubmitResult,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -57,6 +57,12 @@ pub fn register(table: &mut MethodTable<App>) {
         Ok(ListSessionsResult {
             sessions: app.sessions.list(),
         })
+    });
+    table.add::<Compact, _, _>(|app: Arc<App>, params: CompactParams, request| async move {
+        let turn_id = app
+            .sessions
+            .compact(&params.session_id, request.reply_gate.clone())?;
+        Ok(CompactResult { turn_id })
     });
     table.add::<CloseSession, _, _>(|app: Arc<App>, params: CloseSessionParams, _| async move {
         app.sessions.close(&params.session_id).await?;

@@ -23,6 +23,10 @@ pub struct History {
     unsent: Vec<ResponseItem>,
     /// The session's token usage so far.
     total: Usage,
+    /// The `totalTokens` of the conversation's last response (not a compaction's): how full
+    /// the context window is. `None` before the first response and after a compaction.
+    #[serde(default)]
+    last_total_tokens: Option<u64>,
 }
 
 /// The input of the next model call.
@@ -59,6 +63,28 @@ impl History {
             self.unsent.clear();
         }
         self.total.add(usage);
+        if usage.total_tokens > 0 {
+            self.last_total_tokens = Some(usage.total_tokens);
+        }
+    }
+
+    /// Replaces every item with the compacted history. The next request sends it whole, also
+    /// when storing: no stored response upstream continues it.
+    pub fn replace_compacted(&mut self, items: Vec<ResponseItem>) {
+        self.items = items.into_iter().map(ResponseItem::for_history).collect();
+        self.unsent.clear();
+        self.last_response_id = None;
+        self.last_total_tokens = None;
+    }
+
+    /// Counts usage that is not a conversation response (a compaction's request).
+    pub fn add_usage(&mut self, usage: &Usage) {
+        self.total.add(usage);
+    }
+
+    /// The `totalTokens` of the last response, when known.
+    pub fn last_total_tokens(&self) -> Option<u64> {
+        self.last_total_tokens
     }
 
     /// What the next model call sends: with `store` and a previous response, only what is new
@@ -132,6 +158,29 @@ mod tests {
         assert_eq!(history.next_input(false).items.len(), 3);
         assert!(history.items().iter().all(|item| item.id().is_none()));
         assert_eq!(history.total().total_tokens, 3);
+    }
+
+    #[test]
+    fn a_compacted_history_is_sent_whole_and_forgets_the_last_usage() {
+        let mut history = History::default();
+        history.push_own(text(Role::User, "hi"));
+        let usage = Usage {
+            total_tokens: 5000,
+            ..Usage::default()
+        };
+        history.record_response(vec![text(Role::Assistant, "x")], Some("r".into()), &usage);
+        assert_eq!(history.last_total_tokens(), Some(5000));
+        history.replace_compacted(vec![text(Role::User, "summary")]);
+        assert_eq!(
+            history.next_input(true),
+            NextInput {
+                items: vec![text(Role::User, "summary").for_history()],
+                previous_response_id: None,
+            }
+        );
+        assert_eq!(history.last_total_tokens(), None);
+        history.add_usage(&usage);
+        assert_eq!(history.total().total_tokens, 10_000);
     }
 
     #[test]

@@ -328,7 +328,7 @@ fn started_item(kind: &OpenKind) -> (Item, String) {
 }
 
 /// A new item id, unique in this process: short, because it goes into every delta event.
-fn new_item_id(prefix: &str) -> String {
+pub(crate) fn new_item_id(prefix: &str) -> String {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     format!(
         "{prefix}_{}",

@@ -9,7 +9,7 @@ use super::context::environment::login_shell_name;
 use super::input::{InputError, to_user_message};
 use super::instructions::BASE_INSTRUCTIONS;
 use super::settings::SessionSettings;
-use super::worker::Session;
+use super::worker::{Session, TurnInput};
 use crate::config::Config;
 use crate::gate::ReplyGate;
 use crate::model::auth::UpstreamAuth;
@@ -125,6 +125,7 @@ impl Sessions {
                 fallback_filenames: config.project_doc_fallback_filenames.clone(),
             },
             shell_name: login_shell_name(std::env::var("SHELL").ok().as_deref()),
+            auto_compact_token_limit: config.model_auto_compact_token_limit,
         };
         let client = ModelClient::new(
             ClientSettings::from_config(config),
@@ -180,8 +181,14 @@ impl Sessions {
                 err.to_string(),
             )
         })?;
-        let turn_id = session.submit(message, gate);
+        let turn_id = session.submit(TurnInput::User(message), gate);
         Ok((session.id.clone(), turn_id))
+    }
+
+    /// Queues a compaction of a session's conversation as a turn of its own; returns its id.
+    pub fn compact(&self, session_id: &str, gate: ReplyGate) -> Result<String, SessionError> {
+        let session = self.get(session_id)?;
+        Ok(session.submit(TurnInput::Compact, gate))
     }
 
     /// Interrupts a session's running turn and, without `turn_id`, every queued one.

@@ -26,6 +26,7 @@
 //!   custom), to [`crate::tools::dispatch`], which picks the tool by name; the call's output
 //!   item is made to match its kind (`PendingCall::output`).
 
+mod compact;
 pub mod context;
 mod events;
 mod history;

@@ -33,6 +33,8 @@ pub struct SessionSettings {
     pub doc_settings: DocSettings,
     /// The name of the user's login shell, for the environment message.
     pub shell_name: String,
+    /// `model_auto_compact_token_limit` from config: compact past this many tokens.
+    pub auto_compact_token_limit: Option<u64>,
 }
 
 impl SessionSettings {

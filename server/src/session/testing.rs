@@ -18,6 +18,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::context::agents_md::DocSettings;
+use super::worker::TurnInput;
 use super::{ApprovalReply, ClientLink, ModelLink, ModelStream, Session, SessionSettings};
 use crate::gate::ReplyGate;
 use crate::model::{ContentItem, ModelError, ModelRequest, ResponseEvent, ResponseItem};
@@ -188,6 +189,7 @@ pub(crate) fn settings_in(cwd: &Path, approval_policy: ApprovalPolicy) -> Sessio
             fallback_filenames: Vec::new(),
         },
         shell_name: "bash".into(),
+        auto_compact_token_limit: None,
     }
 }
 
@@ -196,10 +198,7 @@ pub(crate) fn settings_in(cwd: &Path, approval_policy: ApprovalPolicy) -> Sessio
 pub(crate) fn conversation(input: &[ResponseItem]) -> Vec<ResponseItem> {
     input
         .iter()
-        .filter(|item| {
-            let value = serde_json::to_value(item).unwrap_or_default();
-            !super::context::compaction::is_context_message(&value)
-        })
+        .filter(|item| !super::context::compaction::is_context_message(item))
         .cloned()
         .collect()
 }
@@ -220,7 +219,7 @@ pub(crate) fn user_text(text: &str) -> ResponseItem {
 
 /// Submits `text` as a turn (its gate already open) and waits until the session is idle.
 pub(crate) async fn run_turn(session: &Arc<Session>, text: &str) -> String {
-    let turn_id = session.submit(user_text(text), ReplyGate::opened_now());
+    let turn_id = session.submit(TurnInput::User(user_text(text)), ReplyGate::opened_now());
     session.wait_idle().await;
     turn_id
 }

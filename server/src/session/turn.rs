@@ -10,13 +10,13 @@
 use std::sync::Arc;
 
 use agent_server_schema::session::{
-    Event, Item, RequestApprovalParams, TurnError, TurnStatus, Usage,
+    Event, Item, RequestApprovalParams, TurnError, TurnErrorKind, TurnStatus, Usage,
 };
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::items::{ItemTracker, Next, PendingCall, Update};
-use super::worker::{QueuedTurn, Session};
+use super::worker::{QueuedTurn, Session, TurnInput};
 use crate::model::{ModelError, ModelRequest, ResponseEvent, ResponseItem, TokenUsage};
 use crate::tools::{self, ApprovalReply, ApprovalRequest, ToolHost};
 
@@ -47,19 +47,34 @@ pub(crate) async fn run(session: Arc<Session>, queued: QueuedTurn) -> TurnOutcom
     if turn.cancel.is_cancelled() {
         return turn.ended(TurnStatus::Interrupted, None);
     }
-    let context = turn.session.context_messages().await;
-    {
-        let mut history = turn.session.history.lock().await;
-        for message in context {
-            history.push_own(message);
-        }
-        history.push_own(queued.message);
+    let message = match queued.input {
+        TurnInput::Compact => return turn.compact_turn().await,
+        TurnInput::User(message) => message,
+    };
+    if let Err(end) = turn.start(message).await {
+        return end;
     }
     let store = turn.session.client.store_enabled().await;
+    // Whether this request already overflowed the context window once and was compacted.
+    let mut recovered = false;
     loop {
+        if let Some(end) = turn.compact_if_due().await {
+            return end;
+        }
         let request = next_request(&turn.session, store).await;
         let calls = match turn.model_call(request).await {
-            Ok(calls) => calls,
+            Ok(calls) => {
+                recovered = false;
+                calls
+            }
+            Err(end) if !recovered && is_context_overflow(&end) => {
+                // Once per request: compact, then send the same request on the shorter history.
+                recovered = true;
+                match turn.compact().await {
+                    Ok(()) => continue,
+                    Err(err) => return turn.overflow_unrecovered(end, &err),
+                }
+            }
             Err(end) => return end,
         };
         if calls.is_empty() {
@@ -69,6 +84,12 @@ pub(crate) async fn run(session: Arc<Session>, queued: QueuedTurn) -> TurnOutcom
             return end;
         }
     }
+}
+
+fn is_context_overflow(end: &TurnOutcome) -> bool {
+    end.error
+        .as_ref()
+        .is_some_and(|e| e.kind == TurnErrorKind::ContextWindowExceeded)
 }
 
 /// The next model call's request: the session's settings and what the history says to send.
@@ -88,12 +109,12 @@ pub(crate) async fn next_request(session: &Session, store: bool) -> ModelRequest
 }
 
 /// One running turn.
-struct Turn {
-    session: Arc<Session>,
-    reporter: Reporter,
-    cancel: CancellationToken,
+pub(super) struct Turn {
+    pub(super) session: Arc<Session>,
+    pub(super) reporter: Reporter,
+    pub(super) cancel: CancellationToken,
     /// Token usage of this turn's model calls.
-    usage: Usage,
+    pub(super) usage: Usage,
     /// The text of the model's last completed message.
     last_agent_message: Option<String>,
 }
@@ -231,7 +252,7 @@ impl Turn {
     }
 
     /// The outcome of a turn ending with `status`.
-    fn ended(&self, status: TurnStatus, error: Option<TurnError>) -> TurnOutcome {
+    pub(super) fn ended(&self, status: TurnStatus, error: Option<TurnError>) -> TurnOutcome {
         TurnOutcome {
             status,
             last_agent_message: self.last_agent_message.clone(),
@@ -241,7 +262,7 @@ impl Turn {
     }
 
     /// The outcome of a turn a model error ends; an interrupted call is no failure.
-    fn failed(&self, err: &ModelError) -> TurnOutcome {
+    pub(super) fn failed(&self, err: &ModelError) -> TurnOutcome {
         match err {
             ModelError::Interrupted => self.ended(TurnStatus::Interrupted, None),
             _ => self.ended(TurnStatus::Failed, Some(err.to_turn_error())),
@@ -249,7 +270,7 @@ impl Turn {
     }
 }
 
-fn to_usage(u: TokenUsage) -> Usage {
+pub(super) fn to_usage(u: TokenUsage) -> Usage {
     Usage {
         input_tokens: u.input_tokens,
         cached_input_tokens: u.cached_input_tokens,
@@ -261,14 +282,14 @@ fn to_usage(u: TokenUsage) -> Usage {
 
 /// Everything a turn tells the client goes through here, in order, tagged with the turn.
 #[derive(Clone)]
-struct Reporter {
+pub(super) struct Reporter {
     session: Arc<Session>,
     turn_id: String,
 }
 
 impl Reporter {
     /// Sends an event, waiting while the session's event queue is full.
-    async fn send(&self, event: Event) {
+    pub(super) async fn send(&self, event: Event) {
         self.session.sink.send(&self.turn_id, event).await;
     }
 
@@ -282,7 +303,7 @@ impl Reporter {
 
     /// An item of this turn is complete, from the model stream or from a tool: the one place
     /// every finished item passes before `itemCompleted` goes out, in the order of the events.
-    fn completed(&self, item: Item) {
+    pub(super) fn completed(&self, item: Item) {
         self.session
             .sink
             .emit(&self.turn_id, Event::ItemCompleted { item });

@@ -441,7 +441,10 @@ async fn an_interrupt_while_the_model_thinks_ends_the_turn_interrupted() {
         model,
         link.clone(),
     );
-    let turn_id = session.submit(user_text("hi"), crate::gate::ReplyGate::opened_now());
+    let turn_id = session.submit(
+        super::worker::TurnInput::User(user_text("hi")),
+        crate::gate::ReplyGate::opened_now(),
+    );
     while !link
         .just_events()
         .iter()

@@ -19,10 +19,18 @@ use crate::gate::ReplyGate;
 use crate::model::ResponseItem;
 use crate::tools::SessionApprovals;
 
+/// What a turn does.
+pub(crate) enum TurnInput {
+    /// Runs the agent on this user message.
+    User(ResponseItem),
+    /// Compacts the conversation (`session/compact`).
+    Compact,
+}
+
 /// A turn waiting to run (or running).
 pub(crate) struct QueuedTurn {
     pub(crate) turn_id: String,
-    pub(crate) message: ResponseItem,
+    pub(crate) input: TurnInput,
     pub(crate) cancel: CancellationToken,
     /// Opens once the `session/submit` reply is written; the turn's events come after it.
     pub(crate) gate: ReplyGate,
@@ -113,7 +121,12 @@ impl Session {
             .instruction_sources
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = context.sources().to_vec();
-        messages.into_iter().map(ResponseItem::from_json).collect()
+        messages
+    }
+
+    /// The instructions and environment messages as last sent: the start of a compacted history.
+    pub(crate) async fn initial_context(&self) -> Vec<ResponseItem> {
+        self.context.lock().await.initial_context()
     }
 
     /// Whether a turn is running or queued.
@@ -127,11 +140,11 @@ impl Session {
     }
 
     /// Queues a turn; it runs after the turns before it. Returns the turn id.
-    pub(crate) fn submit(self: &Arc<Self>, message: ResponseItem, gate: ReplyGate) -> String {
+    pub(crate) fn submit(self: &Arc<Self>, input: TurnInput, gate: ReplyGate) -> String {
         let turn_id = uuid::Uuid::new_v4().to_string();
         let turn = QueuedTurn {
             turn_id: turn_id.clone(),
-            message,
+            input,
             cancel: CancellationToken::new(),
             gate,
         };

@@ -8,6 +8,8 @@ import type {
   CancelRequestParams,
   CancelledNotificationParams,
   CloseSessionParams,
+  CompactParams,
+  CompactResult,
   EmptyParams,
   EmptyResult,
   InitializeParams,
@@ -43,6 +45,7 @@ export interface ClientRequests {
   "session/interrupt": { params: InterruptParams; result: EmptyResult };
   "session/list": { params: EmptyParams; result: ListSessionsResult };
   "session/close": { params: CloseSessionParams; result: EmptyResult };
+  "session/compact": { params: CompactParams; result: CompactResult };
 }
 
 /** Requests the server sends to the client: params and result of each. */
@@ -83,6 +86,7 @@ export const CLIENT_REQUEST_METHODS: readonly ClientRequestMethod[] = [
   "session/interrupt",
   "session/list",
   "session/close",
+  "session/compact",
 ];
 
 /** Every server → client request method. */

@@ -200,6 +200,8 @@ export interface AgentServerProtocol {
   ClientInfo?: ClientInfo;
   CloseSessionParams?: CloseSessionParams;
   CommandStream?: CommandStream;
+  CompactParams?: CompactParams;
+  CompactResult?: CompactResult;
   EmptyParams?: EmptyParams;
   EmptyResult?: EmptyResult;
   ErrorData?: ErrorData;
@@ -394,6 +396,30 @@ export interface CloseSessionParams {
    * The session to close.
    */
   sessionId: string;
+}
+/**
+ * Params of `session/compact`.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "CompactParams".
+ */
+export interface CompactParams {
+  /**
+   * The session whose conversation to compact.
+   */
+  sessionId: string;
+}
+/**
+ * Result of `session/compact`: the compaction runs as a turn of its own, queued like a submit.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "CompactResult".
+ */
+export interface CompactResult {
+  /**
+   * The compaction turn's id.
+   */
+  turnId: string;
 }
 /**
  * Params of a method that takes none (`{}` or absent).

@@ -3,7 +3,7 @@
 //! The new history is the instructions and environment context, then the most recent user
 //! messages up to [`RECENT_USER_TOKENS`] (estimated at [`BYTES_PER_TOKEN`]), then the summary.
 
-use serde_json::{Value, json};
+use crate::model::{ContentItem, ResponseItem, Role};
 
 use super::{agents_md, environment};
 
@@ -40,42 +40,71 @@ pub fn auto_compact_limit(configured: Option<u64>, context_window: Option<u64>) 
     configured.or_else(|| context_window.map(|w| w / 10 * 9))
 }
 
-/// A user message holding `text`, as Responses input.
-pub fn user_text_message(text: &str) -> Value {
-    json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]})
+/// A user message holding `text`.
+pub fn user_text_message(text: &str) -> ResponseItem {
+    ResponseItem::user_message(vec![ContentItem::InputText {
+        text: text.to_string(),
+    }])
+}
+
+/// The summary as kept: trimmed, or the placeholder when the model wrote none.
+pub fn summary_text(summary: &str) -> String {
+    let summary = summary.trim();
+    if summary.is_empty() {
+        EMPTY_SUMMARY_PLACEHOLDER.to_string()
+    } else {
+        summary.to_string()
+    }
 }
 
 /// The summary as the user message that ends a compacted history.
-pub fn summary_message(summary: &str) -> Value {
-    let summary = summary.trim();
-    let body = if summary.is_empty() {
-        EMPTY_SUMMARY_PLACEHOLDER
-    } else {
-        summary
-    };
-    user_text_message(&format!("{SUMMARY_PREFIX}\n\n{body}"))
+pub fn summary_message(summary: &str) -> ResponseItem {
+    user_text_message(&format!("{SUMMARY_PREFIX}\n\n{}", summary_text(summary)))
 }
 
 /// The text of a user message's `input_text` parts; `None` for anything else.
-fn user_text(item: &Value) -> Option<String> {
-    if item.get("type").and_then(Value::as_str) != Some("message")
-        || item.get("role").and_then(Value::as_str) != Some("user")
-    {
+fn user_text(item: &ResponseItem) -> Option<String> {
+    let ResponseItem::Message {
+        role: Role::User,
+        content,
+        ..
+    } = item
+    else {
         return None;
-    }
-    let parts = item.get("content")?.as_array()?;
+    };
     Some(
-        parts
+        content
             .iter()
-            .filter(|p| p.get("type").and_then(Value::as_str) == Some("input_text"))
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .filter_map(|part| match part {
+                ContentItem::InputText { text } => Some(text.as_str()),
+                _ => None,
+            })
             .collect(),
     )
 }
 
+/// The text of an assistant message's `output_text` parts; empty for anything else.
+pub fn assistant_text(item: &ResponseItem) -> String {
+    let ResponseItem::Message {
+        role: Role::Assistant,
+        content,
+        ..
+    } = item
+    else {
+        return String::new();
+    };
+    content
+        .iter()
+        .filter_map(|part| match part {
+            ContentItem::OutputText { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Whether `item` is one of the server's own messages (instructions, environment, summary)
 /// rather than something the user wrote.
-pub fn is_context_message(item: &Value) -> bool {
+pub fn is_context_message(item: &ResponseItem) -> bool {
     user_text(item).is_some_and(|text| {
         text.starts_with(agents_md::MESSAGE_PREFIX)
             || text.starts_with(environment::MESSAGE_PREFIX)
@@ -84,13 +113,13 @@ pub fn is_context_message(item: &Value) -> bool {
 }
 
 /// The bytes an item costs in a request, as the token estimate counts them.
-fn item_bytes(item: &Value) -> usize {
+fn item_bytes(item: &ResponseItem) -> usize {
     // Serialising only to measure is fine here: compaction runs rarely.
     serde_json::to_vec(item).map(|v| v.len()).unwrap_or(0)
 }
 
 /// The estimated tokens of a history, at [`BYTES_PER_TOKEN`].
-pub fn estimate_tokens(items: &[Value]) -> u64 {
+pub fn estimate_tokens(items: &[ResponseItem]) -> u64 {
     let bytes: usize = items.iter().map(item_bytes).sum();
     u64::try_from(bytes.div_ceil(BYTES_PER_TOKEN)).unwrap_or(u64::MAX)
 }
@@ -98,7 +127,11 @@ pub fn estimate_tokens(items: &[Value]) -> u64 {
 /// The compacted history: `context` (instructions and environment messages as they stand
 /// now), the most recent user messages of `history` within the budget (the oldest one that
 /// does not fit cut to what is left), then `summary`.
-pub fn compacted_history(context: Vec<Value>, history: &[Value], summary: &str) -> Vec<Value> {
+pub fn compacted_history(
+    context: Vec<ResponseItem>,
+    history: &[ResponseItem],
+    summary: &str,
+) -> Vec<ResponseItem> {
     let mut budget = RECENT_USER_TOKENS * BYTES_PER_TOKEN;
     let mut kept = Vec::new();
     for item in history.iter().rev() {
@@ -125,6 +158,38 @@ pub fn compacted_history(context: Vec<Value>, history: &[Value], summary: &str) 
     out.extend(kept);
     out.push(summary_message(summary));
     out
+}
+
+/// Makes a summary request that overflowed the context window smaller: drops the oldest items
+/// after the context messages, at least a quarter of the conversation's bytes, and then any
+/// tool outputs left without their call. Returns false when there is too little left to drop.
+pub fn trim_oldest(items: &mut Vec<ResponseItem>) -> bool {
+    let start = items
+        .iter()
+        .position(|item| !is_context_message(item))
+        .unwrap_or(items.len());
+    let rest = &items[start..];
+    if rest.len() < 2 {
+        return false;
+    }
+    let total: usize = rest.iter().map(item_bytes).sum();
+    let mut dropped = 0;
+    let mut end = start;
+    // Always keep the newest item: it is what the conversation was last about.
+    while end < items.len() - 1 && dropped * 4 < total {
+        dropped += item_bytes(&items[end]);
+        end += 1;
+    }
+    while end < items.len() - 1
+        && matches!(
+            items[end],
+            ResponseItem::FunctionCallOutput { .. } | ResponseItem::CustomToolCallOutput { .. }
+        )
+    {
+        end += 1;
+    }
+    items.drain(start..end);
+    true
 }
 
 /// The start of `text` in at most `max` bytes (marker included), at a character boundary.

@@ -7,7 +7,7 @@ pub mod environment;
 
 use std::path::PathBuf;
 
-use serde_json::Value;
+use crate::model::ResponseItem;
 
 use agents_md::DocSettings;
 use environment::Environment;
@@ -18,11 +18,11 @@ pub(crate) struct ContextState {
     /// The cwd the project docs were last read for.
     docs_for: Option<PathBuf>,
     /// The instructions message as last sent, if there was one.
-    instructions: Option<Value>,
+    instructions: Option<ResponseItem>,
     /// The environment as last sent.
     environment: Option<Environment>,
     /// The environment message as last sent.
-    environment_message: Option<Value>,
+    environment_message: Option<ResponseItem>,
     /// The files the instructions came from (absolute paths).
     sources: Vec<String>,
 }
@@ -36,7 +36,7 @@ impl ContextState {
         settings: &DocSettings,
         env: Environment,
         shell: &str,
-    ) -> Vec<Value> {
+    ) -> Vec<ResponseItem> {
         let mut messages = Vec::new();
         if self.docs_for.as_ref() != Some(&env.cwd) {
             let docs = {
@@ -76,8 +76,7 @@ impl ContextState {
     }
 
     /// The instructions and environment messages as they stand: the start of a compacted history.
-    #[allow(dead_code, reason = "compaction uses it")]
-    pub(crate) fn initial_context(&self) -> Vec<Value> {
+    pub(crate) fn initial_context(&self) -> Vec<ResponseItem> {
         self.instructions
             .iter()
             .chain(self.environment_message.iter())
@@ -139,7 +138,7 @@ mod tests {
         let same = state
             .before_turn(&settings, env(&a, SandboxMode::ReadOnly), "bash")
             .await;
-        assert_eq!(same, Vec::<Value>::new());
+        assert_eq!(same, Vec::<ResponseItem>::new());
         let sandbox = state
             .before_turn(&settings, env(&a, SandboxMode::DangerFullAccess), "bash")
             .await;
