@@ -7,6 +7,7 @@ pub mod auth;
 pub mod export;
 pub mod lifecycle;
 pub mod methods;
+pub mod models;
 pub mod rpc;
 pub mod session;
 

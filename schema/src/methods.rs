@@ -9,6 +9,7 @@ use crate::auth::{
     LoginChatGptCompleteNotification, LoginChatGptResult,
 };
 use crate::lifecycle::{EmptyParams, EmptyResult, InitializeParams, InitializeResult};
+use crate::models::ListModelsResult;
 use crate::rpc::{CancelRequestParams, CancelledNotificationParams};
 use crate::session::{
     CloseSessionParams, CompactParams, CompactResult, InterruptParams, ListSessionsResult,
@@ -111,6 +112,8 @@ requests! {
     ListSessions = "session/list", ClientToServer, EmptyParams => ListSessionsResult;
     /// `session/close`: interrupt and forget a session.
     CloseSession = "session/close", ClientToServer, CloseSessionParams => EmptyResult;
+    /// `model/list`: the models a client may pick.
+    ListModels = "model/list", ClientToServer, EmptyParams => ListModelsResult;
     /// `session/compact`: compact the conversation in a turn of its own; replies at once.
     Compact = "session/compact", ClientToServer, CompactParams => CompactResult;
     /// `session/requestApproval`: the server asks the client to approve an action.

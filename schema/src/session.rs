@@ -41,6 +41,8 @@ pub enum ReasoningEffort {
     Medium,
     /// High effort.
     High,
+    /// Extra high effort (the newest codex-family models).
+    Xhigh,
 }
 
 /// Whether a session is running a turn.

@@ -60,6 +60,61 @@ pub struct ProviderConfig {
     pub stream_idle_timeout_ms: Option<u64>,
     /// Whether the provider needs OpenAI auth (API key or ChatGPT login).
     pub requires_auth: Option<bool>,
+    /// Whether `model/list` asks the provider's `GET <base_url>/models` (always for `chat`).
+    pub list_models: Option<bool>,
+}
+
+/// Which shape of `apply_patch` a model is offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApplyPatchTool {
+    /// A JSON function tool with one `input` string.
+    Function,
+    /// A freeform `custom` tool with a grammar; the call carries the patch as its `input`.
+    Custom,
+}
+
+/// Which shape of shell tool a model is offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShellTool {
+    /// `shell` with an argv array.
+    Shell,
+    /// `shell_command` with one command string run by the user's login shell.
+    ShellCommand,
+}
+
+/// Whether a model takes images as input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Modality {
+    /// Text.
+    Text,
+    /// Images.
+    Image,
+}
+
+/// One `[models.<id>]` table: what the server should know about a model. Every field is
+/// optional; a field set here overrides the built-in catalog's.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The name a model picker shows.
+    pub display_name: Option<String>,
+    /// One line about the model.
+    pub description: Option<String>,
+    /// The context window in tokens.
+    pub context_window: Option<u64>,
+    /// The reasoning efforts the model accepts.
+    pub reasoning_efforts: Option<Vec<ReasoningEffort>>,
+    /// The effort used when none is chosen.
+    pub default_reasoning_effort: Option<ReasoningEffort>,
+    /// `["text"]` or `["text", "image"]`.
+    pub input_modalities: Option<Vec<Modality>>,
+    /// The `apply_patch` shape the model was trained with.
+    pub apply_patch_tool: Option<ApplyPatchTool>,
+    /// The shell tool shape the model was trained with.
+    pub shell_tool: Option<ShellTool>,
 }
 
 /// The whole configuration after merging every source.
@@ -73,6 +128,8 @@ pub struct Config {
     pub model_provider: String,
     /// Providers declared in `config.toml` (including overrides of `openai`).
     pub model_providers: BTreeMap<String, ProviderConfig>,
+    /// `[models.<id>]` tables: catalog entries and tool shapes by model id.
+    pub models: BTreeMap<String, ModelConfig>,
     /// Default approval policy for new sessions.
     pub approval_policy: ApprovalPolicy,
     /// Default sandbox mode for new sessions.
@@ -155,6 +212,8 @@ struct FileConfig {
     model_provider: Option<String>,
     #[serde(default)]
     model_providers: BTreeMap<String, ProviderConfig>,
+    #[serde(default)]
+    models: BTreeMap<String, ModelConfig>,
     approval_policy: Option<ApprovalPolicy>,
     sandbox: Option<SandboxMode>,
     chatgpt_base_url: Option<String>,
@@ -332,6 +391,7 @@ impl Config {
             model: file.model.unwrap_or_else(|| DEFAULT_MODEL.to_string()),
             model_provider: file.model_provider.unwrap_or_else(|| "openai".to_string()),
             model_providers: file.model_providers,
+            models: file.models,
             approval_policy: file.approval_policy.unwrap_or(ApprovalPolicy::Untrusted),
             sandbox: file.sandbox.unwrap_or(SandboxMode::WorkspaceWrite),
             chatgpt_base_url: file

@@ -103,16 +103,17 @@ async fn a_model_call_carries_the_contract_headers_and_body_fields() {
             json!({"effort": "medium", "summary": "auto"}),
         ]
     );
-    let tools: Vec<&Value> = body["tools"]
+    // gpt-5-codex was trained on the freeform patch tool and the one-string shell tool.
+    let tools: Vec<(&Value, &Value)> = body["tools"]
         .as_array()
-        .map(|t| t.iter().map(|t| &t["name"]).collect())
+        .map(|t| t.iter().map(|t| (&t["type"], &t["name"])).collect())
         .unwrap_or_default();
     assert_eq!(
         tools,
         vec![
-            &json!("shell"),
-            &json!("apply_patch"),
-            &json!("update_plan")
+            (&json!("function"), &json!("shell_command")),
+            (&json!("custom"), &json!("apply_patch")),
+            (&json!("function"), &json!("update_plan"))
         ]
     );
 }

@@ -40,6 +40,7 @@ from .protocol import (
     InitializeParams,
     InitializeResult,
     InterruptParams,
+    ListModelsResult,
     ListSessionsResult,
     LoginApiKeyParams,
     LoginChatGptResult,
@@ -358,6 +359,10 @@ class AgentServerClient:
     async def list_sessions(self) -> ListSessionsResult:
         """``session/list``."""
         return cast(ListSessionsResult, await self.request("session/list", {}))
+
+    async def list_models(self) -> ListModelsResult:
+        """``model/list``: the built-in catalog, ``[models.<id>]`` tables and what providers list."""
+        return cast(ListModelsResult, await self.request("model/list", {}))
 
     async def close_session(self, params: CloseSessionParams) -> EmptyResult:
         """``session/close``."""

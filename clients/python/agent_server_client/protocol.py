@@ -47,16 +47,19 @@ __all__ = [
     "InitializeParams",
     "InitializeResult",
     "InputItem",
+    "InputModality",
     "InterruptParams",
     "Item",
     "ItemCompletedEvent",
     "ItemStartedEvent",
     "ItemStatus",
+    "ListModelsResult",
     "ListSessionsResult",
     "LocalImageInputItem",
     "LoginApiKeyParams",
     "LoginChatGptCompleteNotification",
     "LoginChatGptResult",
+    "Model",
     "NewSessionParams",
     "PROTOCOL_VERSION",
     "PlanStep",
@@ -122,6 +125,9 @@ FileChangeKind = Literal["add", "delete", "update"]
 #: The framing in use on a connection.
 Framing = Literal["ndjson", "content-length"]
 
+#: A kind of input a model accepts.
+InputModality = Literal["text", "image"]
+
 #: The state of an item.
 ItemStatus = Literal["inProgress", "completed", "failed", "declined"]
 
@@ -129,7 +135,7 @@ ItemStatus = Literal["inProgress", "completed", "failed", "declined"]
 PlanStepStatus = Literal["pending", "inProgress", "completed"]
 
 #: How hard a reasoning model thinks.
-ReasoningEffort = Literal["none", "minimal", "low", "medium", "high"]
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
 
 #: What a command may touch.
 SandboxMode = Literal["readOnly", "workspaceWrite", "dangerFullAccess"]
@@ -523,6 +529,12 @@ class ContextSummaryItem(TypedDict):
     type: Literal["contextSummary"]
 
 
+class ListModelsResult(TypedDict):
+    """Result of `model/list`."""
+    #: The built-in catalog, then `[models.<id>]` tables, then what providers list.
+    models: list[Model]
+
+
 class ListSessionsResult(TypedDict):
     """Result of `session/list`."""
     #: Every open session, oldest first.
@@ -556,6 +568,31 @@ class LoginChatGptResult(TypedDict):
     loginId: str
     #: Where the issuer sends the browser back (the local callback server).
     redirectUri: str
+
+
+class _ModelRequired(TypedDict):
+    #: The effort used when none is chosen.
+    defaultReasoningEffort: ReasoningEffort
+    #: One line about the model (empty when nothing is known).
+    description: str
+    #: The name a model picker shows.
+    displayName: str
+    #: The model id to pass as `model` (e.g. `gpt-5-codex`).
+    id: str
+    #: `["text","image"]` or `["text"]`.
+    inputModalities: list[InputModality]
+    #: Whether it is the configured default model.
+    isDefault: bool
+    #: The id of the provider that serves it.
+    provider: str
+    #: The efforts the model accepts (empty when not known).
+    reasoningEfforts: list[ReasoningEffort]
+
+
+class Model(_ModelRequired, total=False):
+    """One model a client may pick."""
+    #: The context window in tokens, when known.
+    contextWindow: int | None
 
 
 class NewSessionParams(TypedDict, total=False):
@@ -753,6 +790,7 @@ CLIENT_REQUESTS: dict[str, tuple[str, str]] = {
     "session/interrupt": ("InterruptParams", "EmptyResult"),
     "session/list": ("EmptyParams", "ListSessionsResult"),
     "session/close": ("CloseSessionParams", "EmptyResult"),
+    "model/list": ("EmptyParams", "ListModelsResult"),
     "session/compact": ("CompactParams", "CompactResult"),
 }
 ClientRequestMethod = Literal[
@@ -768,6 +806,7 @@ ClientRequestMethod = Literal[
     "session/interrupt",
     "session/list",
     "session/close",
+    "model/list",
     "session/compact",
 ]
 

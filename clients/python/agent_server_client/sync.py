@@ -27,6 +27,7 @@ from .protocol import (
     InitializeParams,
     InitializeResult,
     InterruptParams,
+    ListModelsResult,
     ListSessionsResult,
     LoginApiKeyParams,
     LoginChatGptResult,
@@ -119,6 +120,9 @@ class SyncClient:
 
     def list_sessions(self) -> ListSessionsResult:
         return self._run(self._client.list_sessions())
+
+    def list_models(self) -> ListModelsResult:
+        return self._run(self._client.list_models())
 
     def close_session(self, params: CloseSessionParams) -> EmptyResult:
         return self._run(self._client.close_session(params))

@@ -139,6 +139,19 @@ def test_wrong_params_unknown_methods_and_unknown_sessions(home: Path) -> None:
                 await client.request("no/such", {})
             assert (unknown.value.code, unknown.value.kind) == (-32601, "methodNotFound")
             assert await client.list_sessions() == {"sessions": []}
+            models = (await client.list_models())["models"]
+            codex = next(m for m in models if m["id"] == "gpt-5-codex")
+            assert {k: v for k, v in codex.items() if k != "description"} == {
+                "id": "gpt-5-codex",
+                "displayName": "gpt-5-codex",
+                "provider": "openai",
+                "contextWindow": 272000,
+                "defaultReasoningEffort": "medium",
+                "reasoningEfforts": ["low", "medium", "high"],
+                "inputModalities": ["text", "image"],
+                "isDefault": True,
+            }
+            assert [m["id"] for m in models if m["isDefault"]] == ["gpt-5-codex"]
             for call in (
                 client.close_session({"sessionId": "no-such-session"}),
                 client.interrupt({"sessionId": "no-such-session"}),

@@ -40,6 +40,7 @@ import type {
   InitializeParams,
   InitializeResult,
   InterruptParams,
+  ListModelsResult,
   ListSessionsResult,
   LoginApiKeyParams,
   LoginChatGptResult,
@@ -349,6 +350,11 @@ export class AgentServerClient {
   /** `session/list`. */
   listSessions(options?: RequestOptions): Promise<ListSessionsResult> {
     return this.request("session/list", {}, options);
+  }
+
+  /** `model/list`: the built-in catalog, `[models.<id>]` tables and what providers list. */
+  listModels(options?: RequestOptions): Promise<ListModelsResult> {
+    return this.request("model/list", {}, options);
   }
 
   /** `session/close`. */

@@ -161,6 +161,32 @@ test("cancelLogin of an unknown login answers notFound", TIMEOUT, async () => {
   }
 });
 
+test("model/list answers the built-in catalog with the configured default", TIMEOUT, async () => {
+  const { client, cleanup } = await startServer();
+  try {
+    const { models } = await client.listModels();
+    const codex = models.find((m) => m.id === "gpt-5-codex");
+    assert.deepEqual(codex, {
+      id: "gpt-5-codex",
+      displayName: "gpt-5-codex",
+      description: codex?.description,
+      provider: "openai",
+      contextWindow: 272000,
+      defaultReasoningEffort: "medium",
+      reasoningEfforts: ["low", "medium", "high"],
+      inputModalities: ["text", "image"],
+      isDefault: true,
+    });
+    assert.deepEqual(
+      models.filter((m) => m.isDefault).map((m) => m.id),
+      ["gpt-5-codex"],
+    );
+    assert.ok(models.some((m) => m.id === "gpt-5" && !m.isDefault));
+  } finally {
+    await cleanup();
+  }
+});
+
 test("session/list starts empty and unknown sessions are sessionNotFound", TIMEOUT, async () => {
   const { client, cleanup } = await startServer();
   try {

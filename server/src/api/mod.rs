@@ -3,6 +3,7 @@
 
 mod auth;
 mod lifecycle;
+mod models;
 mod session;
 
 use std::sync::Arc;
@@ -83,6 +84,7 @@ pub fn methods(app: Arc<App>) -> Methods {
     lifecycle::register(&mut table);
     auth::register(&mut table);
     session::register(&mut table);
+    models::register(&mut table);
     table.into_methods()
 }
 

@@ -52,6 +52,13 @@ pub enum ResponseEvent {
         /// The new argument text.
         delta: String,
     },
+    /// Input of a freeform custom tool call (`response.custom_tool_call_input.delta`).
+    CustomToolCallInputDelta {
+        /// The `custom_tool_call` item's id.
+        item_id: String,
+        /// The new input text.
+        delta: String,
+    },
     /// The response is complete (`response.completed`); the stream ends here.
     Completed {
         /// The response id (for `previous_response_id` when storing).

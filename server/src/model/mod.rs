@@ -6,6 +6,7 @@
 
 pub mod auth;
 mod call;
+pub mod catalog;
 mod chat_request;
 pub mod chat_stream;
 mod client;
@@ -17,11 +18,13 @@ mod failure;
 pub mod fixture;
 pub mod item;
 mod provider;
+pub mod remote_models;
 mod request;
 mod retry;
 pub mod sse;
 pub mod sse_decode;
 
+pub use catalog::{ModelCatalog, ToolShapes, UnknownModel};
 pub use client::{ClientSettings, DEFAULT_BACKOFF_BASE, ModelClient};
 pub use context_window::context_window;
 pub use error::ModelError;

@@ -161,6 +161,7 @@ fn overlay(base: ProviderConfig, top: ProviderConfig) -> ProviderConfig {
         stream_max_retries: top.stream_max_retries.or(base.stream_max_retries),
         stream_idle_timeout_ms: top.stream_idle_timeout_ms.or(base.stream_idle_timeout_ms),
         requires_auth: top.requires_auth.or(base.requires_auth),
+        list_models: top.list_models.or(base.list_models),
     }
 }
 

@@ -83,6 +83,7 @@ fn local_config(env_key: Option<&str>) -> Config {
             stream_max_retries: Some(3),
             stream_idle_timeout_ms: Some(1000),
             requires_auth: Some(false),
+            list_models: None,
         },
     );
     cfg

@@ -130,6 +130,13 @@ pub(crate) fn parse_frame(frame: &Event) -> Result<Option<ResponseEvent>, Failur
                 .into_owned(),
             delta: parsed.delta.ok_or_else(|| missing("delta"))?.into_owned(),
         },
+        "response.custom_tool_call_input.delta" => ResponseEvent::CustomToolCallInputDelta {
+            item_id: parsed
+                .item_id
+                .ok_or_else(|| missing("item_id"))?
+                .into_owned(),
+            delta: parsed.delta.ok_or_else(|| missing("delta"))?.into_owned(),
+        },
         "response.completed" => {
             let response = parsed.response.ok_or_else(|| missing("response"))?;
             ResponseEvent::Completed {

@@ -187,6 +187,7 @@ pub(crate) fn config() -> Config {
         model: "gpt-5-codex".into(),
         model_provider: "openai".into(),
         model_providers: BTreeMap::new(),
+        models: BTreeMap::new(),
         approval_policy: agent_server_schema::session::ApprovalPolicy::Untrusted,
         sandbox: agent_server_schema::session::SandboxMode::WorkspaceWrite,
         chatgpt_base_url: crate::config::DEFAULT_CHATGPT_BASE_URL.into(),

@@ -93,6 +93,8 @@ pub(crate) struct ItemTracker {
     /// Finished items, for the history once the response completes.
     done: Vec<ResponseItem>,
     calls: Vec<PendingCall>,
+    /// Input streamed for custom tool calls, by upstream item id.
+    custom_input: HashMap<String, String>,
 }
 
 impl ItemTracker {
@@ -157,9 +159,18 @@ impl ItemTracker {
         Update { started, next }
     }
 
+    /// More input of a custom tool call, kept for a `done` item that comes without it.
+    pub(crate) fn custom_input_delta(&mut self, item_id: String, delta: &str) {
+        self.custom_input
+            .entry(item_id)
+            .or_default()
+            .push_str(delta);
+    }
+
     /// An upstream item is complete: messages and reasoning complete their client item (started
     /// now if it never was), tool calls are collected, and every item is kept for the history.
     pub(crate) fn done(&mut self, item: ResponseItem) -> Update {
+        let item = self.with_streamed_input(item);
         let upstream_id = item.id().unwrap_or_default().to_string();
         let update = match &item {
             ResponseItem::Message { content, .. } => {
@@ -224,6 +235,29 @@ impl ItemTracker {
     /// The finished items and tool calls of a completed response.
     pub(crate) fn finish(self) -> (Vec<ResponseItem>, Vec<PendingCall>) {
         (self.done, self.calls)
+    }
+
+    /// A `custom_tool_call` that came without `input` (kept as `Other`) gets the input its
+    /// deltas streamed; anything else passes unchanged.
+    fn with_streamed_input(&mut self, item: ResponseItem) -> ResponseItem {
+        let ResponseItem::Other(value) = &item else {
+            return item;
+        };
+        let field = |name: &str| value.get(name).and_then(serde_json::Value::as_str);
+        let (Some("custom_tool_call"), Some(id), Some(call_id), Some(name)) =
+            (field("type"), field("id"), field("call_id"), field("name"))
+        else {
+            return item;
+        };
+        match self.custom_input.remove(id) {
+            Some(input) => ResponseItem::CustomToolCall {
+                id: Some(id.to_string()),
+                call_id: call_id.to_string(),
+                name: name.to_string(),
+                input,
+            },
+            None => item,
+        }
     }
 
     fn call(&mut self, call_id: &str, name: &str, input: &str, kind: CallKind) -> Update {

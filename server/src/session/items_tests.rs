@@ -212,3 +212,34 @@ fn a_delta_of_the_wrong_kind_is_dropped() {
         Update::default()
     );
 }
+
+#[test]
+fn a_custom_tool_call_done_without_input_takes_the_streamed_input() {
+    let mut tracker = ItemTracker::default();
+    tracker.custom_input_delta("ctc_1".into(), "*** Begin Patch\n");
+    tracker.custom_input_delta("ctc_1".into(), "*** End Patch");
+    let bare = ResponseItem::from_json(serde_json::json!({
+        "type": "custom_tool_call", "id": "ctc_1", "call_id": "call_1", "name": "apply_patch",
+    }));
+    tracker.done(bare);
+    let (items, calls) = tracker.finish();
+    assert_eq!(
+        items,
+        vec![ResponseItem::CustomToolCall {
+            id: Some("ctc_1".into()),
+            call_id: "call_1".into(),
+            name: "apply_patch".into(),
+            input: "*** Begin Patch\n*** End Patch".into(),
+        }]
+    );
+    assert_eq!(
+        calls
+            .iter()
+            .map(|c| (c.call.arguments.clone(), c.kind))
+            .collect::<Vec<_>>(),
+        vec![(
+            "*** Begin Patch\n*** End Patch".to_string(),
+            CallKind::Custom
+        )]
+    );
+}

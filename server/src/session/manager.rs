@@ -13,7 +13,7 @@ use super::worker::{Session, TurnInput};
 use crate::config::Config;
 use crate::gate::ReplyGate;
 use crate::model::auth::UpstreamAuth;
-use crate::model::{ClientSettings, ModelClient, resolve_provider};
+use crate::model::{ClientSettings, ModelCatalog, ModelClient, resolve_provider};
 use agent_server_schema::session::{
     InputItem, NewSessionParams, Session as SessionInfo, SubmitParams,
 };
@@ -59,6 +59,9 @@ pub struct Sessions {
     http: reqwest::Client,
     link: Arc<dyn ClientLink>,
     open: Mutex<Vec<Arc<Session>>>,
+    catalog: ModelCatalog,
+    /// `config.models`, shared by every session.
+    model_tables: Arc<std::collections::BTreeMap<String, crate::config::ModelConfig>>,
 }
 
 impl Sessions {
@@ -70,6 +73,8 @@ impl Sessions {
         link: Arc<dyn ClientLink>,
     ) -> Self {
         Self {
+            catalog: ModelCatalog::new(http.clone()),
+            model_tables: Arc::new(config.models.clone()),
             config,
             auth,
             http,
@@ -125,6 +130,8 @@ impl Sessions {
                 fallback_filenames: config.project_doc_fallback_filenames.clone(),
             },
             shell_name: login_shell_name(std::env::var("SHELL").ok().as_deref()),
+            model_tables: Arc::clone(&self.model_tables),
+            wire_api: provider.wire_api,
             auto_compact_token_limit: config.model_auto_compact_token_limit,
         };
         let client = ModelClient::new(
@@ -201,6 +208,11 @@ impl Sessions {
                 turn_id.unwrap_or_default().to_string(),
             ))
         }
+    }
+
+    /// Every model a client may pick (`model/list`).
+    pub async fn list_models(&self) -> Vec<agent_server_schema::models::Model> {
+        self.catalog.list(&self.config).await
     }
 
     /// Every open session, oldest first.

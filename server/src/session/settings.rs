@@ -1,5 +1,6 @@
 //! What a session is set up with: written once, read by its turns and its tools.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +9,9 @@ use agent_server_schema::session::{ApprovalPolicy, ReasoningEffort, SandboxMode}
 use tokio_util::sync::CancellationToken;
 
 use super::context::agents_md::DocSettings;
+use crate::config::{ModelConfig, WireApi};
+use crate::model::ToolShapes;
+use crate::model::catalog::tool_shapes;
 use crate::tools::{SessionApprovals, ToolContext};
 
 /// The settings of a session, in one place.
@@ -33,6 +37,10 @@ pub struct SessionSettings {
     pub doc_settings: DocSettings,
     /// The name of the user's login shell, for the environment message.
     pub shell_name: String,
+    /// `[models.<id>]` tables, for the tool shapes of a turn's model.
+    pub model_tables: Arc<BTreeMap<String, ModelConfig>>,
+    /// The wire API of the provider (Chat Completions providers get function tools only).
+    pub wire_api: WireApi,
     /// `model_auto_compact_token_limit` from config: compact past this many tokens.
     pub auto_compact_token_limit: Option<u64>,
 }
@@ -56,6 +64,11 @@ impl SessionSettings {
         }
     }
 
+    /// The tool shapes `model` is offered at this session's provider.
+    pub(crate) fn tool_shapes(&self, model: &str) -> ToolShapes {
+        tool_shapes(&self.model_tables, model, self.wire_api)
+    }
+
     /// The effort to send upstream; `none` sends no reasoning.
     pub(crate) fn effort_name(&self) -> &'static str {
         match self.reasoning_effort {
@@ -64,6 +77,7 @@ impl SessionSettings {
             ReasoningEffort::Low => "low",
             ReasoningEffort::Medium => "medium",
             ReasoningEffort::High => "high",
+            ReasoningEffort::Xhigh => "xhigh",
         }
     }
 }

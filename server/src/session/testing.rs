@@ -189,6 +189,8 @@ pub(crate) fn settings_in(cwd: &Path, approval_policy: ApprovalPolicy) -> Sessio
             fallback_filenames: Vec::new(),
         },
         shell_name: "bash".into(),
+        model_tables: Default::default(),
+        wire_api: crate::config::WireApi::Responses,
         auto_compact_token_limit: None,
     }
 }

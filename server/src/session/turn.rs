@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::items::{ItemTracker, Next, PendingCall, Update};
 use super::worker::{QueuedTurn, Session, TurnInput};
-use crate::model::{ModelError, ModelRequest, ResponseEvent, ResponseItem, TokenUsage};
+use crate::model::{CallKind, ModelError, ModelRequest, ResponseEvent, ResponseItem, TokenUsage};
 use crate::tools::{self, ApprovalReply, ApprovalRequest, ToolHost};
 
 /// What the model is told for a call that never ran because the turn ended before it.
@@ -101,7 +101,7 @@ pub(crate) async fn next_request(session: &Session, store: bool) -> ModelRequest
         model: settings.model.clone(),
         instructions: settings.instructions.clone(),
         input: input.items,
-        tools: tools::tool_specs(),
+        tools: tools::tool_specs(settings.tool_shapes(&settings.model)),
         reasoning_effort: Some(settings.effort_name().to_string()),
         previous_response_id: input.previous_response_id,
         user_agent: session.link.user_agent(),
@@ -133,6 +133,10 @@ impl Turn {
                     continue;
                 }
                 ResponseEvent::OutputItemAdded { item } => tracker.added(&item),
+                ResponseEvent::CustomToolCallInputDelta { item_id, delta } => {
+                    tracker.custom_input_delta(item_id, &delta);
+                    continue;
+                }
                 ResponseEvent::OutputTextDelta { item_id, delta } => {
                     tracker.text_delta(item_id, delta)
                 }
@@ -238,7 +242,10 @@ impl Turn {
             let PendingCall { call, kind } = pending;
             let call_id = call.call_id.clone();
             // Tools are chosen by name; a custom tool call takes its input as the arguments.
-            let outcome = tools::dispatch(call, &context, &host).await;
+            let outcome = match kind {
+                CallKind::Function => tools::dispatch(call, &context, &host).await,
+                CallKind::Custom => tools::dispatch_custom(call, &context, &host).await,
+            };
             let mut history = session.history.lock().await;
             history.push_own(ResponseItem::call_output(kind, call_id, outcome.output));
             if outcome.abort_turn || self.cancel.is_cancelled() {

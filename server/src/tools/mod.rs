@@ -34,6 +34,7 @@ mod plan;
 pub mod safety;
 pub mod sandbox;
 mod shell;
+mod shell_command;
 mod spec;
 #[cfg(test)]
 mod tests;
@@ -48,7 +49,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use approval::{ApprovalReply, ApprovalRequest, SessionApprovals};
 pub use output::{MAX_OUTPUT_BYTES, MAX_OUTPUT_LINES};
-pub use spec::tool_specs;
+pub use shell_command::login_shell;
+pub use spec::{APPLY_PATCH_GRAMMAR, tool_specs};
 
 /// How tools reach the client; the session implements it.
 #[async_trait::async_trait]
@@ -127,6 +129,19 @@ pub async fn dispatch(call: ToolCall, ctx: &ToolContext, host: &dyn ToolHost) ->
                 Err(e) => bad_call(&call, host, format!("{e}; expected {}", shell::EXPECTED)),
             }
         }
+        "shell_command" => {
+            match serde_json::from_str::<shell_command::ShellCommandArgs>(&call.arguments) {
+                Ok(args) => {
+                    let args = args.into_shell_args(&login_shell());
+                    shell::run(&call.call_id, args, ctx, host).await
+                }
+                Err(e) => bad_call(
+                    &call,
+                    host,
+                    format!("{e}; expected {}", shell_command::EXPECTED),
+                ),
+            }
+        }
         "apply_patch" => match patch_input(&call.arguments) {
             Ok(input) => edit::run(&call.call_id, &input, &ctx.cwd, ctx, host).await,
             Err(e) => bad_call(&call, host, format!("{e}; expected {}", edit::EXPECTED)),
@@ -142,6 +157,19 @@ pub async fn dispatch(call: ToolCall, ctx: &ToolContext, host: &dyn ToolHost) ->
             );
             failed_tool_call(&call, host, message)
         }
+    }
+}
+
+/// Runs one freeform `custom` tool call: its `input` is the tool's whole argument. Only
+/// `apply_patch` has a freeform shape; any other name is answered as an unknown tool.
+pub async fn dispatch_custom(
+    call: ToolCall,
+    ctx: &ToolContext,
+    host: &dyn ToolHost,
+) -> ToolOutcome {
+    match call.name.as_str() {
+        "apply_patch" => edit::run(&call.call_id, &call.arguments, &ctx.cwd, ctx, host).await,
+        _ => dispatch(call, ctx, host).await,
     }
 }
 

@@ -28,11 +28,16 @@ pub(crate) fn shell_script(argv: &[String]) -> Option<&str> {
     }
 }
 
-fn is_shell(program: &str) -> bool {
-    matches!(
-        program,
-        "bash" | "sh" | "zsh" | "/bin/bash" | "/bin/sh" | "/usr/bin/bash" | "/bin/zsh"
-    )
+/// `bash`, `sh`, `zsh` or `dash`, by name or by absolute path (a login shell such as
+/// `/usr/bin/zsh` or `/usr/local/bin/bash`, as `shell_command` runs).
+pub(crate) fn is_shell(program: &str) -> bool {
+    let path = std::path::Path::new(program);
+    let bare_or_absolute = path.is_absolute() || !program.contains('/');
+    bare_or_absolute
+        && path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| matches!(name, "bash" | "sh" | "zsh" | "dash"))
 }
 
 fn is_safe_argv(argv: &[String]) -> bool {

@@ -22,6 +22,21 @@ pub(crate) struct ShellArgs {
     timeout_ms: Option<u64>,
 }
 
+impl ShellArgs {
+    /// The arguments of a call made in another shape (`shell_command`).
+    pub(crate) fn new(
+        command: Vec<String>,
+        workdir: Option<String>,
+        timeout_ms: Option<u64>,
+    ) -> Self {
+        Self {
+            command,
+            workdir,
+            timeout_ms,
+        }
+    }
+}
+
 /// What the model must send, for error messages.
 pub(crate) const EXPECTED: &str =
     r#"{"command": [string, …], "workdir"?: string, "timeout_ms"?: number}"#;

@@ -1,10 +1,108 @@
-//! The function-tool specs sent to the model in the Responses `tools` array.
+//! The tool specs sent to the model in the Responses `tools` array, in the shapes its family
+//! was trained with: JSON function tools, or the freeform `apply_patch` (a `custom` tool with a
+//! Lark grammar) and the one-string `shell_command`.
 
 use serde_json::{Value, json};
 
-/// The Responses API function-tool specs for `shell`, `apply_patch` and `update_plan`.
-pub fn tool_specs() -> Vec<Value> {
-    vec![shell(), apply_patch(), update_plan()]
+use crate::config::{ApplyPatchTool, ShellTool};
+use crate::model::ToolShapes;
+
+/// The grammar of the patch envelope, as the model's sampler sees it (Lark syntax). It is
+/// written for this server's parser (`patch/parser.rs`), which is more lenient than the
+/// grammar: the grammar only keeps the model on the well-formed path.
+pub const APPLY_PATCH_GRAMMAR: &str = r#"start: begin operation+ end
+begin: "*** Begin Patch" LF
+end: "*** End Patch" LF?
+
+operation: add_file | delete_file | update_file
+add_file: "*** Add File: " PATH LF added+
+delete_file: "*** Delete File: " PATH LF
+update_file: "*** Update File: " PATH LF rename? hunk+
+rename: "*** Move to: " PATH LF
+
+added: "+" TEXT? LF
+hunk: hunk_header? change+ end_of_file?
+hunk_header: "@@" (" " TEXT)? LF
+change: (" " | "-" | "+") TEXT? LF
+    | LF
+end_of_file: "*** End of File" LF
+
+PATH: /[^\r\n]+/
+TEXT: /[^\r\n]+/
+
+%import common.LF
+"#;
+
+/// The tool specs for `shapes`: the shell tool, `apply_patch` and `update_plan`.
+pub fn tool_specs(shapes: ToolShapes) -> Vec<Value> {
+    let shell = match shapes.shell {
+        ShellTool::Shell => shell(),
+        ShellTool::ShellCommand => shell_command(),
+    };
+    let patch = match shapes.apply_patch {
+        ApplyPatchTool::Function => apply_patch(),
+        ApplyPatchTool::Custom => apply_patch_custom(),
+    };
+    vec![shell, patch, update_plan()]
+}
+
+fn shell_command() -> Value {
+    json!({
+        "type": "function",
+        "name": "shell_command",
+        "description": "Runs a shell command and returns its exit code, wall time and combined \
+            stdout/stderr (long output is cut in the middle). `command` is one string run by \
+            the user's login shell (`<shell> -lc <command>`), so pipes, redirection and globs \
+            work. The command runs in the session's working directory unless `workdir` is \
+            given; stdin is closed, so never run anything interactive. Prefer `rg` over `grep` \
+            and read files with `sed -n 'A,Bp' FILE` or `cat`. Do not edit files with shell \
+            commands: use the apply_patch tool. The command may be sandboxed (no network, \
+            writes only in the workspace) and may need the user's approval; if it is \
+            declined, do not retry it.",
+        "strict": false,
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "command": {
+                    "type": "string",
+                    "description": "The shell script to run, e.g. \"ls -la | head\"."
+                },
+                "workdir": {
+                    "type": "string",
+                    "description": "Directory to run in, relative to the session's working \
+                        directory (default: that directory)."
+                },
+                "timeout_ms": {
+                    "type": "number",
+                    "description": "Kill the command after this many milliseconds (default: \
+                        the session's shell timeout)."
+                }
+            },
+            "required": ["command"],
+            "additionalProperties": false
+        }
+    })
+}
+
+fn apply_patch_custom() -> Value {
+    json!({
+        "type": "custom",
+        "name": "apply_patch",
+        "description": "Creates, changes, moves and deletes text files. Send the patch itself \
+            (no JSON), from `*** Begin Patch` to `*** End Patch`, paths relative to the \
+            session's working directory. In an update, every line starts with ' ' (context), \
+            '-' (remove) or '+' (add); give about 3 lines of context above and below each \
+            change, copied exactly from the file, and start each hunk with an `@@` line (`@@ \
+            <a line just above the change>` helps locate it). Add `*** End of File` after a \
+            hunk that ends at the end of the file. Every line of an added file starts with \
+            '+'. The patch is applied all or nothing: if a hunk does not match, nothing is \
+            changed and the error says which lines were not found.",
+        "format": {
+            "type": "grammar",
+            "syntax": "lark",
+            "definition": APPLY_PATCH_GRAMMAR
+        }
+    })
 }
 
 fn shell() -> Value {
@@ -130,9 +228,42 @@ mod tests {
     use super::*;
     use pretty_assertions::assert_eq;
 
+    fn shapes_of(specs: &[Value]) -> Vec<(String, String)> {
+        specs
+            .iter()
+            .map(|s| {
+                (
+                    s["type"].as_str().unwrap_or_default().to_owned(),
+                    s["name"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
+
     #[test]
-    fn every_spec_is_a_named_function_with_an_object_schema() {
-        let summary: Vec<(String, String, Value)> = tool_specs()
+    fn the_codex_shapes_are_a_custom_patch_tool_and_shell_command() {
+        let specs = tool_specs(ToolShapes::CODEX);
+        assert_eq!(
+            shapes_of(&specs),
+            vec![
+                ("function".into(), "shell_command".into()),
+                ("custom".into(), "apply_patch".into()),
+                ("function".into(), "update_plan".into()),
+            ]
+        );
+        assert_eq!(
+            specs[1]["format"],
+            json!({"type": "grammar", "syntax": "lark", "definition": APPLY_PATCH_GRAMMAR})
+        );
+        assert_eq!(
+            specs[0]["parameters"]["properties"]["command"]["type"],
+            "string"
+        );
+    }
+
+    #[test]
+    fn every_function_spec_is_a_named_function_with_an_object_schema() {
+        let summary: Vec<(String, String, Value)> = tool_specs(ToolShapes::FUNCTIONS)
             .into_iter()
             .map(|s| {
                 (

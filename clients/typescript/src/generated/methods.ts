@@ -15,6 +15,7 @@ import type {
   InitializeParams,
   InitializeResult,
   InterruptParams,
+  ListModelsResult,
   ListSessionsResult,
   LoginApiKeyParams,
   LoginChatGptCompleteNotification,
@@ -45,6 +46,7 @@ export interface ClientRequests {
   "session/interrupt": { params: InterruptParams; result: EmptyResult };
   "session/list": { params: EmptyParams; result: ListSessionsResult };
   "session/close": { params: CloseSessionParams; result: EmptyResult };
+  "model/list": { params: EmptyParams; result: ListModelsResult };
   "session/compact": { params: CompactParams; result: CompactResult };
 }
 
@@ -86,6 +88,7 @@ export const CLIENT_REQUEST_METHODS: readonly ClientRequestMethod[] = [
   "session/interrupt",
   "session/list",
   "session/close",
+  "model/list",
   "session/compact",
 ];
 

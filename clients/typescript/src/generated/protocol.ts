@@ -159,6 +159,20 @@ export type Framing = "ndjson" | "content-length";
  */
 export type InputItem = TextInputItem | ImageInputItem | LocalImageInputItem;
 /**
+ * A kind of input a model accepts.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "InputModality".
+ */
+export type InputModality = "text" | "image";
+/**
+ * How hard a reasoning model thinks.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "ReasoningEffort".
+ */
+export type ReasoningEffort = "none" | "minimal" | "low" | "medium" | "high" | "xhigh";
+/**
  * What a command may touch.
  *
  * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
@@ -172,13 +186,6 @@ export type SandboxMode = "readOnly" | "workspaceWrite" | "dangerFullAccess";
  * via the `definition` "SessionStatus".
  */
 export type SessionStatus = "idle" | "running";
-/**
- * How hard a reasoning model thinks.
- *
- * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
- * via the `definition` "ReasoningEffort".
- */
-export type ReasoningEffort = "none" | "minimal" | "low" | "medium" | "high";
 
 /**
  * The agent-server JSON-RPC protocol: every type, method and notification.
@@ -213,13 +220,16 @@ export interface AgentServerProtocol {
   InitializeParams?: InitializeParams;
   InitializeResult?: InitializeResult;
   InputItem?: InputItem;
+  InputModality?: InputModality;
   InterruptParams?: InterruptParams;
   Item?: Item;
   ItemStatus?: ItemStatus;
+  ListModelsResult?: ListModelsResult;
   ListSessionsResult?: ListSessionsResult;
   LoginApiKeyParams?: LoginApiKeyParams;
   LoginChatGptCompleteNotification?: LoginChatGptCompleteNotification;
   LoginChatGptResult?: LoginChatGptResult;
+  Model?: Model;
   NewSessionParams?: NewSessionParams;
   PlanStep?: PlanStep;
   PlanStepStatus?: PlanStepStatus;
@@ -964,6 +974,62 @@ export interface InterruptParams {
    * Only this turn (running or queued); absent interrupts the running turn and every queued one.
    */
   turnId?: string | null;
+}
+/**
+ * Result of `model/list`.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "ListModelsResult".
+ */
+export interface ListModelsResult {
+  /**
+   * The built-in catalog, then `[models.<id>]` tables, then what providers list.
+   */
+  models: Model[];
+}
+/**
+ * One model a client may pick.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "Model".
+ */
+export interface Model {
+  /**
+   * The context window in tokens, when known.
+   */
+  contextWindow?: number | null;
+  /**
+   * The effort used when none is chosen.
+   */
+  defaultReasoningEffort: ReasoningEffort;
+  /**
+   * One line about the model (empty when nothing is known).
+   */
+  description: string;
+  /**
+   * The name a model picker shows.
+   */
+  displayName: string;
+  /**
+   * The model id to pass as `model` (e.g. `gpt-5-codex`).
+   */
+  id: string;
+  /**
+   * `["text","image"]` or `["text"]`.
+   */
+  inputModalities: InputModality[];
+  /**
+   * Whether it is the configured default model.
+   */
+  isDefault: boolean;
+  /**
+   * The id of the provider that serves it.
+   */
+  provider: string;
+  /**
+   * The efforts the model accepts (empty when not known).
+   */
+  reasoningEfforts: ReasoningEffort[];
 }
 /**
  * Result of `session/list`.

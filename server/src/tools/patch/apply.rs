@@ -347,19 +347,16 @@ fn unified(old: &str, new: &str, old_name: &str, new_name: &str) -> String {
         .to_string()
 }
 
-/// Applies the hunks to `text`, keeping its line ending style (`\n` or `\r\n`).
-fn apply_chunks(text: &str, chunks: &[Chunk], path: &Path) -> Result<String, ApplyError> {
-    let crlf = text.contains("\r\n");
-    let mut lines: Vec<String> = text
-        .split('\n')
-        .map(|l| l.strip_suffix('\r').unwrap_or(l).to_owned())
-        .collect();
-    // A trailing newline leaves an empty last element; it is not a line of the file.
-    if lines.last().is_some_and(String::is_empty) {
-        lines.pop();
-    }
+/// Where a hunk applies: start line, lines replaced, the new lines and their endings.
+type Replacement = (usize, usize, Vec<String>, Vec<Option<&'static str>>);
 
-    let mut replacements: Vec<(usize, usize, Vec<String>)> = Vec::new();
+/// Applies the hunks to `text`, keeping each line's own ending (`\n` or `\r\n`): lines the
+/// patch adds, and a last line that had none, take the file's dominant ending.
+fn apply_chunks(text: &str, chunks: &[Chunk], path: &Path) -> Result<String, ApplyError> {
+    let (mut lines, mut endings) = split_lines(text);
+    let newline = dominant_ending(&endings);
+
+    let mut replacements: Vec<Replacement> = Vec::new();
     let mut cursor = 0;
     for chunk in chunks {
         if let Some(context) = &chunk.context {
@@ -386,7 +383,12 @@ fn apply_chunks(text: &str, chunks: &[Chunk], path: &Path) -> Result<String, App
             } else {
                 lines.len()
             };
-            replacements.push((at, 0, replacement(hunk, &[])));
+            replacements.push((
+                at,
+                0,
+                replacement(hunk, &[]),
+                replacement_endings(hunk, &[], newline),
+            ));
             continue;
         }
         let mut found = seek(&lines, &expected(hunk), cursor, chunk.end_of_file);
@@ -410,19 +412,90 @@ fn apply_chunks(text: &str, chunks: &[Chunk], path: &Path) -> Result<String, App
             });
         };
         let len = old_len(hunk);
-        replacements.push((at, len, replacement(hunk, &lines[at..at + len])));
+        replacements.push((
+            at,
+            len,
+            replacement(hunk, &lines[at..at + len]),
+            replacement_endings(hunk, &endings[at..at + len], newline),
+        ));
         cursor = at + len;
     }
 
     // Later replacements first, so earlier indices stay valid.
-    replacements.sort_by_key(|(at, _, _)| *at);
-    for (at, len, new) in replacements.into_iter().rev() {
+    replacements.sort_by_key(|(at, _, _, _)| *at);
+    for (at, len, new, new_endings) in replacements.into_iter().rev() {
         lines.splice(at..at + len, new);
+        endings.splice(at..at + len, new_endings);
     }
-    let newline = if crlf { "\r\n" } else { "\n" };
-    let mut out = lines.join(newline);
-    out.push_str(newline);
+    let mut out = String::with_capacity(text.len());
+    for (line, ending) in lines.iter().zip(&endings) {
+        out.push_str(line);
+        out.push_str(ending.unwrap_or(newline));
+    }
     Ok(out)
+}
+
+/// The lines of `text` without their endings, and each line's ending (`None` for a last line
+/// without one).
+fn split_lines(text: &str) -> (Vec<String>, Vec<Option<&'static str>>) {
+    let mut lines = Vec::new();
+    let mut endings = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        match rest.split_once('\n') {
+            Some((line, tail)) => {
+                match line.strip_suffix('\r') {
+                    Some(line) => {
+                        lines.push(line.to_owned());
+                        endings.push(Some("\r\n"));
+                    }
+                    None => {
+                        lines.push(line.to_owned());
+                        endings.push(Some("\n"));
+                    }
+                }
+                rest = tail;
+            }
+            None => {
+                lines.push(rest.to_owned());
+                endings.push(None);
+                rest = "";
+            }
+        }
+    }
+    (lines, endings)
+}
+
+/// The ending most lines have; a tie goes to the first line's, and a file without any to `\n`.
+fn dominant_ending(endings: &[Option<&'static str>]) -> &'static str {
+    let crlf = endings.iter().filter(|e| **e == Some("\r\n")).count();
+    let lf = endings.iter().filter(|e| **e == Some("\n")).count();
+    match crlf.cmp(&lf) {
+        std::cmp::Ordering::Greater => "\r\n",
+        std::cmp::Ordering::Less => "\n",
+        std::cmp::Ordering::Equal => endings.iter().flatten().next().copied().unwrap_or("\n"),
+    }
+}
+
+/// The endings of the lines `replacement` gives for `hunk`: context lines keep their own
+/// ending, added lines take `newline`.
+fn replacement_endings(
+    hunk: &[HunkLine],
+    old_endings: &[Option<&'static str>],
+    newline: &'static str,
+) -> Vec<Option<&'static str>> {
+    let mut out = Vec::new();
+    let mut old = old_endings.iter();
+    for line in hunk {
+        match line {
+            HunkLine::Context(_) => out.push(old.next().copied().flatten().or(Some(newline))),
+            HunkLine::Remove(_) => {
+                old.next();
+            }
+            HunkLine::Add(_) => out.push(Some(newline)),
+        }
+    }
+    out
 }
 
 /// The lines a hunk expects in the file.

@@ -13,10 +13,7 @@ pub fn from_command(argv: &[String]) -> Option<(String, Option<String>)> {
     match argv {
         [program, patch] if is_apply_patch(program) => Some((patch.clone(), None)),
         [shell, flag, script]
-            if matches!(
-                shell.as_str(),
-                "bash" | "sh" | "zsh" | "/bin/bash" | "/bin/sh"
-            ) && (flag == "-c" || flag == "-lc") =>
+            if crate::tools::safety::is_shell(shell) && (flag == "-c" || flag == "-lc") =>
         {
             from_heredoc(script)
         }
@@ -187,6 +184,57 @@ mod tests {
         assert_eq!(
             fs::read_to_string(cwd.join("a.txt")).unwrap(),
             "  fn x() {   \r\nnew body\r\n}\r\n"
+        );
+    }
+
+    #[test]
+    fn a_crlf_file_keeps_crlf_on_every_line_through_an_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let cwd = dir.path();
+        fs::write(cwd.join("w.txt"), "one\r\ntwo\r\nthree\r\nfour\r\n").unwrap();
+        let patch = "*** Begin Patch\n*** Update File: w.txt\n@@\n one\n-two\n+TWO\n+two and a half\n \
+                     three\n*** End Patch";
+        run(cwd, patch).unwrap();
+        assert_eq!(
+            fs::read(cwd.join("w.txt")).unwrap(),
+            b"one\r\nTWO\r\ntwo and a half\r\nthree\r\nfour\r\n".to_vec()
+        );
+    }
+
+    #[test]
+    fn a_mixed_file_keeps_each_untouched_line_ending_and_new_lines_take_the_dominant_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let cwd = dir.path();
+        // Three CRLF lines and two LF lines: CRLF dominates.
+        fs::write(cwd.join("m.txt"), "a\r\nb\nc\r\nd\ne\r\n").unwrap();
+        let patch =
+            "*** Begin Patch\n*** Update File: m.txt\n@@\n a\n b\n-c\n+C\n d\n*** End Patch";
+        run(cwd, patch).unwrap();
+        assert_eq!(
+            fs::read(cwd.join("m.txt")).unwrap(),
+            b"a\r\nb\nC\r\nd\ne\r\n".to_vec()
+        );
+        // Mostly LF with one CRLF line: an added line takes LF, the CRLF line stays CRLF.
+        fs::write(cwd.join("l.txt"), "x\ny\r\nz\n").unwrap();
+        let patch = "*** Begin Patch\n*** Update File: l.txt\n@@\n x\n y\n+new\n z\n*** End Patch";
+        run(cwd, patch).unwrap();
+        assert_eq!(
+            fs::read(cwd.join("l.txt")).unwrap(),
+            b"x\ny\r\nnew\nz\n".to_vec()
+        );
+    }
+
+    #[test]
+    fn a_patch_with_padded_headers_applies() {
+        let dir = tempfile::tempdir().unwrap();
+        let cwd = dir.path();
+        fs::write(cwd.join("foo.txt"), "old\n").unwrap();
+        let patch = "*** Begin Patch\n  *** Update File: foo.txt\n  *** Move to: bar.txt\n@@\n-old\n+new\n  \
+                     *** Add File: n.txt\n+n\n*** End Patch";
+        run(cwd, patch).unwrap();
+        assert_eq!(
+            snapshot(cwd),
+            tree(&[("bar.txt", "new\n"), ("n.txt", "n\n")])
         );
     }
 

@@ -171,6 +171,18 @@ fn heredoc_delimiter(line: &str) -> Option<&str> {
         .then_some(unquoted)
 }
 
+/// An indented file header (`  *** Update File: x`) or `*** End Patch` ends the hunk before it
+/// rather than being read as a context line: the text after the padding is exactly a header
+/// the model meant, and a file line that reads like one is far less likely than a padded header.
+fn is_padded_header(line: &str) -> bool {
+    let trimmed = line.trim();
+    trimmed != line.trim_end()
+        && (trimmed == END
+            || [ADD, DELETE, UPDATE, MOVE_TO]
+                .iter()
+                .any(|h| trimmed.starts_with(h) && trimmed.len() > h.len()))
+}
+
 struct Parser<'a> {
     lines: &'a [&'a str],
     pos: usize,
@@ -190,7 +202,8 @@ impl Parser<'_> {
     }
 
     fn file_op(&mut self) -> Result<PatchOp, ParseError> {
-        let line = self.lines[self.pos].trim_end();
+        // Models sometimes indent the headers; the envelope lines are accepted padded too.
+        let line = self.lines[self.pos].trim();
         if let Some(path) = line.strip_prefix(ADD) {
             let path = self.path(path)?;
             self.pos += 1;
@@ -207,7 +220,7 @@ impl Parser<'_> {
         if let Some(path) = line.strip_prefix(UPDATE) {
             let path = self.path(path)?;
             self.pos += 1;
-            let move_to = match self.current().map(str::trim_end) {
+            let move_to = match self.current().map(str::trim) {
                 Some(next) if next.starts_with(MOVE_TO) => {
                     let target = self.path(&next[MOVE_TO.len()..])?;
                     self.pos += 1;
@@ -247,7 +260,7 @@ impl Parser<'_> {
                 contents.push_str(text);
                 contents.push('\n');
                 self.pos += 1;
-            } else if line.starts_with("***") || line.trim().is_empty() {
+            } else if line.starts_with("***") || is_padded_header(line) || line.trim().is_empty() {
                 break;
             } else {
                 return Err(self.error(format!(
@@ -286,7 +299,7 @@ impl Parser<'_> {
                 self.pos += 1;
                 continue;
             }
-            if marker.starts_with("***") {
+            if marker.starts_with("***") || is_padded_header(line) {
                 break;
             }
             // The first hunk may come without an `@@` line; later ones need it.
@@ -413,6 +426,35 @@ mod tests {
                         end_of_file: false,
                     }],
                 }]
+            })
+        );
+    }
+
+    #[test]
+    fn padded_file_headers_are_accepted() {
+        let patch = "*** Begin Patch\n  *** Add File: new.txt\n+hi\n   *** Update File: a.txt\n \
+                     *** Move to: b.txt\n@@\n-x\n+y\n\t*** Delete File: old.txt\n  *** End Patch\n";
+        assert_eq!(
+            parse(patch),
+            Ok(Patch {
+                ops: vec![
+                    PatchOp::Add {
+                        path: "new.txt".into(),
+                        contents: "hi\n".into()
+                    },
+                    PatchOp::Update {
+                        path: "a.txt".into(),
+                        move_to: Some("b.txt".into()),
+                        chunks: vec![Chunk {
+                            context: None,
+                            lines: vec![rm("x"), add("y")],
+                            end_of_file: false,
+                        }],
+                    },
+                    PatchOp::Delete {
+                        path: "old.txt".into()
+                    },
+                ]
             })
         );
     }
