@@ -99,7 +99,8 @@ pub(crate) fn builder(
     let b = answer_now!(b, agent, SetSessionModeRequest, |a, request| a
         .set_mode(&request));
     let b = answer_now!(b, agent, SetSessionConfigOptionRequest, |a, request| a
-        .set_config_option(&request));
+        .set_config_option(&request)
+        .await);
     let cancel = Arc::clone(&agent);
     b.on_receive_notification(
         async move |notification: CancelNotification, cx: ConnectionTo<Client>| {

@@ -87,6 +87,15 @@ impl AcpLink {
         let _ = self.user_agent.set(suffix);
     }
 
+    /// The context window the `usage_update`s of a session report (none: no usage updates).
+    pub(crate) fn set_context_window(&self, session_id: &str, size: Option<u64>) {
+        let mut windows = lock(&self.context_windows);
+        match size {
+            Some(size) => windows.insert(session_id.to_string(), size),
+            None => windows.remove(session_id),
+        };
+    }
+
     /// Registers the wait for a turn's end; call before the turn may start.
     pub(crate) fn wait_turn(&self, turn_id: &str) -> oneshot::Receiver<TurnEnd> {
         let (tx, rx) = oneshot::channel();

@@ -8,21 +8,12 @@ use agent_client_protocol::v1::schema::{
     SetSessionModeResponse,
 };
 use agent_server_schema::rpc::ErrorKind;
-use agent_server_schema::session::{NewSessionParams, ReasoningEffort};
+use agent_server_schema::session::NewSessionParams;
 
 use super::settings::{
     self, Choices, MODEL, Mode, ModelChoice, REASONING_EFFORT, Settings, effort_from_id,
 };
 use super::{Agent, lock, session_error};
-
-/// The efforts offered when the model catalog names none.
-const ALL_EFFORTS: [ReasoningEffort; 5] = [
-    ReasoningEffort::None,
-    ReasoningEffort::Minimal,
-    ReasoningEffort::Low,
-    ReasoningEffort::Medium,
-    ReasoningEffort::High,
-];
 
 fn invalid(field: &str, expected: &str, message: String) -> agent_client_protocol::Error {
     agent_client_protocol::Error::new(ErrorKind::InvalidParams.code(), message).data(
@@ -31,24 +22,22 @@ fn invalid(field: &str, expected: &str, message: String) -> agent_client_protoco
 }
 
 impl Agent {
-    /// The models and efforts a session may switch to.
-    fn choices(&self, current_model: &str) -> Choices {
-        let mut models = vec![ModelChoice {
-            id: self.config.model.clone(),
-            name: self.config.model.clone(),
-            description: None,
-        }];
-        if current_model != self.config.model {
-            models.push(ModelChoice {
-                id: current_model.to_string(),
-                name: current_model.to_string(),
-                description: None,
-            });
-        }
-        Choices {
-            models,
-            efforts: ALL_EFFORTS.to_vec(),
-        }
+    /// The models a session may switch to: the model catalog (`model/list`).
+    async fn choices(&self) -> Choices {
+        let models = self
+            .sessions
+            .list_models()
+            .await
+            .into_iter()
+            .map(|m| ModelChoice {
+                id: m.id,
+                name: m.display_name,
+                description: Some(m.description).filter(|d| !d.is_empty()),
+                efforts: m.reasoning_efforts,
+                context_window: m.context_window,
+            })
+            .collect();
+        Choices { models }
     }
 
     /// Creates a session in `request.cwd`, in the mode the configuration matches.
@@ -74,7 +63,10 @@ impl Agent {
             model: session.settings.model.clone(),
             effort: session.settings.reasoning_effort,
         };
-        let options = settings.options(&self.choices(&settings.model));
+        let choices = self.choices().await;
+        self.link
+            .set_context_window(&session.id, choices.context_window(&settings.model));
+        let options = settings.options(&choices);
         lock(&self.settings).insert(session.id.clone(), settings);
         Ok(NewSessionResponse::new(session.id.clone())
             .modes(mode.state())
@@ -135,13 +127,13 @@ impl Agent {
     }
 
     /// Sets the model or reasoning effort of a session's next prompts.
-    pub(crate) fn set_config_option(
+    pub(crate) async fn set_config_option(
         &self,
         request: &SetSessionConfigOptionRequest,
     ) -> Result<SetSessionConfigOptionResponse, agent_client_protocol::Error> {
         let id = &*request.session_id.0;
         let mut settings = self.settings(id)?;
-        let choices = self.choices(&settings.model);
+        let choices = self.choices().await;
         let value = match &request.value {
             SessionConfigOptionValue::ValueId { value } => value.0.to_string(),
             _ => {
@@ -165,7 +157,9 @@ impl Agent {
                 settings.model = value;
             }
             REASONING_EFFORT => match effort_from_id(&value) {
-                Some(effort) if choices.efforts.contains(&effort) => settings.effort = effort,
+                Some(effort) if choices.efforts(&settings.model).contains(&effort) => {
+                    settings.effort = effort;
+                }
                 _ => {
                     return Err(invalid(
                         "value",
@@ -173,7 +167,7 @@ impl Agent {
                         format!(
                             "unknown reasoning effort `{value}`; choose one of {}",
                             choices
-                                .efforts
+                                .efforts(&settings.model)
                                 .iter()
                                 .map(|e| settings::effort_id(*e))
                                 .collect::<Vec<_>>()
@@ -192,7 +186,9 @@ impl Agent {
                 ));
             }
         }
-        let options = settings.options(&self.choices(&settings.model));
+        self.link
+            .set_context_window(id, choices.context_window(&settings.model));
+        let options = settings.options(&choices);
         lock(&self.settings).insert(id.to_string(), settings);
         Ok(SetSessionConfigOptionResponse::new(options))
     }

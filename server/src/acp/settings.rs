@@ -94,13 +94,36 @@ pub(crate) struct ModelChoice {
     pub(crate) id: String,
     pub(crate) name: String,
     pub(crate) description: Option<String>,
+    /// Its efforts, when the catalog names them.
+    pub(crate) efforts: Vec<ReasoningEffort>,
+    /// Its context window, when known.
+    pub(crate) context_window: Option<u64>,
 }
 
-/// What a client may choose for one session.
+/// What a client may choose: the models of the catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Choices {
     pub(crate) models: Vec<ModelChoice>,
-    pub(crate) efforts: Vec<ReasoningEffort>,
+}
+
+impl Choices {
+    /// The efforts `model` takes: its catalog list, else every effort.
+    pub(crate) fn efforts(&self, model: &str) -> Vec<ReasoningEffort> {
+        self.models
+            .iter()
+            .find(|m| m.id == model)
+            .map(|m| m.efforts.clone())
+            .filter(|e| !e.is_empty())
+            .unwrap_or_else(|| ALL_EFFORTS.to_vec())
+    }
+
+    /// The context window of `model`, when the catalog knows it.
+    pub(crate) fn context_window(&self, model: &str) -> Option<u64> {
+        self.models
+            .iter()
+            .find(|m| m.id == model)
+            .and_then(|m| m.context_window)
+    }
 }
 
 /// The settings an ACP session applies to its next prompt.
@@ -118,19 +141,22 @@ pub(crate) fn effort_id(effort: ReasoningEffort) -> &'static str {
         ReasoningEffort::Low => "low",
         ReasoningEffort::Medium => "medium",
         ReasoningEffort::High => "high",
+        ReasoningEffort::Xhigh => "xhigh",
     }
 }
 
+/// Every effort the wire knows, in rising order.
+pub(crate) const ALL_EFFORTS: [ReasoningEffort; 6] = [
+    ReasoningEffort::None,
+    ReasoningEffort::Minimal,
+    ReasoningEffort::Low,
+    ReasoningEffort::Medium,
+    ReasoningEffort::High,
+    ReasoningEffort::Xhigh,
+];
+
 pub(crate) fn effort_from_id(id: &str) -> Option<ReasoningEffort> {
-    [
-        ReasoningEffort::None,
-        ReasoningEffort::Minimal,
-        ReasoningEffort::Low,
-        ReasoningEffort::Medium,
-        ReasoningEffort::High,
-    ]
-    .into_iter()
-    .find(|e| effort_id(*e) == id)
+    ALL_EFFORTS.into_iter().find(|e| effort_id(*e) == id)
 }
 
 fn effort_name(effort: ReasoningEffort) -> &'static str {
@@ -140,6 +166,7 @@ fn effort_name(effort: ReasoningEffort) -> &'static str {
         ReasoningEffort::Low => "Low",
         ReasoningEffort::Medium => "Medium",
         ReasoningEffort::High => "High",
+        ReasoningEffort::Xhigh => "Extra high",
     }
 }
 
@@ -160,7 +187,7 @@ impl Settings {
                 SessionConfigSelectOption::new(self.model.clone(), self.model.clone()),
             );
         }
-        let mut efforts = choices.efforts.clone();
+        let mut efforts = choices.efforts(&self.model);
         if !efforts.contains(&self.effort) {
             efforts.push(self.effort);
         }
@@ -222,19 +249,29 @@ mod tests {
             effort: ReasoningEffort::High,
         };
         let choices = Choices {
-            models: vec![ModelChoice {
-                id: "gpt-5-codex".into(),
-                name: "GPT-5 Codex".into(),
-                description: None,
-            }],
-            efforts: vec![ReasoningEffort::Low, ReasoningEffort::Medium],
+            models: vec![
+                ModelChoice {
+                    id: "gpt-5-codex".into(),
+                    name: "GPT-5 Codex".into(),
+                    description: None,
+                    efforts: vec![ReasoningEffort::Low],
+                    context_window: None,
+                },
+                ModelChoice {
+                    id: "gpt-5".into(),
+                    name: "GPT-5".into(),
+                    description: None,
+                    efforts: vec![ReasoningEffort::Low, ReasoningEffort::Medium],
+                    context_window: Some(400_000),
+                },
+            ],
         };
         assert_eq!(
             serde_json::to_value(settings.options(&choices)).unwrap(),
             json!([
                 {"id":"model","name":"Model","description":"The model that answers the next prompts",
                  "category":"model","type":"select","currentValue":"gpt-5",
-                 "options":[{"value":"gpt-5","name":"gpt-5"},{"value":"gpt-5-codex","name":"GPT-5 Codex"}]},
+                 "options":[{"value":"gpt-5-codex","name":"GPT-5 Codex"},{"value":"gpt-5","name":"GPT-5"}]},
                 {"id":"reasoning_effort","name":"Reasoning effort",
                  "description":"How hard the model thinks before it answers",
                  "category":"thought_level","type":"select","currentValue":"high",

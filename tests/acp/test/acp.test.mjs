@@ -95,6 +95,9 @@ test("two prompts in one session: streamed chunks, end_turn, and the second requ
           ["reasoning_effort", "thought_level", "medium"],
         ],
       );
+      // The model choices are the model catalog's.
+      const models = session.configOptions[0].options.map((o) => o.value);
+      assert.ok(models.includes("gpt-5-codex") && models.includes("gpt-5"), `models offered: ${models}`);
 
       const first = await ctx.request(acp.methods.agent.session.prompt, {
         sessionId: session.sessionId,
@@ -103,6 +106,10 @@ test("two prompts in one session: streamed chunks, end_turn, and the second requ
       assert.deepEqual(first, { stopReason: "end_turn" });
       assert.equal(texts(client.updates, "agent_message_chunk"), "Hello there");
       assert.ok(client.updates.every((n) => n.sessionId === session.sessionId));
+      // tokenUsage → usage_update: the call's total tokens against the model's context window.
+      const usage = client.updates.map((n) => n.update).find((u) => u.sessionUpdate === "usage_update");
+      assert.equal(usage.used, 15);
+      assert.ok(usage.size > 100_000, `context window ${usage.size}`);
 
       const second = await ctx.request(acp.methods.agent.session.prompt, {
         sessionId: session.sessionId,
@@ -347,6 +354,54 @@ test("session/new without auth answers -32000, and authenticate with the ChatGPT
       assert.equal(typeof session.sessionId, "string");
       // Already logged in with that method: answered at once.
       assert.deepEqual(await ctx.request(acp.methods.agent.authenticate, { methodId: "chatgpt" }), {});
+      assert.deepEqual(client.sdkErrors, []);
+    });
+  });
+});
+
+test("set_mode and set_config_option validate their values and answer the full option list", async () => {
+  await scenario({}, async (agent) => {
+    await withClient(agent, {}, async (ctx, client) => {
+      await initialize(ctx);
+      const { sessionId } = await ctx.request(acp.methods.agent.session.new, { cwd: agent.workspace, mcpServers: [] });
+      assert.deepEqual(await ctx.request(acp.methods.agent.session.setMode, { sessionId, modeId: "read-only" }), {});
+      await assert.rejects(ctx.request(acp.methods.agent.session.setMode, { sessionId, modeId: "yolo" }), (err) => {
+        assert.equal(err.code, -32602);
+        assert.equal(err.data.field, "modeId");
+        return true;
+      });
+      const model = await ctx.request(acp.methods.agent.session.setConfigOption, {
+        sessionId,
+        configId: "model",
+        value: "gpt-5",
+      });
+      assert.deepEqual(
+        model.configOptions.map((o) => [o.id, o.currentValue]),
+        [
+          ["model", "gpt-5"],
+          ["reasoning_effort", "medium"],
+        ],
+      );
+      const effort = await ctx.request(acp.methods.agent.session.setConfigOption, {
+        sessionId,
+        configId: "reasoning_effort",
+        value: "high",
+      });
+      assert.deepEqual(
+        effort.configOptions.map((o) => [o.id, o.currentValue]),
+        [
+          ["model", "gpt-5"],
+          ["reasoning_effort", "high"],
+        ],
+      );
+      await assert.rejects(
+        ctx.request(acp.methods.agent.session.setConfigOption, { sessionId, configId: "model", value: "no-such-model" }),
+        (err) => {
+          assert.equal(err.code, -32602);
+          assert.match(err.message, /unknown model `no-such-model`/);
+          return true;
+        },
+      );
       assert.deepEqual(client.sdkErrors, []);
     });
   });
