@@ -4,22 +4,17 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use agent_server::api::{self, App, AppHooks};
 use agent_server::auth::AuthSettings;
 use agent_server::auth::cli::{self, AuthCommand};
 use agent_server::config::{self, Config, ProcessEnv};
-use agent_server::rpc::{Ended, Peer, ServeConfig, Server};
-use agent_server::transport::{self, FramingChoice, Output};
+use agent_server::rpc::{Connection, ServeConfig};
+use agent_server::transport::FramingChoice;
 use clap::{Parser, Subcommand};
 
 mod exec;
 use tokio_util::sync::CancellationToken;
-
-/// How long shutdown waits for interrupted turns to send their `turnCompleted`; the contract
-/// gives the whole stop 2 s.
-const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 
 #[derive(Parser, Debug)]
 #[command(
@@ -185,56 +180,25 @@ fn init_logging(level: Option<&str>, file: Option<&std::path::Path>) -> std::io:
 }
 
 async fn serve(config: Config, framing: FramingChoice) -> ExitCode {
-    let (writer, outbox) = transport::outbox();
-    let peer = Peer::new(writer);
-    let stop = CancellationToken::new();
-    let finish = CancellationToken::new();
-    let serve_config = ServeConfig {
-        framing,
-        max_message_bytes: config.max_message_bytes,
-    };
     let http = match api::http_client() {
         Ok(http) => http,
         Err(err) => return fail(&format!("cannot build the HTTP client: {err}")),
     };
-    let app = App::new(config, Arc::clone(&peer), stop.clone(), http);
-    let server = Server::new(
-        api::methods(Arc::clone(&app)),
-        Arc::new(AppHooks(Arc::clone(&app))),
-        Arc::clone(&peer),
-    );
-
-    let signals = stop_on_signal(stop.clone());
-    let (ended, writer_task) = server
-        .serve(
+    let connection = Connection::new(ServeConfig {
+        framing,
+        max_message_bytes: config.max_message_bytes,
+    });
+    let app = App::new(config, connection.peer(), connection.stop_token(), http);
+    let signals = stop_on_signal(connection.stop_token());
+    connection
+        .run(
+            api::methods(Arc::clone(&app)),
+            Arc::new(AppHooks(app)),
             tokio::io::stdin(),
-            Output::<tokio::io::Stdout>::Blocking(Box::new(std::io::stdout())),
-            outbox,
-            serve_config,
-            stop.clone(),
-            finish.clone(),
+            Box::new(std::io::stdout()),
         )
         .await;
     signals.abort();
-    match ended {
-        Ended::InputClosed => {
-            tracing::info!("input closed: finishing running work");
-            // Nobody can answer approval requests any more: they are declined.
-            peer.close();
-            server.drain().await;
-            app.sessions.wait_all_idle().await;
-        }
-        Ended::Stopped => {
-            tracing::info!("stopping");
-            let _ = tokio::time::timeout(SHUTDOWN_GRACE, app.sessions.interrupt_all()).await;
-            server.cancel_all();
-            let _ = tokio::time::timeout(Duration::from_millis(200), server.drain()).await;
-        }
-    }
-    finish.cancel();
-    if let Some(task) = writer_task {
-        let _ = tokio::time::timeout(Duration::from_millis(400), task).await;
-    }
     ExitCode::SUCCESS
 }
 

@@ -14,7 +14,10 @@ import {
   StreamMessageReader,
   StreamMessageWriter,
   type CancellationToken,
+  type DataCallback,
+  type Disposable as JsonRpcDisposable,
   type MessageConnection,
+  type NotificationMessage,
 } from "vscode-jsonrpc/node";
 
 import { AgentServerError, ConnectionClosedError } from "./errors.js";
@@ -128,6 +131,31 @@ const STDERR_TAIL_BYTES = 8192;
 /** How long to wait for the exit status once the server's stdout has closed. */
 const EXIT_GRACE_MS = 2000;
 
+/**
+ * A notification the reader adds after the server's last message, never sent by the server:
+ * the connection handles messages in order, so once this one is handled, everything the server
+ * wrote has been delivered (replies, events), and only then is the connection treated as closed.
+ */
+const INPUT_DRAINED = "$/agentServerClient/inputDrained";
+
+/** How long to wait for `INPUT_DRAINED` after the stream closed before closing anyway. */
+const DRAIN_FALLBACK_MS = 1000;
+
+/** A reader that, when the server's output ends, queues `INPUT_DRAINED` behind its last message. */
+class DrainingReader extends StreamMessageReader {
+  private deliver: DataCallback | undefined;
+
+  override listen(callback: DataCallback): JsonRpcDisposable {
+    this.deliver = callback;
+    return super.listen(callback);
+  }
+
+  protected override fireClose(): void {
+    this.deliver?.({ jsonrpc: "2.0", method: INPUT_DRAINED } as NotificationMessage);
+    super.fireClose();
+  }
+}
+
 /** The client library's own version, sent nowhere unless you put it in `clientInfo`. */
 export const CLIENT_VERSION = "0.1.0";
 
@@ -153,8 +181,12 @@ export class AgentServerClient {
   constructor(input: Readable, output: Writable, child?: ChildProcess) {
     this.child = child;
     this.output = output;
-    this.connection = createMessageConnection(new StreamMessageReader(input), new StreamMessageWriter(output));
+    this.connection = createMessageConnection(new DrainingReader(input), new StreamMessageWriter(output));
     this.connection.onNotification((method: string, params: unknown) => {
+      if (method === INPUT_DRAINED) {
+        this.streamClosed();
+        return;
+      }
       for (const listener of [...this.listeners]) {
         try {
           listener(method, params);
@@ -167,7 +199,10 @@ export class AgentServerClient {
     this.connection.onRequest("session/requestApproval", (params: RequestApprovalParams, token: CancellationToken) =>
       this.answerApproval(params, token),
     );
-    this.connection.onClose(() => this.streamClosed());
+    // Normally `INPUT_DRAINED` closes the connection once every message read is delivered.
+    this.connection.onClose(() => {
+      setTimeout(() => this.streamClosed(), DRAIN_FALLBACK_MS).unref();
+    });
     this.connection.onError(([error]) => {
       // A broken pipe on write means the server is gone; reads keep their own close event.
       if ((error as NodeJS.ErrnoException).code === "EPIPE") this.streamClosed();

@@ -12,7 +12,7 @@ use agent_server_schema::methods::{Initialize, Method, Shutdown};
 use agent_server_schema::rpc::ErrorKind;
 
 use super::App;
-use crate::rpc::{MethodTable, RpcError};
+use crate::rpc::{MethodTable, RpcError, SHUTDOWN_GRACE};
 
 /// The server's version, from Cargo.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -83,11 +83,7 @@ pub fn register(table: &mut MethodTable<App>) {
     table.add::<Shutdown, _, _>(|app: Arc<App>, _params, request| async move {
         tracing::info!("shutdown requested");
         // Running turns end first, each with its `turnCompleted`; then the reply; then exit.
-        let _ = tokio::time::timeout(
-            std::time::Duration::from_millis(1500),
-            app.sessions.interrupt_all(),
-        )
-        .await;
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, app.sessions.interrupt_all()).await;
         // The process stops once this reply is written.
         let stop = app.stop.clone();
         tokio::spawn(async move {

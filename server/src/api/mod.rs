@@ -91,6 +91,7 @@ pub fn methods(app: Arc<App>) -> Methods {
 /// The hooks the generic loop calls: admission (the `initialize`-first rule) and notifications.
 pub struct AppHooks(pub Arc<App>);
 
+#[async_trait::async_trait]
 impl Hooks for AppHooks {
     fn admit(&self, method: &str) -> Result<(), RpcError> {
         self.0.lifecycle.admit(method)
@@ -104,6 +105,15 @@ impl Hooks for AppHooks {
             }
             other => tracing::debug!(method = other, "ignoring an unknown notification"),
         }
+    }
+
+    async fn input_closed(&self) {
+        // Turns run to their end; approvals they ask for now are declined by policy.
+        self.0.sessions.wait_all_idle().await;
+    }
+
+    async fn stopping(&self) {
+        self.0.sessions.interrupt_all().await;
     }
 }
 

@@ -171,6 +171,11 @@ impl Peer {
         self.lock().clear();
     }
 
+    /// Asks the writer to stop once everything queued so far is written and flushed.
+    pub async fn finish_writing(&self) {
+        self.writer.finish().await;
+    }
+
     /// Whether the connection is closed.
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire) || self.writer.is_closed()

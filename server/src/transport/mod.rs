@@ -8,7 +8,7 @@ mod reader;
 mod writer;
 
 pub use reader::{Inbound, MessageReader};
-pub use writer::{Outbox, Output, WriterHandle, outbox};
+pub use writer::{Outbox, WriterHandle, outbox};
 
 pub use agent_server_schema::lifecycle::Framing;
 

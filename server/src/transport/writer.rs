@@ -1,9 +1,15 @@
-//! The one owner of the output stream: a task that drains a bounded channel of messages.
+//! The one owner of the output stream: a thread that drains a bounded channel of messages.
+//!
+//! There is one write loop. It runs on a dedicated thread with blocking writes, because the
+//! process's stdout is a blocking file: tokio's async stdout hands every flush to its blocking
+//! pool, which costs a thread wake-up per burst. Tests run the same loop over a real OS pipe.
+//! The loop writes everything already queued, then flushes once; during a long burst it also
+//! flushes every [`FLUSH_EVERY_BYTES`], so the reader sees output while the burst goes on.
 
-use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
+use std::io::Write;
+
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use super::Framing;
 
@@ -16,7 +22,10 @@ const OUTBOX_CAPACITY: usize = 4096;
 /// bounded during a long burst.
 const FLUSH_EVERY_BYTES: usize = 256 * 1024;
 
-/// A cheap, cloneable handle to the writer task.
+/// Size of the write buffer: a burst of small messages becomes few `write` calls.
+const BUFFER_BYTES: usize = 64 * 1024;
+
+/// A cheap, cloneable handle to the writer.
 #[derive(Clone, Debug)]
 pub struct WriterHandle {
     tx: mpsc::Sender<Outgoing>,
@@ -51,6 +60,12 @@ impl WriterHandle {
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }
+
+    /// Asks the writer to stop once everything queued so far is written and flushed.
+    pub async fn finish(&self) {
+        // An error means the writer stopped already, which is what was asked.
+        let _ = self.tx.send(Outgoing::Finish).await;
+    }
 }
 
 /// What goes before and after a message in `framing`: the framing rule, in one place.
@@ -68,207 +83,151 @@ fn frame(framing: Framing, message: &str) -> (Option<String>, &'static [u8]) {
 #[derive(Debug)]
 pub struct Outbox {
     rx: mpsc::Receiver<Outgoing>,
-    tx: mpsc::Sender<Outgoing>,
 }
 
-/// Where the writer writes.
-pub enum Output<W> {
-    /// An async stream, written by a task (tests use `tokio::io::duplex`).
-    Async(W),
-    /// A blocking stream such as the process's stdout, written by a dedicated thread: tokio's
-    /// own stdout hands every flush to its blocking pool, which costs a thread wake-up per burst.
-    Blocking(Box<dyn std::io::Write + Send>),
-}
-
-/// Creates the outbox: handles to queue messages, and the end the writer task drains. The
-/// writer starts later, once the first incoming byte decided the framing.
+/// Creates the outbox: handles to queue messages, and the end the writer drains. The writer
+/// starts later, once the first incoming byte decided the framing.
 pub fn outbox() -> (WriterHandle, Outbox) {
     let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
-    (WriterHandle { tx: tx.clone() }, Outbox { rx, tx })
+    (WriterHandle { tx }, Outbox { rx })
 }
 
 impl Outbox {
-    /// Starts the writer on `output`; it ends, after writing everything queued and flushing,
-    /// when `finish` fires (or the output fails).
-    pub fn start<W>(
-        self,
-        output: Output<W>,
-        framing: Framing,
-        finish: CancellationToken,
-    ) -> JoinHandle<()>
-    where
-        W: AsyncWrite + Unpin + Send + 'static,
-    {
-        match output {
-            Output::Async(output) => self.spawn(output, framing, finish),
-            Output::Blocking(output) => {
-                let tx = self.tx.clone();
-                tokio::spawn(async move {
-                    finish.cancelled().await;
-                    let _ = tx.send(Outgoing::Finish).await;
-                });
-                let rx = self.rx;
-                tokio::task::spawn_blocking(move || blocking_write_loop(output, framing, rx))
-            }
-        }
-    }
-
-    /// Starts the writer task. It ends, after writing everything queued and flushing, when
-    /// `finish` fires or every handle is dropped; it also ends when the output fails.
-    fn spawn<W>(self, output: W, framing: Framing, finish: CancellationToken) -> JoinHandle<()>
-    where
-        W: AsyncWrite + Unpin + Send + 'static,
-    {
-        tokio::spawn(write_loop(output, framing, self.rx, finish))
+    /// Starts the writer thread on `output`. It ends after writing everything queued and
+    /// flushing, when a handle calls [`WriterHandle::finish`] or every handle is dropped; it
+    /// also ends when the output fails (the reader went away).
+    pub fn start(self, output: Box<dyn Write + Send>, framing: Framing) -> JoinHandle<()> {
+        tokio::task::spawn_blocking(move || write_loop(output, framing, self.rx))
     }
 }
 
-async fn next_message(
-    rx: &mut mpsc::Receiver<Outgoing>,
-    finish: &CancellationToken,
-) -> Option<Outgoing> {
-    tokio::select! {
-        biased;
-        message = rx.recv() => message,
-        () = finish.cancelled() => rx.try_recv().ok(),
-    }
-}
-
-async fn write_loop<W: AsyncWrite + Unpin>(
-    output: W,
-    framing: Framing,
-    mut rx: mpsc::Receiver<Outgoing>,
-    finish: CancellationToken,
-) {
-    let mut out = BufWriter::with_capacity(64 * 1024, output);
-    while let Some(first) = next_message(&mut rx, &finish).await {
-        let mut written = 0;
-        let mut next = Some(first);
-        // Write everything already waiting, then flush once: one syscall for a burst.
-        while let Some(outgoing) = next.take() {
-            let result = match outgoing {
-                Outgoing::One(message) => write_framed(&mut out, framing, &message).await,
-                Outgoing::Finish => break,
-                Outgoing::Many(messages) => {
-                    let mut result = Ok(0);
-                    for message in &messages {
-                        result = match result {
-                            Ok(n) => write_framed(&mut out, framing, message)
-                                .await
-                                .map(|m| n + m),
-                            err => err,
-                        };
-                    }
-                    result
-                }
-            };
-            match result {
-                Ok(n) => written += n,
-                Err(err) => {
-                    tracing::debug!(%err, "output closed; the writer stops");
-                    return;
-                }
-            }
-            if written < FLUSH_EVERY_BYTES {
-                next = rx.try_recv().ok();
-            }
-        }
-        if let Err(err) = out.flush().await {
-            tracing::debug!(%err, "output closed; the writer stops");
-            return;
-        }
-    }
-    let _ = out.flush().await;
-}
-
-/// The writer thread: blocking writes, one flush whenever the queue runs empty.
-fn blocking_write_loop(
-    output: Box<dyn std::io::Write + Send>,
-    framing: Framing,
-    mut rx: mpsc::Receiver<Outgoing>,
-) {
-    use std::io::Write as _;
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, output);
+/// The write loop: blocking writes, a flush whenever the queue runs empty or a burst passes
+/// [`FLUSH_EVERY_BYTES`].
+fn write_loop(output: Box<dyn Write + Send>, framing: Framing, mut rx: mpsc::Receiver<Outgoing>) {
+    let mut out = std::io::BufWriter::with_capacity(BUFFER_BYTES, output);
+    let mut unflushed = 0;
     let mut next = rx.blocking_recv();
     while let Some(outgoing) = next.take() {
         let result = match outgoing {
-            Outgoing::One(message) => write_framed_blocking(&mut out, framing, &message),
-            Outgoing::Many(messages) => messages
-                .iter()
-                .try_for_each(|message| write_framed_blocking(&mut out, framing, message)),
+            Outgoing::One(message) => write_framed(&mut out, framing, &message),
+            Outgoing::Many(messages) => messages.iter().try_fold(0, |n, message| {
+                write_framed(&mut out, framing, message).map(|m| n + m)
+            }),
             Outgoing::Finish => break,
         };
-        if let Err(err) = result {
-            tracing::debug!(%err, "output closed; the writer stops");
-            return;
+        match result {
+            Ok(n) => unflushed += n,
+            Err(err) => return closed(&err),
         }
-        next = match rx.try_recv() {
-            Ok(outgoing) => Some(outgoing),
-            Err(_) => {
+        let queued = if unflushed < FLUSH_EVERY_BYTES {
+            rx.try_recv().ok()
+        } else {
+            None
+        };
+        next = match queued {
+            Some(outgoing) => Some(outgoing),
+            None => {
                 if let Err(err) = out.flush() {
-                    tracing::debug!(%err, "output closed; the writer stops");
-                    return;
+                    return closed(&err);
                 }
+                unflushed = 0;
                 rx.blocking_recv()
             }
         };
     }
-    let _ = out.flush();
+    if let Err(err) = out.flush() {
+        closed(&err);
+    }
 }
 
-fn write_framed_blocking(
-    out: &mut impl std::io::Write,
-    framing: Framing,
-    message: &str,
-) -> std::io::Result<()> {
-    let (header, trailer) = frame(framing, message);
-    if let Some(header) = header {
-        out.write_all(header.as_bytes())?;
-    }
-    out.write_all(message.as_bytes())?;
-    out.write_all(trailer)
+fn closed(err: &std::io::Error) {
+    tracing::debug!(%err, "output closed; the writer stops");
 }
 
 /// Writes one framed message without copying it; returns the bytes written.
-async fn write_framed<W: AsyncWrite + Unpin>(
-    out: &mut BufWriter<W>,
-    framing: Framing,
-    message: &str,
-) -> std::io::Result<usize> {
+fn write_framed(out: &mut impl Write, framing: Framing, message: &str) -> std::io::Result<usize> {
     let (header, trailer) = frame(framing, message);
     if let Some(header) = &header {
-        out.write_all(header.as_bytes()).await?;
+        out.write_all(header.as_bytes())?;
     }
-    out.write_all(message.as_bytes()).await?;
-    out.write_all(trailer).await?;
+    out.write_all(message.as_bytes())?;
+    out.write_all(trailer)?;
     Ok(header.map_or(0, |h| h.len()) + message.len() + trailer.len())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt;
+    use std::io::Read;
+
+    /// Runs the writer over a real OS pipe and returns every byte the reading end saw.
+    async fn through_a_pipe(
+        framing: Framing,
+        feed: impl AsyncFnOnce(&WriterHandle),
+    ) -> (Vec<u8>, bool) {
+        let (mut reader, writer) = std::io::pipe().unwrap();
+        let (handle, outbox) = outbox();
+        let task = outbox.start(Box::new(writer), framing);
+        let read = std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            reader.read_to_end(&mut bytes).map(|_| bytes)
+        });
+        feed(&handle).await;
+        handle.finish().await;
+        task.await.unwrap();
+        let closed = handle.is_closed();
+        (read.join().unwrap().unwrap(), closed)
+    }
 
     #[tokio::test]
-    async fn writes_exact_bytes_in_both_framings() {
+    async fn writes_exact_bytes_in_both_framings_and_stops_on_finish() {
         for (framing, expected) in [
-            (Framing::Ndjson, "{\"a\":1}\n[]\n".to_string()),
+            (Framing::Ndjson, "{\"a\":1}\n[]\n{}\n".to_string()),
             (
                 Framing::ContentLength,
-                "Content-Length: 7\r\n\r\n{\"a\":1}Content-Length: 2\r\n\r\n[]".to_string(),
+                "Content-Length: 7\r\n\r\n{\"a\":1}Content-Length: 2\r\n\r\n[]Content-Length: 2\r\n\r\n{}"
+                    .to_string(),
             ),
         ] {
-            let (client, server) = tokio::io::duplex(1024);
-            let (handle, outbox) = outbox();
-            let task = outbox.spawn(server, framing, CancellationToken::new());
-            assert!(handle.send("{\"a\":1}".into()).await);
-            assert!(handle.send_many(vec!["[]".into()]).await);
-            drop(handle);
-            task.await.unwrap();
-            let mut got = String::new();
-            let mut client = client;
-            client.read_to_string(&mut got).await.unwrap();
-            assert_eq!(got, expected);
+            let (bytes, closed) = through_a_pipe(framing, async |handle| {
+                assert!(handle.send("{\"a\":1}".into()).await);
+                assert!(handle.send_many(vec!["[]".into(), "{}".into()]).await);
+            })
+            .await;
+            assert_eq!(String::from_utf8(bytes).unwrap(), expected);
+            assert!(closed, "the writer still runs after finish");
         }
+    }
+
+    #[tokio::test]
+    async fn a_burst_larger_than_the_pipe_arrives_whole_and_in_order() {
+        // Far more than a pipe buffers (64 KiB) and than one flush interval: the writer has to
+        // flush during the burst and block while the reader catches up.
+        let messages: Vec<String> = (0..20_000)
+            .map(|n| format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(40)))
+            .collect();
+        let expected: String = messages.iter().map(|m| format!("{m}\n")).collect();
+        let (bytes, _) = through_a_pipe(Framing::Ndjson, async |handle| {
+            for chunk in messages.chunks(64) {
+                assert!(handle.send_many(chunk.to_vec()).await);
+            }
+        })
+        .await;
+        assert!(expected.len() > 4 * FLUSH_EVERY_BYTES);
+        assert_eq!(String::from_utf8(bytes).unwrap(), expected);
+    }
+
+    #[tokio::test]
+    async fn the_writer_stops_when_the_reader_goes_away() {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let (handle, outbox) = outbox();
+        let task = outbox.start(Box::new(writer), Framing::Ndjson);
+        // The write fails (EPIPE; the test harness ignores SIGPIPE as Rust programs do), the
+        // writer ends, and senders learn it.
+        let _ = handle.send("{}".into()).await;
+        task.await.unwrap();
+        assert!(!handle.send("{}".into()).await);
+        assert!(handle.is_closed());
     }
 }
