@@ -28,7 +28,7 @@ use crate::auth::{AuthManager, AuthObserver, AuthSettings};
 use crate::config::Config;
 use crate::model::auth::UpstreamAuth;
 use crate::session::{SessionError, Sessions};
-use crate::transport::{self, Framing, Output};
+use crate::transport::{self, Framing};
 
 use link::AcpLink;
 use settings::Settings;
@@ -152,12 +152,7 @@ pub(crate) fn session_error(err: SessionError) -> agent_client_protocol::Error {
 /// fires (running turns are interrupted).
 pub async fn serve(config: Config, http: reqwest::Client, stop: CancellationToken) {
     let (writer, outbox) = transport::outbox();
-    let finish = CancellationToken::new();
-    let writer_task = outbox.start(
-        Output::<tokio::io::Stdout>::Blocking(Box::new(std::io::stdout())),
-        Framing::Ndjson,
-        finish.clone(),
-    );
+    let writer_task = outbox.start(Box::new(std::io::stdout()), Framing::Ndjson);
     let max_message_bytes = config.max_message_bytes;
     let agent = Agent::new(config, http);
     let (sdk_end, our_end) = wire::channel();
@@ -196,6 +191,6 @@ pub async fn serve(config: Config, http: reqwest::Client, stop: CancellationToke
     }
     reader.abort();
     let _ = tokio::time::timeout(Duration::from_millis(400), forwarder).await;
-    finish.cancel();
+    writer.finish().await;
     let _ = tokio::time::timeout(Duration::from_millis(400), writer_task).await;
 }
