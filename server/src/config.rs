@@ -19,6 +19,8 @@ pub const DEFAULT_CHATGPT_BASE_URL: &str = "https://chatgpt.com/backend-api/code
 pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 /// Default budget of project docs (`AGENTS.md` files) in bytes.
 pub const DEFAULT_PROJECT_DOC_MAX_BYTES: usize = 32 * 1024;
+/// How long a browser login may stay pending (`login_timeout_secs`) by default.
+pub const DEFAULT_LOGIN_TIMEOUT_SECS: u64 = 600;
 /// Default cap on one incoming message (64 MiB).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
@@ -401,7 +403,9 @@ impl Config {
                 .auth_issuer
                 .unwrap_or_else(|| DEFAULT_AUTH_ISSUER.to_string()),
             login_callback_port: file.login_callback_port,
-            login_timeout_secs: file.login_timeout_secs.unwrap_or(600),
+            login_timeout_secs: file
+                .login_timeout_secs
+                .unwrap_or(DEFAULT_LOGIN_TIMEOUT_SECS),
             max_message_bytes: file.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
             store: file.store.unwrap_or(false),
             originator: file

@@ -52,7 +52,8 @@ fn port_in_use_message(ports: &[u16]) -> String {
 }
 
 impl AuthError {
-    /// The contract's `data.kind` for this error.
+    /// The contract's `data.kind` (and with it the JSON-RPC code) for this error: the one
+    /// mapping, exhaustive, so a new variant has to choose its kind here.
     pub fn error_kind(&self) -> ErrorKind {
         match self {
             AuthError::InvalidApiKey => ErrorKind::InvalidParams,
@@ -60,11 +61,6 @@ impl AuthError {
             AuthError::LoginPortInUse { .. } => ErrorKind::LoginPortInUse,
             AuthError::LoginServer(_) | AuthError::Storage { .. } => ErrorKind::Internal,
         }
-    }
-
-    /// The contract's `data.kind` for this error, as it appears on the wire.
-    pub fn kind(&self) -> &'static str {
-        self.error_kind().as_str()
     }
 
     /// A storage error.
@@ -93,15 +89,21 @@ mod tests {
             ports: vec![1455, 1457],
         };
         assert_eq!(
-            (one.kind(), one.to_string()),
-            ("loginPortInUse", "the login callback port 4000 on 127.0.0.1 is in use (another login may be running): finish or cancel that login, or set login_callback_port or AGENT_SERVER_LOGIN_PORT to a free port (0 picks any)".to_owned())
+            (one.error_kind(), one.to_string()),
+            (ErrorKind::LoginPortInUse, "the login callback port 4000 on 127.0.0.1 is in use (another login may be running): finish or cancel that login, or set login_callback_port or AGENT_SERVER_LOGIN_PORT to a free port (0 picks any)".to_owned())
         );
         assert_eq!(
             two.to_string(),
             "the login callback ports 1455 and 1457 on 127.0.0.1 are in use (another login may be running): finish or cancel that login, or set login_callback_port or AGENT_SERVER_LOGIN_PORT to a free port (0 picks any)"
         );
-        assert_eq!(AuthError::InvalidApiKey.kind(), "invalidParams");
-        assert_eq!(AuthError::LoginRequired("x".into()).kind(), "loginRequired");
+        assert_eq!(
+            AuthError::InvalidApiKey.error_kind(),
+            ErrorKind::InvalidParams
+        );
+        assert_eq!(
+            AuthError::LoginRequired("x".into()).error_kind(),
+            ErrorKind::LoginRequired
+        );
         assert_eq!(
             AuthError::storage("write", "/h/auth.json", io::Error::other("disk full")).to_string(),
             "could not write /h/auth.json: disk full: check the permissions of the home directory"

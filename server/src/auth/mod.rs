@@ -35,8 +35,6 @@ use store::{AuthFile, MODE_API_KEY, MODE_CHATGPT, Store, Tokens};
 
 /// The OAuth client id of the ChatGPT login.
 pub const DEFAULT_CLIENT_ID: &str = "app_EMoamEEZ73f0CkXaXp7hrann";
-/// How long a browser login may stay pending by default.
-pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Everything the auth domain needs to know from the configuration.
 #[derive(Debug, Clone)]

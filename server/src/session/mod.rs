@@ -10,12 +10,12 @@
 //! A turn ([`turn`]) loops: assemble the request, stream the model's answer, run the tool calls
 //! it asked for, and go again until the model answers without calls. The places to extend:
 //!
-//! - **Model-facing history**: [`History`] (`history.rs`) holds every item the model has seen
+//! - **Model-facing history**: `History` (`history.rs`) holds every item the model has seen
 //!   as typed [`crate::model::ResponseItem`]s, serde both ways so it can be stored and loaded
 //!   whole. It changes only through `push_own` (user input, tool outputs) and
 //!   `record_response` (a completed response's items).
 //! - **Next request's input**: `turn::next_request` builds every [`ModelRequest`]; what it sends
-//!   comes from [`History::next_input`] (whole history, or what is new since the stored
+//!   comes from `History::next_input` (whole history, or what is new since the stored
 //!   previous response).
 //! - **Stream bookkeeping**: `items::ItemTracker` turns a response's item events into client
 //!   events and collects the response's items and tool calls; it is pure and unit-tested.
@@ -49,13 +49,7 @@ use tokio_util::sync::CancellationToken;
 use crate::model::{ModelClient, ModelError, ModelRequest, ResponseEvent};
 
 pub use crate::tools::ApprovalReply;
-pub use events::EventSink;
-pub use history::{History, NextInput};
-pub use input::{InputError, to_user_message};
-pub use instructions::BASE_INSTRUCTIONS;
 pub use manager::{SessionError, Sessions, info};
-pub use settings::SessionSettings;
-pub use worker::Session;
 
 /// How sessions reach the client.
 #[async_trait::async_trait]

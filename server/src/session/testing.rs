@@ -18,8 +18,10 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::context::agents_md::DocSettings;
+use super::settings::SessionSettings;
+use super::worker::Session;
 use super::worker::TurnInput;
-use super::{ApprovalReply, ClientLink, ModelLink, ModelStream, Session, SessionSettings};
+use super::{ApprovalReply, ClientLink, ModelLink, ModelStream};
 use crate::gate::ReplyGate;
 use crate::model::{ContentItem, ModelError, ModelRequest, ResponseEvent, ResponseItem};
 

@@ -221,7 +221,7 @@ async fn read_until_capped<R: AsyncBufRead + Unpin>(
         if buf.is_empty() {
             return Ok(false);
         }
-        let (chunk, found) = match memchr_newline(buf) {
+        let (chunk, found) = match memchr::memchr(b'\n', buf) {
             Some(i) => (&buf[..=i], true),
             None => (buf, false),
         };
@@ -243,10 +243,6 @@ async fn read_until_capped<R: AsyncBufRead + Unpin>(
             return Ok(true);
         }
     }
-}
-
-fn memchr_newline(buf: &[u8]) -> Option<usize> {
-    buf.iter().position(|&b| b == b'\n')
 }
 
 async fn skip_bytes<R: AsyncBufRead + Unpin>(reader: &mut R, mut n: usize) -> std::io::Result<()> {

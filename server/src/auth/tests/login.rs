@@ -360,7 +360,10 @@ async fn a_busy_configured_port_is_reported_and_left_alone() {
     let port = taken.local_addr().unwrap().port();
     let h = Harness::with(|s| s.login_port = Some(port)).await;
     let err = h.manager.start_chatgpt_login().await.unwrap_err();
-    assert_eq!(err.kind(), "loginPortInUse");
+    assert_eq!(
+        err.error_kind(),
+        agent_server_schema::rpc::ErrorKind::LoginPortInUse
+    );
     assert!(
         err.to_string().starts_with(&format!(
             "the login callback port {port} on 127.0.0.1 is in use"

@@ -185,8 +185,11 @@ async fn a_refused_refresh_requires_a_new_login_and_is_not_retried() {
     }
     let err = h.manager.status(false, true).await.unwrap_err();
     assert_eq!(
-        (err.kind(), err.to_string()),
-        ("loginRequired", message.to_owned())
+        (err.error_kind(), err.to_string()),
+        (
+            agent_server_schema::rpc::ErrorKind::LoginRequired,
+            message.to_owned()
+        )
     );
     assert_eq!(h.read_auth(), original);
 }

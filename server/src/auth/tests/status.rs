@@ -154,7 +154,10 @@ async fn api_key_login_and_logout_write_and_remove_the_file() {
         .login_api_key(Secret::new("  "))
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), "invalidParams");
+    assert_eq!(
+        err.error_kind(),
+        agent_server_schema::rpc::ErrorKind::InvalidParams
+    );
     assert!(!h.auth_path().exists());
 
     h.manager
