@@ -154,6 +154,9 @@ pub struct Config {
     pub reasoning_effort: ReasoningEffort,
     /// Default timeout of a shell command in milliseconds.
     pub shell_timeout_ms: u64,
+    /// The most a model may ask for as a command's `timeout_ms` (default one hour); larger
+    /// values are capped and the model is told.
+    pub shell_max_timeout_ms: u64,
     /// `OPENAI_API_KEY` from the environment, if set and not empty.
     pub env_api_key: Option<crate::secret::Secret>,
     /// `OPENAI_BASE_URL` from the environment, if set and not empty.
@@ -227,6 +230,7 @@ struct FileConfig {
     originator: Option<String>,
     reasoning_effort: Option<ReasoningEffort>,
     shell_timeout_ms: Option<u64>,
+    shell_max_timeout_ms: Option<u64>,
     project_doc_max_bytes: Option<usize>,
     project_doc_fallback_filenames: Option<Vec<String>>,
     model_auto_compact_token_limit: Option<u64>,
@@ -413,6 +417,7 @@ impl Config {
                 .unwrap_or_else(|| "agent-server".to_string()),
             reasoning_effort: file.reasoning_effort.unwrap_or(ReasoningEffort::Medium),
             shell_timeout_ms: file.shell_timeout_ms.unwrap_or(60_000),
+            shell_max_timeout_ms: file.shell_max_timeout_ms.unwrap_or(3_600_000),
             env_api_key: env.var("OPENAI_API_KEY").map(crate::secret::Secret::new),
             env_openai_base_url: env.var("OPENAI_BASE_URL"),
             sse_fixture: env.var("AGENT_SERVER_SSE_FIXTURE"),

@@ -202,6 +202,59 @@ async fn an_expired_access_token_is_refreshed_once_before_the_turn() {
     );
 }
 
+/// Another process (e.g. a sandboxed command, before the home was hidden from them) holding
+/// `auth.json.lock` makes a refresh wait a bounded time, then fail as a transient error that is
+/// retried like a model request; once the lock is free the turn completes.
+#[tokio::test]
+async fn a_refresh_waits_a_bounded_time_for_a_held_lock_and_is_retried() {
+    let chatgpt = ChatGpt::new().await;
+    let token = chatgpt.refresh_succeeds_once().await;
+    responses()
+        .and(path("/codex/responses"))
+        .respond_with(sse_response(answer()))
+        .mount(&chatgpt.upstream)
+        .await;
+    let mut server = chatgpt.builder(chatgpt.expired()).spawn().await;
+    server.set_timeout(std::time::Duration::from_secs(60));
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .open(server.home().join("auth.json.lock"))
+        .or_else(|_| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(server.home().join("auth.json.lock"))
+        })
+        .unwrap();
+    lock.lock().unwrap();
+    let holder = std::thread::spawn(move || {
+        // Longer than the server's bounded wait (5 s), so its first attempt gives up.
+        std::thread::sleep(std::time::Duration::from_secs(7));
+        drop(lock);
+    });
+    let session = new_session(&mut server, json!({})).await;
+    let turn = submit(&mut server, &session, "hi").await;
+    let events = turn_events(&mut server, &turn).await;
+    holder.join().unwrap();
+    let retry = events
+        .iter()
+        .find(|e| e["event"]["type"] == "retrying")
+        .unwrap_or_else(|| panic!("no retry: {events:?}"));
+    assert!(
+        retry["event"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("auth.json.lock")),
+        "{retry}"
+    );
+    let done = completion(&events);
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(
+        chatgpt.headers_seen().await,
+        vec![(format!("Bearer {token}"), "acc-123".to_owned())]
+    );
+}
+
 #[tokio::test]
 async fn a_401_in_chatgpt_mode_refreshes_and_retries_once() {
     let chatgpt = ChatGpt::new().await;

@@ -520,22 +520,31 @@ async fn exit_ends_the_process_at_once_even_with_a_running_turn() {
     assert_eq!(server.wait_exit().await.code(), Some(0));
 }
 
-fn process_is_gone(pid: &str) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        // A zombie waiting for a reaper has been killed already.
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z')),
-    }
+/// Whether a live (not zombie) process has `marker` in its argv. Commands run in their own PID
+/// namespace, so the pids they see mean nothing here: processes are found by argv.
+fn marked_process_exists(marker: &str) -> bool {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|entry| {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // A zombie waiting for a reaper has been killed already.
+            let zombie = stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z'));
+            !zombie && String::from_utf8_lossy(&cmdline).contains(marker)
+        })
 }
 
 #[tokio::test]
 async fn tool_processes_are_killed_with_the_server() {
     let workdir = tempfile::tempdir().unwrap();
-    let pid_file = workdir.path().join("tool.pid");
     let upstream = MockServer::start().await;
-    let command = json!({"command": ["sh", "-c", "echo $$ > tool.pid; exec sleep 300"]});
+    // A sleep length no other process uses.
+    let marker = format!("300.{}", std::process::id());
+    let command = json!({"command": ["sh", "-c", format!("exec sleep {marker}")]});
     mount_sse_once(
         &upstream,
         sse([
@@ -570,28 +579,23 @@ async fn tool_processes_are_killed_with_the_server() {
             p["event"]["type"] == "itemStarted" && p["event"]["item"]["type"] == "commandExecution"
         })
         .await;
-    // The pid file is the tool's own signal that it runs; poll for it with a bound.
+    // Poll (bounded) for the tool to run.
     let deadline = tokio::time::Instant::now() + DEFAULT_TIMEOUT;
-    let pid = loop {
-        if let Ok(text) = std::fs::read_to_string(&pid_file)
-            && !text.trim().is_empty()
-        {
-            break text.trim().to_owned();
-        }
+    while !marked_process_exists(&marker) {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the tool never started"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    }
     let shutdown = server.request_raw("shutdown", None).await;
     assert_eq!(shutdown, ok_reply(shutdown["id"].clone(), Value::Null));
     assert_eq!(server.wait_exit().await.code(), Some(0));
     let deadline = tokio::time::Instant::now() + DEFAULT_TIMEOUT;
-    while !process_is_gone(&pid) {
+    while marked_process_exists(&marker) {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "tool process {pid} outlived the server"
+            "tool process `sleep {marker}` outlived the server"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

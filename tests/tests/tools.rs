@@ -424,24 +424,33 @@ async fn interrupt_while_an_approval_is_pending_withdraws_it() {
     assert_eq!(responses_requests(&upstream).await.len(), 1);
 }
 
-fn process_is_gone(pid: &str) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        // A zombie has exited; only its parent has yet to reap it.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-    }
+/// Whether a live (not zombie) process has `marker` in its argv. Commands run in their own PID
+/// namespace, so the pids they print mean nothing here: processes are found by argv.
+fn marked_process_exists(marker: &str) -> bool {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|entry| {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let zombie = stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+            !zombie && String::from_utf8_lossy(&cmdline).contains(marker)
+        })
 }
 
 #[tokio::test]
 async fn interrupt_kills_the_children_a_command_spawned() {
     let upstream = MockServer::start().await;
+    // A sleep length no other process uses.
+    let marker = format!("300.{}", std::process::id());
     mount_call(
         &upstream,
         "call_1",
         "shell",
-        &shell("sleep 300 & echo $!; wait"),
+        &shell(&format!("sleep {marker} & echo started; wait")),
     )
     .await;
     mount_answer(&upstream).await;
@@ -454,12 +463,7 @@ async fn interrupt_kills_the_children_a_command_spawned() {
             p["event"]["type"] == "commandOutputDelta"
         })
         .await;
-    let pid = output["params"]["event"]["delta"]
-        .as_str()
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
-    assert!(!pid.is_empty() && !process_is_gone(&pid), "{output}");
+    assert!(marked_process_exists(&marker), "{output}");
     let reply = server
         .request_raw(
             "session/interrupt",
@@ -471,10 +475,10 @@ async fn interrupt_kills_the_children_a_command_spawned() {
     assert_eq!(completion_status(&events), "interrupted");
     // The kill is signalled before turnCompleted; wait (bounded) for the kernel to finish it.
     let deadline = tokio::time::Instant::now() + DEFAULT_TIMEOUT;
-    while !process_is_gone(&pid) {
+    while marked_process_exists(&marker) {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "child {pid} outlived the interrupt"
+            "the child `sleep {marker}` outlived the interrupt"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -11,6 +11,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
 
+/// How long [`Store::lock`] waits for another process to release `auth.json.lock`.
+pub(crate) const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often it tries meanwhile.
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// The `auth_mode` written for an API key.
 pub(crate) const MODE_API_KEY: &str = "apikey";
 /// The `auth_mode` written for a ChatGPT login.
@@ -195,7 +200,8 @@ impl Store {
         )
     }
 
-    /// Takes the cross-process lock, waiting for another process to release it.
+    /// Takes the cross-process lock, waiting at most [`LOCK_WAIT`] for another process to
+    /// release it; then fails with `TimedOut`, which callers report as a transient failure.
     pub(crate) async fn lock(&self) -> io::Result<StoreLock> {
         let home = self.home.clone();
         let path = self.home.join("auth.json.lock");
@@ -210,12 +216,33 @@ impl Store {
                 .open(&path)?;
             // `File::lock` is `flock(LOCK_EX)` on Unix: advisory, per open file, and released
             // by the kernel if this process dies while holding it.
-            #[allow(
-                clippy::incompatible_msrv,
-                reason = "File::lock is stable since 1.89, the toolchain this project builds with"
-            )]
-            file.lock()?;
-            Ok(StoreLock { _file: file })
+            let give_up = std::time::Instant::now() + LOCK_WAIT;
+            loop {
+                #[allow(
+                    clippy::incompatible_msrv,
+                    reason = "File::try_lock is stable since 1.89, the toolchain this project \
+                              builds with"
+                )]
+                match file.try_lock() {
+                    Ok(()) => return Ok(StoreLock { _file: file }),
+                    Err(std::fs::TryLockError::WouldBlock)
+                        if std::time::Instant::now() < give_up =>
+                    {
+                        std::thread::sleep(LOCK_POLL);
+                    }
+                    Err(std::fs::TryLockError::WouldBlock) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!(
+                                "another process has held {} for over {} s",
+                                path.display(),
+                                LOCK_WAIT.as_secs()
+                            ),
+                        ));
+                    }
+                    Err(std::fs::TryLockError::Error(e)) => return Err(e),
+                }
+            }
         })
         .await
     }

@@ -61,14 +61,16 @@ impl SessionApprovals {
         lock(&self.commands).insert(argv);
     }
 
-    /// Whether every path is under a directory whose file changes were approved.
+    /// Whether every path (a real path) is under a directory whose file changes were approved.
     pub fn are_file_changes_approved(&self, paths: &[PathBuf]) -> bool {
         let roots = lock(&self.file_roots);
         !paths.is_empty() && paths.iter().all(|p| roots.iter().any(|r| p.starts_with(r)))
     }
 
-    /// Approves later file changes under `root` (the session cwd).
+    /// Approves later file changes under `root` (the session cwd), remembered as its real
+    /// path: a symlink inside it that points elsewhere does not extend the approval.
     pub fn approve_file_changes_under(&self, root: &Path) {
+        let root = &super::patch::nofollow::real_path(root);
         let mut roots = lock(&self.file_roots);
         if !roots.iter().any(|r| r == root) {
             roots.push(root.to_path_buf());

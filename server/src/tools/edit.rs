@@ -3,10 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use agent_server_schema::session::{
-    ApprovalKind, ApprovalPolicy, Event, FileChange, FileChangeKind, Item, ItemStatus,
+    ApprovalKind, Event, FileChange, FileChangeKind, Item, ItemStatus,
 };
 
 use super::approval::{Answer, ApprovalRequest, ask};
+use super::decision::{Action, Bounds, Decision, decide};
 use super::patch::{self, ChangeKind, Plan};
 use super::sandbox::{SandboxPolicy, mode_name};
 use super::{ToolContext, ToolHost, ToolOutcome};
@@ -16,7 +17,9 @@ pub(crate) const EXPECTED: &str =
     r#"{"input": "*** Begin Patch\n…\n*** End Patch"} (see the tool's description)"#;
 
 /// Applies `input`, with paths relative to `base` (the session cwd, or the directory a shell
-/// command changed to).
+/// command changed to). Paths are resolved to real paths when planned: what is checked against
+/// the sandbox, shown in the item and the approval request, remembered by `approveForSession`
+/// and finally written is the same place.
 pub(crate) async fn run(
     call_id: &str,
     input: &str,
@@ -25,11 +28,7 @@ pub(crate) async fn run(
     host: &dyn ToolHost,
 ) -> ToolOutcome {
     let item = FileChangeItem { id: call_id, host };
-    let planned = match patch::parse(input) {
-        Ok(parsed) => patch::plan(&parsed, base, &ctx.cwd).map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    let plan = match planned {
+    let plan = match plan_patch(input, base, ctx) {
         Ok(plan) => plan,
         Err(message) => {
             item.started(Vec::new());
@@ -42,96 +41,132 @@ pub(crate) async fn run(
 
     let touched = touched(&plan);
     let sandbox = SandboxPolicy::new(ctx.sandbox, &ctx.cwd);
-    let outside: Vec<&PathBuf> = touched
+    let outside: Vec<PathBuf> = touched
         .iter()
         .filter(|p| !sandbox.allows_write(p))
+        .cloned()
         .collect();
     let remembered = ctx.approvals.are_file_changes_approved(&touched);
-    let refusal = || {
-        let paths: Vec<String> = outside.iter().map(|p| p.display().to_string()).collect();
-        format!(
-            "apply_patch refused: the {} sandbox does not allow writing {}. Change only files \
-             under {}.",
-            mode_name(ctx.sandbox),
-            paths.join(", "),
-            ctx.cwd.display()
-        )
+    let action = Action::FileChange {
+        outside_sandbox: !outside.is_empty(),
     };
-
-    let must_ask = match ctx.approval_policy {
-        ApprovalPolicy::Untrusted => {
-            if !outside.is_empty() {
-                item.completed(changes, ItemStatus::Failed);
-                return ToolOutcome::failed(refusal());
-            }
-            (!remembered).then_some(None)
+    let bounds = match decide(ctx.approval_policy, ctx.sandbox, remembered, action) {
+        Decision::Refuse => {
+            item.completed(changes, ItemStatus::Failed);
+            return ToolOutcome::failed(refusal(ctx, &outside));
         }
-        ApprovalPolicy::OnFailure => (!outside.is_empty() && !remembered).then(|| {
-            let paths: Vec<String> = outside.iter().map(|p| p.display().to_string()).collect();
-            Some(format!(
-                "The patch writes outside what the sandbox allows: {}",
-                paths.join(", ")
-            ))
-        }),
-        ApprovalPolicy::Never => {
-            if !outside.is_empty() {
-                item.completed(changes, ItemStatus::Failed);
-                return ToolOutcome::failed(refusal());
-            }
-            None
-        }
-    };
-
-    if let Some(reason) = must_ask {
-        let answer = ask(
-            ctx,
-            host,
-            ApprovalRequest {
+        Decision::Run(bounds) => bounds,
+        Decision::Ask(bounds) => {
+            let reason = (bounds == Bounds::Unsandboxed).then(|| {
+                format!(
+                    "The patch writes outside what the sandbox allows: {}",
+                    shown(&outside)
+                )
+            });
+            let request = ApprovalRequest {
                 item_id: call_id.to_owned(),
                 kind: ApprovalKind::FileChange,
                 command: None,
                 cwd: None,
                 changes: Some(changes.clone()),
                 reason,
-            },
-        )
-        .await;
-        if let Some(message) = answer.declined_message("file change") {
-            item.completed(changes, ItemStatus::Declined);
-            return ToolOutcome {
-                output: message,
-                success: false,
-                abort_turn: answer.aborts_turn(),
             };
+            let answer = ask(ctx, host, request).await;
+            return after_approval(answer, input, base, ctx, &item, changes, bounds);
         }
-        if answer == (Answer::Approved { for_session: true }) {
-            ctx.approvals.approve_file_changes_under(&ctx.cwd);
-        }
-        // The files may have changed while the user was deciding; apply only what was shown.
-        let replanned = patch::parse(input)
-            .map_err(|e| e.to_string())
-            .and_then(|p| patch::plan(&p, base, &ctx.cwd).map_err(|e| e.to_string()));
-        match replanned {
-            Ok(fresh) if wire_changes(&fresh) == changes => return commit(&fresh, changes, &item),
-            Ok(_) => {
-                item.completed(changes, ItemStatus::Failed);
-                return ToolOutcome::failed(
-                    "apply_patch failed: the files changed while waiting for approval; read \
-                     them again and send a new patch"
-                        .to_owned(),
-                );
-            }
-            Err(message) => {
-                item.completed(changes, ItemStatus::Failed);
-                return ToolOutcome::failed(format!("apply_patch failed: {message}"));
-            }
-        }
-    }
-    commit(&plan, changes, &item)
+        // Not a decision for file changes; asking is the safe reading of it.
+        Decision::RunThenAskOnFailure => Bounds::Sandboxed,
+    };
+    let may_write = writable(&sandbox, bounds, &touched);
+    commit(&plan, changes, &item, &may_write)
 }
 
-fn commit(plan: &Plan, changes: Vec<FileChange>, item: &FileChangeItem<'_>) -> ToolOutcome {
-    match plan.commit() {
+/// Parses and plans the patch.
+fn plan_patch(input: &str, base: &Path, ctx: &ToolContext) -> Result<Plan, String> {
+    let parsed = patch::parse(input).map_err(|e| e.to_string())?;
+    patch::plan(&parsed, base, &ctx.cwd).map_err(|e| e.to_string())
+}
+
+/// What may be written: inside the sandbox's bounds, and with `Unsandboxed` also exactly the
+/// (real) paths the user approved.
+fn writable<'a>(
+    sandbox: &'a SandboxPolicy,
+    bounds: Bounds,
+    approved: &'a [PathBuf],
+) -> impl Fn(&Path) -> bool + 'a {
+    move |path: &Path| {
+        sandbox.allows_write(path)
+            || (bounds == Bounds::Unsandboxed && approved.iter().any(|a| a == path))
+    }
+}
+
+fn shown(paths: &[PathBuf]) -> String {
+    let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    shown.join(", ")
+}
+
+fn refusal(ctx: &ToolContext, outside: &[PathBuf]) -> String {
+    format!(
+        "apply_patch refused: the {} sandbox does not allow writing {}. Change only files under \
+         {}.",
+        mode_name(ctx.sandbox),
+        shown(outside),
+        ctx.cwd.display()
+    )
+}
+
+/// After the client answered: declined, or re-planned and written if the files are still as
+/// shown (they may have changed while the user was deciding; only what was shown is applied,
+/// and the bounds are checked again when writing).
+fn after_approval(
+    answer: Answer,
+    input: &str,
+    base: &Path,
+    ctx: &ToolContext,
+    item: &FileChangeItem<'_>,
+    changes: Vec<FileChange>,
+    bounds: Bounds,
+) -> ToolOutcome {
+    if let Some(message) = answer.declined_message("file change") {
+        item.completed(changes, ItemStatus::Declined);
+        return ToolOutcome {
+            output: message,
+            success: false,
+            abort_turn: answer.aborts_turn(),
+        };
+    }
+    if answer == (Answer::Approved { for_session: true }) {
+        ctx.approvals.approve_file_changes_under(&ctx.cwd);
+    }
+    match plan_patch(input, base, ctx) {
+        Ok(fresh) if wire_changes(&fresh) == changes => {
+            let sandbox = SandboxPolicy::new(ctx.sandbox, &ctx.cwd);
+            let touched = touched(&fresh);
+            let may_write = writable(&sandbox, bounds, &touched);
+            commit(&fresh, changes, item, &may_write)
+        }
+        Ok(_) => {
+            item.completed(changes, ItemStatus::Failed);
+            ToolOutcome::failed(
+                "apply_patch failed: the files changed while waiting for approval; read them \
+                 again and send a new patch"
+                    .to_owned(),
+            )
+        }
+        Err(message) => {
+            item.completed(changes, ItemStatus::Failed);
+            ToolOutcome::failed(format!("apply_patch failed: {message}"))
+        }
+    }
+}
+
+fn commit(
+    plan: &Plan,
+    changes: Vec<FileChange>,
+    item: &FileChangeItem<'_>,
+    may_write: &dyn Fn(&Path) -> bool,
+) -> ToolOutcome {
+    match plan.commit(may_write) {
         Ok(()) => {
             item.completed(changes, ItemStatus::Completed);
             ToolOutcome {

@@ -1,8 +1,12 @@
 //! Running one command: its own process group, stdin closed, output streamed and kept bounded,
-//! and no process of the group left behind when it ends, times out, is cancelled or its future
-//! is dropped (SIGKILL to the whole group; background processes do not outlive the command).
-//! Environment variables that look like credentials (`*KEY*`, `*SECRET*`, `*TOKEN*`) are not
-//! passed on, so the server's own API key never reaches a command.
+//! and no process of it left behind when it ends, times out, is cancelled, its future is
+//! dropped or the server dies: SIGKILL to the whole group, and (see [`super::sandbox`]) a PID
+//! namespace per command whose processes the kernel kills when the command exits, plus
+//! `PR_SET_PDEATHSIG` tying the command to the server.
+//!
+//! The environment passed to commands is built from an allow-list ([`PASSED_ENV`] and `LC_*`)
+//! rather than the server's own, so no credential of the server (`OPENAI_API_KEY`, a
+//! `PGPASSWORD`, a `DATABASE_URL`) reaches a command.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -14,7 +18,7 @@ use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use super::output::{HeadTail, Utf8Chunks};
-use super::sandbox::{SandboxError, SandboxPolicy};
+use super::sandbox::{Confinement, SandboxError, SandboxPolicy};
 
 /// The exit code reported for a command killed at its timeout (as `timeout(1)` does).
 pub const TIMEOUT_EXIT_CODE: i32 = 124;
@@ -30,9 +34,22 @@ const REAP_GRACE: Duration = Duration::from_secs(10);
 /// end cannot flood the client; the kept output is bounded separately.
 const MAX_STREAMED_BYTES: usize = 8 * 1024 * 1024;
 
-/// Environment variables whose names contain one of these (case-insensitively) are not passed
-/// to commands: they usually hold credentials, such as the server's own `OPENAI_API_KEY`.
-const SECRET_ENV_MARKERS: [&str; 3] = ["KEY", "SECRET", "TOKEN"];
+/// The only variables of the server's environment passed to commands (with every `LC_*`);
+/// `PWD` is set to the command's directory.
+pub const PASSED_ENV: [&str; 12] = [
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "LANGUAGE",
+    "TERM",
+    "COLORTERM",
+    "TMPDIR",
+    "TZ",
+    "NO_COLOR",
+];
 
 /// What to run.
 #[derive(Debug)]
@@ -125,9 +142,54 @@ pub async fn execute(
     };
     let confinement = match request.sandbox {
         Some(policy) => policy.prepare()?,
-        None => None,
+        None => Confinement::unconfined(),
     };
-    let mut command = Command::new(program);
+    let mut command = build_command(&request, &confinement);
+    let started = Instant::now();
+    let spawn_error = |source| ExecError::Spawn {
+        program: program.clone(),
+        sandboxed: confinement.confines(),
+        source,
+    };
+    let mut child = command.spawn().map_err(spawn_error)?;
+    let group = ProcessGroup::new(child.id());
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(spawn_error(std::io::Error::other("no output pipes")));
+    };
+    // The confinement's fds are only needed until the child has exec'd.
+    drop(confinement);
+    let mut pump = Pump {
+        output: HeadTail::default(),
+        streamed: 0,
+        decoders: [Utf8Chunks::default(), Utf8Chunks::default()],
+        on_output,
+    };
+    let ending = pump
+        .run(
+            &mut child,
+            &group,
+            (stdout, stderr),
+            request.timeout,
+            cancel,
+        )
+        .await
+        .map_err(|source| ExecError::Wait {
+            program: program.clone(),
+            source,
+        })?;
+    let (output, duration) = (pump.finish(), started.elapsed());
+    group.wait_gone().await;
+    Ok(ExecOutput {
+        ending: ending.unwrap_or(Ending::Cancelled),
+        output,
+        duration,
+    })
+}
+
+/// The command with its directory, pipes, process group, allow-listed environment and
+/// confinement.
+fn build_command(request: &ExecRequest<'_>, confinement: &Confinement) -> Command {
+    let mut command = Command::new(&request.argv[0]);
     command
         .args(&request.argv[1..])
         .current_dir(request.cwd)
@@ -135,114 +197,113 @@ pub async fn execute(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true);
-    for (name, _) in std::env::vars_os() {
-        let upper = name.to_string_lossy().to_uppercase();
-        if SECRET_ENV_MARKERS.iter().any(|m| upper.contains(m)) {
-            command.env_remove(&name);
-        }
-    }
-    if let Some(confinement) = &confinement {
-        confinement.install(&mut command);
-    }
+        .kill_on_drop(true)
+        .env_clear()
+        .envs(passed_env())
+        .env("PWD", request.cwd);
+    confinement.install(&mut command);
+    command
+}
 
-    let started = Instant::now();
-    let spawn_error = |source| ExecError::Spawn {
-        program: program.clone(),
-        sandboxed: confinement.is_some(),
-        source,
-    };
-    let mut child = command.spawn().map_err(spawn_error)?;
-    let group = ProcessGroup::new(child.id());
-    let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        return Err(spawn_error(std::io::Error::other("no output pipes")));
-    };
-    // The confinement's fds are only needed until the child has exec'd.
-    drop(confinement);
+/// The allow-listed part of the server's environment.
+pub(crate) fn passed_env() -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)> {
+    std::env::vars_os().filter(|(name, _)| {
+        let name = name.to_string_lossy();
+        PASSED_ENV.contains(&name.as_ref()) || name.starts_with("LC_")
+    })
+}
 
-    let mut output = HeadTail::default();
-    let mut streamed = 0usize;
-    let mut decoders = [Utf8Chunks::default(), Utf8Chunks::default()];
-    let mut emit = |stream: CommandStream, text: String, output: &mut HeadTail| {
+/// Reads a running command's output until it has ended and its pipes are closed.
+struct Pump<'a> {
+    output: HeadTail,
+    streamed: usize,
+    decoders: [Utf8Chunks; 2],
+    on_output: &'a mut (dyn FnMut(CommandStream, String) + Send),
+}
+
+impl Pump<'_> {
+    fn emit(&mut self, stream: CommandStream, text: String) {
         if text.is_empty() {
             return;
         }
-        output.push(&text);
-        if streamed < MAX_STREAMED_BYTES {
-            streamed += text.len();
-            on_output(stream, text);
+        self.output.push(&text);
+        if self.streamed < MAX_STREAMED_BYTES {
+            self.streamed += text.len();
+            (self.on_output)(stream, text);
         }
-    };
+    }
 
-    // A timeout too large to add is as good as none.
-    let now = tokio::time::Instant::now();
-    let deadline = now
-        .checked_add(request.timeout)
-        .unwrap_or(now + Duration::from_secs(365 * 24 * 3600));
-    let mut stdout_buf = vec![0u8; 8192];
-    let mut stderr_buf = vec![0u8; 8192];
-    let (mut stdout_open, mut stderr_open) = (true, true);
-    let mut ending: Option<Ending> = None;
-    let mut drain_until: Option<tokio::time::Instant> = None;
-    loop {
-        if ending.is_some() && !stdout_open && !stderr_open {
-            break;
-        }
-        tokio::select! {
-            read = stdout.read(&mut stdout_buf), if stdout_open => match read {
-                Ok(n) if n > 0 => {
-                    let text = decoders[0].decode(&stdout_buf[..n]);
-                    emit(CommandStream::Stdout, text, &mut output);
+    fn read(&mut self, index: usize, bytes: &[u8]) {
+        let stream = [CommandStream::Stdout, CommandStream::Stderr][index];
+        let text = self.decoders[index].decode(bytes);
+        self.emit(stream, text);
+    }
+
+    /// The kept output, with what the decoders still held.
+    fn finish(mut self) -> HeadTail {
+        let tail_out = self.decoders[0].finish();
+        self.emit(CommandStream::Stdout, tail_out);
+        let tail_err = self.decoders[1].finish();
+        self.emit(CommandStream::Stderr, tail_err);
+        self.output
+    }
+
+    /// How the command ended. Reading stops [`DRAIN_GRACE`] after the end even when a process
+    /// that escaped the group still holds the pipes.
+    async fn run(
+        &mut self,
+        child: &mut tokio::process::Child,
+        group: &ProcessGroup,
+        (mut stdout, mut stderr): (tokio::process::ChildStdout, tokio::process::ChildStderr),
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> std::io::Result<Option<Ending>> {
+        // A timeout too large to add is as good as none.
+        let now = tokio::time::Instant::now();
+        let deadline = now
+            .checked_add(timeout)
+            .unwrap_or(now + Duration::from_secs(365 * 24 * 3600));
+        let (mut out_buf, mut err_buf) = (vec![0u8; 8192], vec![0u8; 8192]);
+        let mut open = [true, true];
+        let mut ending: Option<Ending> = None;
+        let mut drain_until: Option<tokio::time::Instant> = None;
+        while ending.is_none() || open[0] || open[1] {
+            let ended = tokio::select! {
+                read = stdout.read(&mut out_buf), if open[0] => {
+                    match read {
+                        Ok(n) if n > 0 => self.read(0, &out_buf[..n]),
+                        _ => open[0] = false,
+                    }
+                    None
                 }
-                _ => stdout_open = false,
-            },
-            read = stderr.read(&mut stderr_buf), if stderr_open => match read {
-                Ok(n) if n > 0 => {
-                    let text = decoders[1].decode(&stderr_buf[..n]);
-                    emit(CommandStream::Stderr, text, &mut output);
+                read = stderr.read(&mut err_buf), if open[1] => {
+                    match read {
+                        Ok(n) if n > 0 => self.read(1, &err_buf[..n]),
+                        _ => open[1] = false,
+                    }
+                    None
                 }
-                _ => stderr_open = false,
-            },
-            status = child.wait(), if ending.is_none() => {
-                let status = status.map_err(|source| ExecError::Wait {
-                    program: program.clone(),
-                    source,
-                })?;
-                ending = Some(Ending::Exited(exit_code(status)));
+                status = child.wait(), if ending.is_none() => Some(Ending::Exited(exit_code(status?))),
+                () = tokio::time::sleep_until(deadline), if ending.is_none() => Some(Ending::TimedOut),
+                () = cancel.cancelled(), if ending.is_none() => Some(Ending::Cancelled),
+                () = sleep_until_opt(drain_until), if drain_until.is_some() => {
+                    tracing::warn!("a process that left the command's group keeps its output open; not waiting for it");
+                    return Ok(ending);
+                }
+            };
+            if let Some(end) = ended {
                 // Background processes do not outlive the command; this also closes the pipes
                 // they hold.
                 group.kill();
+                if !matches!(end, Ending::Exited(_)) {
+                    let _ = child.wait().await;
+                }
+                ending = Some(end);
                 drain_until = Some(tokio::time::Instant::now() + DRAIN_GRACE);
-            }
-            () = tokio::time::sleep_until(deadline), if ending.is_none() => {
-                group.kill();
-                let _ = child.wait().await;
-                ending = Some(Ending::TimedOut);
-                drain_until = Some(tokio::time::Instant::now() + DRAIN_GRACE);
-            }
-            () = cancel.cancelled(), if ending.is_none() => {
-                group.kill();
-                let _ = child.wait().await;
-                ending = Some(Ending::Cancelled);
-                drain_until = Some(tokio::time::Instant::now() + DRAIN_GRACE);
-            }
-            () = sleep_until_opt(drain_until), if drain_until.is_some() => {
-                tracing::warn!(program = %program, "a process that left the command's group keeps its output open; not waiting for it");
-                break;
             }
         }
+        Ok(ending)
     }
-    let tail_out = decoders[0].finish();
-    emit(CommandStream::Stdout, tail_out, &mut output);
-    let tail_err = decoders[1].finish();
-    emit(CommandStream::Stderr, tail_err, &mut output);
-    let duration = started.elapsed();
-    group.wait_gone().await;
-    Ok(ExecOutput {
-        ending: ending.unwrap_or(Ending::Cancelled),
-        output,
-        duration,
-    })
 }
 
 async fn sleep_until_opt(at: Option<tokio::time::Instant>) {

@@ -26,6 +26,7 @@
 //!   an interrupt (`ToolContext::cancel`) or dropping the future kills the whole group.
 
 mod approval;
+pub mod decision;
 mod edit;
 mod exec;
 mod output;
@@ -49,6 +50,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use approval::{ApprovalReply, ApprovalRequest, SessionApprovals};
 pub use output::{MAX_OUTPUT_BYTES, MAX_OUTPUT_LINES};
+pub use shell::set_max_command_timeout;
 pub use shell_command::login_shell;
 pub use spec::{APPLY_PATCH_GRAMMAR, tool_specs};
 

@@ -54,10 +54,39 @@ fn is_safe_argv(argv: &[String]) -> bool {
     }
 }
 
-/// `rg --pre CMD` and `--hostname-bin CMD` run programs; `-z` runs decompressors.
+/// `rg --pre CMD` and `--hostname-bin CMD` run programs; `-z` runs decompressors, also inside a
+/// cluster of short options (`-nz`).
 fn is_safe_rg_arg(arg: &str) -> bool {
     let name = arg.split('=').next().unwrap_or(arg);
-    !matches!(name, "--pre" | "--hostname-bin" | "--search-zip" | "-z")
+    let short_cluster_with_z = !arg.starts_with("--") && arg.starts_with('-') && arg.contains('z');
+    !short_cluster_with_z && !matches!(name, "--pre" | "--hostname-bin" | "--search-zip")
+}
+
+/// Whether any word of `argv` (a shell script's words included) names one of `protected` (the
+/// agent home, the server's `/proc/<pid>`) or something inside it, directly, relative to `cwd`
+/// or through a symlink. A known-safe command that does is not run without approval: reading
+/// is what it would do there. (A recursive read of a directory above the home is not caught
+/// here; in confined modes the home is hidden from commands anyway.)
+pub fn names_protected_path(
+    argv: &[String],
+    cwd: &std::path::Path,
+    protected: &[std::path::PathBuf],
+) -> bool {
+    let words = match shell_script(argv) {
+        Some(script) => split_words(script).unwrap_or_default(),
+        None => argv.to_vec(),
+    };
+    words.iter().any(|word| {
+        // `--file=PATH` style arguments name a path too.
+        let value = word.split_once('=').map_or(word.as_str(), |(_, v)| v);
+        [word.as_str(), value].iter().any(|candidate| {
+            let resolved = super::patch::resolve(cwd, candidate);
+            let real = super::patch::nofollow::real_path(&resolved);
+            protected
+                .iter()
+                .any(|p| resolved.starts_with(p) || real.starts_with(p))
+        })
+    })
 }
 
 fn is_unsafe_find_arg(arg: &str) -> bool {
@@ -131,6 +160,56 @@ fn is_safe_git(args: &[String]) -> bool {
         }),
         _ => false,
     }
+}
+
+/// Global options that keep git from running programs named in the repository's config: no
+/// pager (`core.pager`, `pager.<cmd>`), no fsmonitor hook, no hooks, no signature checks (gpg).
+const GIT_SAFE_GLOBALS: [&str; 7] = [
+    "--no-pager",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "log.showSignature=false",
+];
+
+/// `argv` as it should run: a known-safe git command (also as a one-command shell script) gets
+/// [`GIT_SAFE_GLOBALS`] and, for `diff`/`log`/`show`, `--no-ext-diff --no-textconv`, so the
+/// repository's `.git/config` cannot make it run `diff.external`, textconv drivers, a pager or
+/// an fsmonitor; anything else is returned unchanged.
+pub fn without_repo_programs(argv: &[String]) -> Vec<String> {
+    if let Some(script) = shell_script(argv)
+        && let Some(words) = split_words(script)
+        && let Some(hardened) = hardened_git(&words)
+    {
+        let quoted: Vec<String> = hardened.iter().map(|w| quote(w)).collect();
+        let mut out = argv.to_vec();
+        out[2] = quoted.join(" ");
+        return out;
+    }
+    hardened_git(argv).unwrap_or_else(|| argv.to_vec())
+}
+
+fn hardened_git(argv: &[String]) -> Option<Vec<String>> {
+    let (program, args) = argv.split_first()?;
+    if program != "git" || !is_safe_git(args) {
+        return None;
+    }
+    let (sub, rest) = args.split_first()?;
+    let mut out = vec![program.clone()];
+    out.extend(GIT_SAFE_GLOBALS.iter().map(|s| (*s).to_owned()));
+    out.push(sub.clone());
+    if matches!(sub.as_str(), "diff" | "log" | "show") {
+        out.extend(["--no-ext-diff".to_owned(), "--no-textconv".to_owned()]);
+    }
+    out.extend(rest.iter().cloned());
+    Some(out)
+}
+
+/// A word single-quoted for the shell.
+fn quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
 }
 
 /// Splits a shell script into the words of one simple command, or `None` when the script uses
@@ -232,6 +311,10 @@ mod tests {
             (&["rg", "--pre", "sh", "x"], false),
             (&["rg", "--pre=sh", "x"], false),
             (&["rg", "-z", "x"], false),
+            (&["rg", "-nz", "x"], false),
+            (&["rg", "-zn", "x"], false),
+            (&["rg", "--search-zip", "x"], false),
+            (&["rg", "-n", "--", "z"], true),
             (&["find", ".", "-name", "*.rs"], true),
             (&["find", ".", "-exec", "rm", "{}", ";"], false),
             (&["find", ".", "-execdir", "rm", "{}", ";"], false),
@@ -292,6 +375,57 @@ mod tests {
         let want: Vec<(Vec<String>, bool)> =
             table.iter().map(|(cmd, safe)| (argv(cmd), *safe)).collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn commands_naming_the_home_or_the_server_proc_entry_are_flagged() {
+        let home = tempfile::tempdir().unwrap();
+        let home = home.path().canonicalize().unwrap();
+        let cwd = home.parent().unwrap().to_path_buf();
+        let protected = vec![home.clone(), std::path::PathBuf::from("/proc/4242")];
+        let name = home.file_name().unwrap().to_string_lossy().into_owned();
+        let auth = format!("{}/auth.json", home.display());
+        let table: &[(&[&str], bool)] = &[
+            (&["cat", &auth], true),
+            (&["cat", &format!("{name}/auth.json")], true),
+            (&["grep", &format!("--file={auth}"), "x"], true),
+            (&["bash", "-lc", &format!("cat '{auth}'")], true),
+            (&["cat", "/proc/4242/environ"], true),
+            (&["cat", "/proc/42421/environ"], false),
+            (&["cat", "Cargo.toml"], false),
+            (&["ls"], false),
+        ];
+        for (cmd, want) in table {
+            assert_eq!(
+                names_protected_path(&argv(cmd), &cwd, &protected),
+                *want,
+                "{cmd:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn known_safe_git_commands_run_without_repository_programs() {
+        let globals = "--no-pager -c core.fsmonitor=false -c core.hooksPath=/dev/null -c \
+                       log.showSignature=false";
+        let table: &[(&[&str], String)] = &[
+            (&["git", "status"], format!("git {globals} status")),
+            (
+                &["git", "diff", "HEAD"],
+                format!("git {globals} diff --no-ext-diff --no-textconv HEAD"),
+            ),
+            (&["git", "commit", "-m", "x"], "git commit -m x".to_owned()),
+            (&["ls", "-l"], "ls -l".to_owned()),
+        ];
+        for (cmd, want) in table {
+            assert_eq!(without_repo_programs(&argv(cmd)).join(" "), *want);
+        }
+        let wrapped = without_repo_programs(&argv(&["bash", "-lc", "git show 'HEAD'"]));
+        assert_eq!(
+            wrapped[2],
+            "'git' '--no-pager' '-c' 'core.fsmonitor=false' '-c' 'core.hooksPath=/dev/null' '-c' \
+             'log.showSignature=false' 'show' '--no-ext-diff' '--no-textconv' 'HEAD'"
+        );
     }
 
     #[test]

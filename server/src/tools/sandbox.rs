@@ -27,6 +27,8 @@
 
 use std::path::{Path, PathBuf};
 
+use super::patch::nofollow::real_path;
+
 use agent_server_schema::session::SandboxMode;
 
 /// Why a command could not be confined as its sandbox mode requires.
@@ -125,9 +127,9 @@ impl SandboxPolicy {
     /// Opens what the child needs (the Landlock ruleset) in the parent, where allocating and
     /// failing are safe, and checks that the kernel enforces all of it.
     #[cfg(target_os = "linux")]
-    pub(crate) fn prepare(&self) -> Result<Option<Confinement>, SandboxError> {
+    pub(crate) fn prepare(&self) -> Result<Confinement, SandboxError> {
         if !self.confines() {
-            return Ok(None);
+            return Ok(Confinement::unconfined());
         }
         let ruleset = landlock_rules::build(&self.writable_roots).map_err(|e| match e {
             landlock_rules::Error::Unsupported(reason) => SandboxError::Unsupported {
@@ -136,22 +138,59 @@ impl SandboxPolicy {
             },
             landlock_rules::Error::Root { path, reason } => SandboxError::Root { path, reason },
         })?;
-        Ok(Some(Confinement {
-            child: child::Plan::new(ruleset, self.net),
-        }))
+        let c_path = |p: &Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).ok();
+        let roots: Vec<PathBuf> = self.writable_roots.iter().map(|r| real_path(r)).collect();
+        // The home stays visible when a writable root is inside it (covering it would hide the
+        // workspace too); BEHAVIOUR.md says so.
+        let hidden = agent_home()
+            .filter(|home| !roots.iter().any(|r| r.starts_with(home)))
+            .and_then(c_path);
+        let confine = child::Confine {
+            ruleset,
+            net: self.net,
+            roots: roots.iter().filter_map(|r| c_path(r)).collect(),
+            hidden,
+        };
+        Ok(Confinement {
+            confines: true,
+            child: child::Plan::new(Some(confine)),
+        })
     }
 
     /// Elsewhere than on Linux nothing can be confined, so confined modes refuse to run.
     #[cfg(not(target_os = "linux"))]
-    pub(crate) fn prepare(&self) -> Result<Option<Confinement>, SandboxError> {
+    pub(crate) fn prepare(&self) -> Result<Confinement, SandboxError> {
         if !self.confines() {
-            return Ok(None);
+            return Ok(Confinement::unconfined());
         }
         Err(SandboxError::Unsupported {
             mode: mode_name(self.mode),
             reason: "the sandbox is implemented on Linux only".to_owned(),
         })
     }
+}
+
+/// The agent's home (auth.json, sessions, config), hidden from confined commands and never
+/// named by an auto-approved one. Set once at start-up.
+static AGENT_HOME: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Records the agent home (its real path) for the whole process; later calls are ignored.
+pub fn protect_agent_home(home: &Path) {
+    let _ = AGENT_HOME.set(real_path(home));
+}
+
+/// The agent home, when recorded.
+pub fn agent_home() -> Option<&'static Path> {
+    AGENT_HOME.get().map(PathBuf::as_path)
+}
+
+/// Makes the server process not dumpable: its `/proc/<pid>` entries (environ with the API key,
+/// mem, fds) then belong to root and need `CAP_SYS_PTRACE` to read, which no confined command
+/// has. Programs the server executes become dumpable again (execve resets it).
+pub fn make_server_unreadable() -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)?;
+    Ok(())
 }
 
 /// The mode as on the wire.
@@ -163,36 +202,31 @@ pub(crate) fn mode_name(mode: SandboxMode) -> &'static str {
     }
 }
 
-/// `path` with its longest existing prefix canonicalized (the rest appended as is).
-fn real_path(path: &Path) -> PathBuf {
-    let mut existing = path;
-    let mut rest = Vec::new();
-    loop {
-        if let Ok(real) = existing.canonicalize() {
-            let mut out = real;
-            for part in rest.iter().rev() {
-                out.push(part);
-            }
-            return out;
-        }
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_os_string());
-                existing = parent;
-            }
-            _ => return path.to_path_buf(),
-        }
-    }
-}
-
-/// What a child process applies to itself before `exec`.
+/// What a child process applies to itself before `exec`: for every command, that it dies with
+/// the server and (where a PID namespace can be had) that its descendants die with it; for
+/// confined commands, the confinement of their mode.
 #[derive(Debug)]
 pub(crate) struct Confinement {
+    confines: bool,
     #[cfg(target_os = "linux")]
     child: child::Plan,
 }
 
 impl Confinement {
+    /// No confinement; only the process lifetime rules.
+    pub(crate) fn unconfined() -> Self {
+        Self {
+            confines: false,
+            #[cfg(target_os = "linux")]
+            child: child::Plan::new(None),
+        }
+    }
+
+    /// Whether the command runs confined.
+    pub(crate) fn confines(&self) -> bool {
+        self.confines
+    }
+
     /// Makes the command's child confine itself before it executes the program.
     pub(crate) fn install(&self, command: &mut tokio::process::Command) {
         #[cfg(target_os = "linux")]
@@ -210,7 +244,7 @@ mod landlock_rules {
 
     use landlock::{
         ABI, Access, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
-        RulesetCreatedAttr,
+        RulesetCreatedAttr, Scope,
     };
 
     /// ABI v3 is the first to govern truncation; with v1 or v2 a confined process could still
@@ -232,6 +266,12 @@ mod landlock_rules {
             .set_compatibility(CompatLevel::HardRequirement)
             .handle_access(AccessFs::from_all(ABI_REQUIRED))
             .map_err(unsupported)?
+            // Signals to and abstract unix sockets of processes outside the sandbox, where the
+            // kernel has these scopes (ABI 6, Linux 6.12); older kernels go without.
+            .set_compatibility(CompatLevel::BestEffort)
+            .scope(Scope::from_all(ABI::V6))
+            .map_err(unsupported)?
+            .set_compatibility(CompatLevel::HardRequirement)
             .create()
             .map_err(unsupported)?
             .add_rule(PathBeneath::new(
@@ -267,226 +307,10 @@ mod landlock_rules {
     }
 }
 
-/// The part that runs in the child between `fork` and `exec`.
-///
-/// Only async-signal-safe work happens there: plain system calls on data prepared by the
-/// parent, no allocation, no locks (the parent is multi-threaded, so another thread may have
-/// held the allocator's lock at the moment of the fork).
 #[allow(
     unsafe_code,
-    reason = "pre_exec and the raw unshare/prctl/landlock/seccomp system calls have no safe \
-              wrapper; the code below runs in the forked child before exec"
+    reason = "pre_exec and the raw unshare/mount/prctl/capset/landlock/seccomp system calls have \
+              no safe wrapper; that code runs in the forked child before exec"
 )]
 #[cfg(target_os = "linux")]
-mod child {
-    use std::ffi::CString;
-    use std::io;
-    use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-    use std::sync::Arc;
-
-    use super::NetIsolation;
-
-    /// Everything the child needs, owned so that the closure is `'static`.
-    #[derive(Debug)]
-    pub(super) struct Plan {
-        data: Arc<Data>,
-    }
-
-    #[derive(Debug)]
-    struct Data {
-        /// Kept open until the command is spawned; the child uses the raw number.
-        ruleset: OwnedFd,
-        net: NetIsolation,
-        is_root: bool,
-        setgroups_path: CString,
-        uid_map_path: CString,
-        gid_map_path: CString,
-        uid_map: Vec<u8>,
-        gid_map: Vec<u8>,
-    }
-
-    impl Plan {
-        pub(super) fn new(ruleset: OwnedFd, net: NetIsolation) -> Self {
-            // SAFETY: geteuid/getegid cannot fail and touch no memory.
-            let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-            let path = |s: &str| CString::new(s).unwrap_or_default();
-            Self {
-                data: Arc::new(Data {
-                    ruleset,
-                    net,
-                    is_root: uid == 0,
-                    setgroups_path: path("/proc/self/setgroups"),
-                    uid_map_path: path("/proc/self/uid_map"),
-                    gid_map_path: path("/proc/self/gid_map"),
-                    uid_map: format!("{uid} {uid} 1\n").into_bytes(),
-                    gid_map: format!("{gid} {gid} 1\n").into_bytes(),
-                }),
-            }
-        }
-
-        pub(super) fn install(&self, command: &mut tokio::process::Command) {
-            let data = Arc::clone(&self.data);
-            let ruleset = data.ruleset.as_raw_fd();
-            // SAFETY: the closure only makes system calls on memory owned by `data`, which lives
-            // as long as the closure; it allocates nothing and takes no lock.
-            unsafe {
-                command.pre_exec(move || confine(&data, ruleset));
-            }
-        }
-    }
-
-    fn last_error() -> io::Error {
-        io::Error::last_os_error()
-    }
-
-    /// Runs in the child. Network first: writing the uid map needs the write access Landlock is
-    /// about to take away.
-    fn confine(data: &Data, ruleset: RawFd) -> io::Result<()> {
-        let isolated = match data.net {
-            NetIsolation::NamespaceElseSeccomp => new_network_namespace(data),
-            NetIsolation::Seccomp => false,
-        };
-        // SAFETY: prctl with integer arguments.
-        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return Err(last_error());
-        }
-        if !isolated {
-            deny_inet_sockets()?;
-        }
-        // SAFETY: landlock_restrict_self takes an fd and flags.
-        if unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0) } != 0 {
-            return Err(last_error());
-        }
-        Ok(())
-    }
-
-    /// Moves the child into a new, empty network namespace; false when not allowed.
-    fn new_network_namespace(data: &Data) -> bool {
-        if data.is_root {
-            // SAFETY: unshare takes flags.
-            if unsafe { libc::unshare(libc::CLONE_NEWNET) } == 0 {
-                return true;
-            }
-        }
-        // SAFETY: unshare takes flags.
-        if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) } != 0 {
-            return false;
-        }
-        // Map our ids to themselves so files keep their owner; setgroups must be denied first
-        // or the gid map is refused.
-        write_file(&data.setgroups_path, b"deny\n")
-            && write_file(&data.uid_map_path, &data.uid_map)
-            && write_file(&data.gid_map_path, &data.gid_map)
-    }
-
-    fn write_file(path: &CString, bytes: &[u8]) -> bool {
-        // SAFETY: path is a valid C string; bytes is a valid buffer of its length.
-        unsafe {
-            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-            if fd < 0 {
-                return false;
-            }
-            let written = libc::write(fd, bytes.as_ptr().cast(), bytes.len());
-            libc::close(fd);
-            written == bytes.len() as isize
-        }
-    }
-
-    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-    use seccomp::deny_inet_sockets;
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    use unsupported_arch::deny_inet_sockets;
-
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    mod unsupported_arch {
-        use std::io;
-
-        /// The filter is written for x86_64 and aarch64 only: elsewhere the fallback is
-        /// unavailable, and a command that cannot get a network namespace is refused.
-        pub(super) fn deny_inet_sockets() -> io::Result<()> {
-            Err(io::Error::from_raw_os_error(libc::ENOSYS))
-        }
-    }
-
-    /// The seccomp fallback that keeps a command off the network.
-    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-    mod seccomp {
-        use std::io;
-
-        #[cfg(target_arch = "x86_64")]
-        const AUDIT_ARCH: u32 = 0xC000_003E;
-        #[cfg(target_arch = "aarch64")]
-        const AUDIT_ARCH: u32 = 0xC000_00B7;
-        /// x32 system calls on x86_64 have this bit set; they must not bypass the filter.
-        const X32_SYSCALL_BIT: u32 = 0x4000_0000;
-
-        const fn stmt(code: u32, k: u32) -> libc::sock_filter {
-            libc::sock_filter {
-                code: code as u16,
-                jt: 0,
-                jf: 0,
-                k,
-            }
-        }
-
-        const fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
-            libc::sock_filter {
-                code: code as u16,
-                jt,
-                jf,
-                k,
-            }
-        }
-
-        const LOAD: u32 = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
-        const JEQ: u32 = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
-        const JGE: u32 = libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K;
-        const RET: u32 = libc::BPF_RET | libc::BPF_K;
-        const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
-        const DENY: u32 = libc::SECCOMP_RET_ERRNO | (libc::EPERM as u32 & libc::SECCOMP_RET_DATA);
-
-        /// Offsets in `struct seccomp_data`: nr, arch, then args[0] (its low half on little-endian).
-        const NR: u32 = 0;
-        const ARCH: u32 = 4;
-        const ARG0: u32 = 16;
-
-        /// Denies other architectures' and x32 system calls, `io_uring_setup` (it can open sockets
-        /// outside the filter's sight), and `socket()` for IPv4, IPv6 and raw packets.
-        const FILTER: [libc::sock_filter; 14] = [
-            stmt(LOAD, ARCH),
-            jump(JEQ, AUDIT_ARCH, 1, 0),
-            stmt(RET, DENY),
-            stmt(LOAD, NR),
-            jump(JGE, X32_SYSCALL_BIT, 8, 0),
-            jump(JEQ, libc::SYS_io_uring_setup as u32, 7, 0),
-            jump(JEQ, libc::SYS_socket as u32, 1, 0),
-            stmt(RET, ALLOW),
-            stmt(LOAD, ARG0),
-            jump(JEQ, libc::AF_INET as u32, 3, 0),
-            jump(JEQ, libc::AF_INET6 as u32, 2, 0),
-            jump(JEQ, libc::AF_PACKET as u32, 1, 0),
-            stmt(RET, ALLOW),
-            stmt(RET, DENY),
-        ];
-
-        pub(super) fn deny_inet_sockets() -> io::Result<()> {
-            let program = libc::sock_fprog {
-                len: FILTER.len() as u16,
-                filter: FILTER.as_ptr().cast_mut(),
-            };
-            // SAFETY: the program points at a static filter of the stated length; no_new_privs is
-            // already set, as the kernel requires for an unprivileged filter.
-            let status = unsafe {
-                libc::prctl(
-                    libc::PR_SET_SECCOMP,
-                    libc::SECCOMP_MODE_FILTER,
-                    &program as *const libc::sock_fprog,
-                )
-            };
-            if status != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        }
-    }
-}
+mod child;

@@ -4,10 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use agent_server_schema::session::{ApprovalKind, ApprovalPolicy, Event, Item, ItemStatus};
+use agent_server_schema::session::{ApprovalKind, Event, Item, ItemStatus};
 use serde::Deserialize;
 
 use super::approval::{Answer, ApprovalRequest, ask};
+use super::decision::{Action, Bounds, Decision, decide};
 use super::exec::{Ending, ExecError, ExecOutput, ExecRequest, execute};
 use super::sandbox::{SandboxPolicy, mode_name};
 use super::{ToolContext, ToolHost, ToolOutcome, edit, patch, safety};
@@ -41,6 +42,22 @@ impl ShellArgs {
 pub(crate) const EXPECTED: &str =
     r#"{"command": [string, …], "workdir"?: string, "timeout_ms"?: number}"#;
 
+/// The most a model may set as `timeout_ms`, for the whole process (config
+/// `shell_max_timeout_ms`); one hour until set.
+static MAX_TIMEOUT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+
+/// Sets the cap on the model's `timeout_ms` (once, at start-up).
+pub fn set_max_command_timeout(max: Duration) {
+    let _ = MAX_TIMEOUT.set(max);
+}
+
+fn max_timeout() -> Duration {
+    MAX_TIMEOUT
+        .get()
+        .copied()
+        .unwrap_or(Duration::from_secs(3600))
+}
+
 /// Runs a `shell` call.
 pub(crate) async fn run(
     call_id: &str,
@@ -67,10 +84,8 @@ pub(crate) async fn run(
     };
     command.started();
     if args.command.is_empty() {
-        return command.failed_to_start(
-            "the command is empty; pass the program and its \
-                                        arguments as a list",
-        );
+        return command
+            .failed_to_start("the command is empty; pass the program and its arguments as a list");
     }
     if !cwd.is_dir() {
         return command.failed_to_start(&format!(
@@ -78,51 +93,127 @@ pub(crate) async fn run(
             cwd.display()
         ));
     }
-    let timeout = args
-        .timeout_ms
-        .map(Duration::from_millis)
-        .unwrap_or(ctx.shell_timeout);
-    let sandbox = SandboxPolicy::new(ctx.sandbox, &ctx.cwd);
+    let (timeout, capped) = timeout_of(&args, ctx);
+    let known_safe = safety::is_known_safe_command(&args.command)
+        && !safety::names_protected_path(&args.command, &cwd, &protected_paths());
     let remembered = ctx.approvals.is_command_approved(&args.command);
+    let decision = decide(
+        ctx.approval_policy,
+        ctx.sandbox,
+        remembered,
+        Action::Command { known_safe },
+    );
+    let run = Run {
+        command: &command,
+        ctx,
+        timeout,
+        // Known-safe git commands run with the repository's program hooks turned off.
+        argv: safety::without_repo_programs(&args.command),
+        capped,
+    };
+    run.decided(decision).await
+}
 
-    match ctx.approval_policy {
-        ApprovalPolicy::Untrusted => {
-            if !remembered && !safety::is_known_safe_command(&args.command) {
-                let answer = ask(ctx, host, command.approval_request(None)).await;
-                if let Some(outcome) = command.declined(answer, ctx) {
+/// The timeout: the model's (capped at the configured maximum), else the session's default.
+/// The second value is the model's request when it was capped.
+fn timeout_of(args: &ShellArgs, ctx: &ToolContext) -> (Duration, Option<u64>) {
+    let max = max_timeout();
+    match args.timeout_ms.map(Duration::from_millis) {
+        Some(asked) if asked > max => (max, args.timeout_ms),
+        Some(asked) => (asked, None),
+        None => (ctx.shell_timeout.min(max), None),
+    }
+}
+
+/// What a known-safe command must not read without approval: the agent home and the server's
+/// own `/proc` entry.
+fn protected_paths() -> Vec<PathBuf> {
+    let mut paths = vec![PathBuf::from(format!("/proc/{}", std::process::id()))];
+    paths.extend(super::sandbox::agent_home().map(Path::to_path_buf));
+    paths
+}
+
+/// One decided command run.
+struct Run<'a> {
+    command: &'a Command<'a>,
+    ctx: &'a ToolContext,
+    timeout: Duration,
+    argv: Vec<String>,
+    /// The model's `timeout_ms`, when it was capped.
+    capped: Option<u64>,
+}
+
+impl Run<'_> {
+    async fn decided(&self, decision: Decision) -> ToolOutcome {
+        let sandbox = SandboxPolicy::new(self.ctx.sandbox, &self.ctx.cwd);
+        let policy = |bounds| (bounds == Bounds::Sandboxed).then_some(&sandbox);
+        match decision {
+            Decision::Run(bounds) => self.run_and_finish(policy(bounds), None).await,
+            Decision::Ask(bounds) => {
+                let request = self.command.approval_request(None);
+                let answer = ask(self.ctx, self.command.host, request).await;
+                if let Some(outcome) = self.command.declined(answer, self.ctx) {
                     return outcome;
                 }
+                self.run_and_finish(policy(bounds), None).await
             }
-            let result = command.execute(ctx, timeout, Some(&sandbox)).await;
-            command.finish(result, timeout, None)
+            Decision::RunThenAskOnFailure => self.on_failure(&sandbox).await,
+            Decision::Refuse => self
+                .command
+                .failed_to_start("the policy refuses this command"),
         }
-        ApprovalPolicy::Never => {
-            let result = command.execute(ctx, timeout, Some(&sandbox)).await;
-            command.finish(result, timeout, None)
-        }
-        ApprovalPolicy::OnFailure => {
-            if remembered || !sandbox.confines() {
-                let result = command.execute(ctx, timeout, None).await;
-                return command.finish(result, timeout, None);
+    }
+
+    async fn execute(&self, sandbox: Option<&SandboxPolicy>) -> Result<ExecOutput, ExecError> {
+        self.command
+            .execute(self.ctx, &self.argv, self.timeout, sandbox)
+            .await
+    }
+
+    async fn run_and_finish(
+        &self,
+        sandbox: Option<&SandboxPolicy>,
+        note: Option<String>,
+    ) -> ToolOutcome {
+        let result = self.execute(sandbox).await;
+        self.finish(result, note)
+    }
+
+    fn finish(&self, result: Result<ExecOutput, ExecError>, note: Option<String>) -> ToolOutcome {
+        let capped = self.capped.map(|asked| {
+            format!(
+                "[timeout_ms {asked} is more than the maximum; the command ran with a timeout of \
+                 {} ms]",
+                self.timeout.as_millis()
+            )
+        });
+        let note = match (capped, note) {
+            (Some(a), Some(b)) => Some(format!("{a}\n{b}")),
+            (a, b) => a.or(b),
+        };
+        self.command.finish(result, self.timeout, note)
+    }
+
+    /// `onFailure`: sandboxed first; when the sandbox made it fail, ask to re-run unsandboxed.
+    async fn on_failure(&self, sandbox: &SandboxPolicy) -> ToolOutcome {
+        let first = self.execute(Some(sandbox)).await;
+        let Some(reason) = sandbox_failure(&first, sandbox) else {
+            return self.finish(first, None);
+        };
+        let request = self.command.approval_request(Some(reason));
+        let answer = ask(self.ctx, self.command.host, request).await;
+        match answer {
+            Answer::Approved { .. } => {
+                self.command.approved(answer, self.ctx);
+                self.run_and_finish(None, None).await
             }
-            let first = command.execute(ctx, timeout, Some(&sandbox)).await;
-            let Some(reason) = sandbox_failure(&first, &sandbox) else {
-                return command.finish(first, timeout, None);
-            };
-            let answer = ask(ctx, host, command.approval_request(Some(reason))).await;
-            match answer {
-                Answer::Approved { .. } => {
-                    command.approved(answer, ctx);
-                    let second = command.execute(ctx, timeout, None).await;
-                    command.finish(second, timeout, None)
-                }
-                Answer::Aborted => command
-                    .declined(answer, ctx)
-                    .unwrap_or_else(|| command.finish(first, timeout, None)),
-                Answer::Denied | Answer::CannotAsk => {
-                    let note = answer.declined_message("re-run without the sandbox");
-                    command.finish(first, timeout, note)
-                }
+            Answer::Aborted => self
+                .command
+                .declined(answer, self.ctx)
+                .unwrap_or_else(|| self.finish(first, None)),
+            Answer::Denied | Answer::CannotAsk => {
+                let note = answer.declined_message("re-run without the sandbox");
+                self.finish(first, note)
             }
         }
     }
@@ -230,6 +321,7 @@ impl Command<'_> {
     async fn execute(
         &self,
         ctx: &ToolContext,
+        argv: &[String],
         timeout: Duration,
         sandbox: Option<&SandboxPolicy>,
     ) -> Result<ExecOutput, ExecError> {
@@ -243,7 +335,7 @@ impl Command<'_> {
             });
         };
         let request = ExecRequest {
-            argv: self.argv,
+            argv,
             cwd: self.cwd,
             timeout,
             sandbox,

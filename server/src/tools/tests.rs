@@ -593,7 +593,8 @@ async fn on_failure_asks_to_rerun_unsandboxed_when_the_sandboxed_run_fails() {
         (steady(inside), steady(outcome)),
         (success(ran(0, "")), success(ran(0, "")))
     );
-    let first_output = format!("touch: cannot touch '{target_arg}': Permission denied\n");
+    // Every mount outside the writable roots is read-only in the command's mount namespace.
+    let first_output = format!("touch: cannot touch '{target_arg}': Read-only file system\n");
     let seen = host.seen();
     assert_eq!(
         seen[2..],
@@ -639,7 +640,7 @@ async fn on_failure_keeps_the_failure_when_the_rerun_is_denied() {
 
     let outcome = dispatch(shell_call("c1", &cmd), &ctx, &host).await;
 
-    let output = "touch: cannot touch 'a.txt': Permission denied\n";
+    let output = "touch: cannot touch 'a.txt': Read-only file system\n";
     assert_eq!(
         steady(outcome),
         ToolOutcome {
@@ -1286,7 +1287,7 @@ fn the_kernel_enforces_the_sandbox() {
     assert_eq!(
         policy
             .prepare()
-            .map(|c| c.is_some())
+            .map(|c| c.confines())
             .map_err(|e| e.to_string()),
         Ok(true)
     );

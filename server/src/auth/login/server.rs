@@ -5,7 +5,7 @@
 
 use std::convert::Infallible;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
@@ -27,6 +27,13 @@ use crate::secret::Secret;
 pub(crate) const DEFAULT_PORTS: [u16; 2] = [1455, 1457];
 /// How long open connections may take to finish their response once the server stops.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// At most this many connections are open at once; more are closed as soon as accepted, so
+/// another local process cannot use up the server's file descriptors.
+pub(crate) const MAX_CONNECTIONS: usize = 16;
+/// A connection must have sent its request head within this long, or it is closed.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection is closed after this long, whatever it is doing.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
 
 /// Response bodies: whole pages held in memory.
 type Body = http_body_util::Full<hyper::body::Bytes>;
@@ -57,24 +64,64 @@ pub(crate) enum Event {
     SuccessServed,
 }
 
-/// Binds `127.0.0.1` on the configured port (`0` = any), or on 1455 then 1457.
-pub(crate) async fn bind(configured: Option<u16>) -> Result<TcpListener, AuthError> {
+/// The listening sockets: `127.0.0.1`, and `[::1]` on the same port where the host has IPv6.
+/// The redirect names `localhost`, which may resolve to either, so both are held: no other
+/// process can take the other one and receive the callback.
+#[derive(Debug)]
+pub(crate) struct Listeners {
+    v4: TcpListener,
+    v6: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// The IPv4 address (the port is the same on both).
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.v4.local_addr()
+    }
+
+    async fn accept(&self) -> io::Result<tokio::net::TcpStream> {
+        let v6 = async {
+            match &self.v6 {
+                Some(listener) => listener.accept().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            accepted = self.v4.accept() => accepted.map(|(stream, _)| stream),
+            accepted = v6 => accepted.map(|(stream, _)| stream),
+        }
+    }
+}
+
+/// Binds `127.0.0.1` and `[::1]` on the configured port (`0` = any), or on 1455 then 1457.
+pub(crate) async fn bind(configured: Option<u16>) -> Result<Listeners, AuthError> {
     match configured {
         Some(port) => bind_first(&[port]).await,
         None => bind_first(&DEFAULT_PORTS).await,
     }
 }
 
-/// Binds the first free port of `ports`.
-pub(crate) async fn bind_first(ports: &[u16]) -> Result<TcpListener, AuthError> {
+/// Binds the first port of `ports` free on both loopback addresses (IPv6 only where the host
+/// has it).
+pub(crate) async fn bind_first(ports: &[u16]) -> Result<Listeners, AuthError> {
     for &port in ports {
-        match TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await {
-            Ok(listener) => return Ok(listener),
+        let v4 = match TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await {
+            Ok(listener) => listener,
             // A busy port may belong to another process's login: leave it alone, try the next.
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
                 tracing::debug!(port, "login callback port is in use");
+                continue;
             }
             Err(e) => return Err(AuthError::LoginServer(e)),
+        };
+        let bound = v4.local_addr().map_err(AuthError::LoginServer)?.port();
+        match TcpListener::bind(SocketAddr::from((Ipv6Addr::LOCALHOST, bound))).await {
+            Ok(v6) => return Ok(Listeners { v4, v6: Some(v6) }),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                tracing::debug!(port, "login callback port is in use on [::1]");
+            }
+            // No IPv6 loopback on this host: nothing else can bind it either.
+            Err(_) => return Ok(Listeners { v4, v6: None }),
         }
     }
     Err(AuthError::LoginPortInUse {
@@ -91,7 +138,7 @@ pub(crate) struct CallbackServer {
 
 impl CallbackServer {
     /// Serves `listener`, accepting callbacks whose `state` is `state`.
-    pub(crate) fn start(listener: TcpListener, state: String, events: mpsc::Sender<Event>) -> Self {
+    pub(crate) fn start(listener: Listeners, state: String, events: mpsc::Sender<Event>) -> Self {
         let stop = CancellationToken::new();
         let routes = Arc::new(Routes { state, events });
         let task = tokio::spawn(accept_loop(listener, routes, stop.clone()));
@@ -108,13 +155,17 @@ impl CallbackServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, routes: Arc<Routes>, stop: CancellationToken) {
+async fn accept_loop(listener: Listeners, routes: Arc<Routes>, stop: CancellationToken) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok(stream) if connections.len() >= MAX_CONNECTIONS => {
+                    tracing::warn!("login callback server has {MAX_CONNECTIONS} connections open; closing a new one");
+                    drop(stream);
+                }
+                Ok(stream) => {
                     connections.spawn(serve_connection(stream, routes.clone(), stop.clone()));
                 }
                 Err(e) => {
@@ -146,10 +197,17 @@ async fn serve_connection(
         let routes = routes.clone();
         async move { Ok::<_, Infallible>(routes.handle(request).await) }
     });
-    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,
+        () = tokio::time::sleep(CONNECTION_LIFETIME) => {
+            tracing::debug!("login callback connection open too long; closed");
+            return;
+        }
         () = stop.cancelled() => {
             connection.as_mut().graceful_shutdown();
             connection.await

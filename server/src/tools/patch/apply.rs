@@ -8,12 +8,12 @@
 //! permissions; if a write fails, everything written before it is restored.
 
 use std::collections::HashMap;
-use std::fs::{self, Permissions};
-use std::io::Write;
+use std::fs::Permissions;
 use std::path::{Component, Path, PathBuf};
 
 use similar::TextDiff;
 
+use super::nofollow::{self, real_path};
 use super::parser::{Chunk, HunkLine, Patch, PatchOp};
 
 /// What a patch does to one file.
@@ -91,6 +91,15 @@ pub enum ApplyError {
         path: String,
         /// The error from the OS.
         source: std::io::Error,
+    },
+    /// At write time a path is no longer inside what may be written.
+    #[error(
+        "{path} is outside what may be written now (a directory on the way changed after the \
+         patch was checked); no file was changed"
+    )]
+    OutsideBounds {
+        /// The file.
+        path: String,
     },
     /// Writing a file failed; what had been written was restored.
     #[error("could not write {path}: {source}; no file was changed")]
@@ -181,51 +190,22 @@ struct State<'a> {
 }
 
 impl State<'_> {
-    /// Resolves a path of the patch; a symlink is followed so the link itself stays a link.
+    /// Resolves a path of the patch to its real path: every symlink in the existing part is
+    /// resolved, so what is checked, shown and written is where the change really goes.
     fn resolve(&self, path: &str) -> PathBuf {
-        let path = resolve(self.cwd, path);
-        match fs::symlink_metadata(&path) {
-            Ok(meta) if meta.file_type().is_symlink() => fs::canonicalize(&path).unwrap_or(path),
-            _ => path,
-        }
+        real_path(&resolve(self.cwd, path))
     }
 
     fn get(&mut self, path: &Path) -> Result<Content, ApplyError> {
         if let Some(content) = self.current.get(path) {
             return Ok(content.clone());
         }
-        let original = match fs::metadata(path) {
-            Ok(meta) if meta.is_file() => {
-                let bytes = fs::read(path).map_err(|source| ApplyError::Read {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-                Some(Original {
-                    bytes,
-                    permissions: meta.permissions(),
-                })
-            }
-            Ok(_) => {
-                return Err(ApplyError::Read {
-                    path: path.display().to_string(),
-                    source: std::io::Error::other("it is not a regular file"),
-                });
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
-                ) =>
-            {
-                None
-            }
-            Err(source) => {
-                return Err(ApplyError::Read {
-                    path: path.display().to_string(),
-                    source,
-                });
-            }
-        };
+        let original = nofollow::read(path)
+            .map_err(|source| ApplyError::Read {
+                path: path.display().to_string(),
+                source,
+            })?
+            .map(|(bytes, permissions)| Original { bytes, permissions });
         let content = match &original {
             None => Content::Absent,
             Some(o) => match std::str::from_utf8(&o.bytes) {
@@ -252,90 +232,99 @@ impl State<'_> {
 
     fn apply_op(&mut self, op: &PatchOp) -> Result<PlannedChange, ApplyError> {
         match op {
-            PatchOp::Add { path, contents } => {
-                let path = self.resolve(path);
-                let shown = self.display(&path);
-                let diff = match self.get(&path)? {
-                    Content::Text(old) => {
-                        unified(&old, contents, &format!("a/{shown}"), &format!("b/{shown}"))
-                    }
-                    Content::Absent | Content::Binary => {
-                        unified("", contents, "/dev/null", &format!("b/{shown}"))
-                    }
-                };
-                self.set(&path, Content::Text(contents.clone()));
-                Ok(PlannedChange {
-                    path,
-                    moved_from: None,
-                    kind: ChangeKind::Add,
-                    diff,
-                })
-            }
-            PatchOp::Delete { path } => {
-                let path = self.resolve(path);
-                let shown = self.display(&path);
-                let diff = match self.get(&path)? {
-                    Content::Absent => {
-                        return Err(ApplyError::Missing {
-                            path: path.display().to_string(),
-                        });
-                    }
-                    Content::Binary => {
-                        format!("--- a/{shown}\n+++ /dev/null\nBinary file deleted\n")
-                    }
-                    Content::Text(old) => unified(&old, "", &format!("a/{shown}"), "/dev/null"),
-                };
-                self.set(&path, Content::Absent);
-                Ok(PlannedChange {
-                    path,
-                    moved_from: None,
-                    kind: ChangeKind::Delete,
-                    diff,
-                })
-            }
+            PatchOp::Add { path, contents } => self.add(path, contents),
+            PatchOp::Delete { path } => self.delete(path),
             PatchOp::Update {
                 path,
                 move_to,
                 chunks,
-            } => {
-                let source = self.resolve(path);
-                let before = match self.get(&source)? {
-                    Content::Text(text) => text,
-                    Content::Absent => {
-                        return Err(ApplyError::Missing {
-                            path: source.display().to_string(),
-                        });
-                    }
-                    Content::Binary => {
-                        return Err(ApplyError::NotText {
-                            path: source.display().to_string(),
-                        });
-                    }
-                };
-                let after = apply_chunks(&before, chunks, &source)?;
-                let target = match move_to {
-                    Some(to) => self.resolve(to),
-                    None => source.clone(),
-                };
-                let diff = unified(
-                    &before,
-                    &after,
-                    &format!("a/{}", self.display(&source)),
-                    &format!("b/{}", self.display(&target)),
-                );
-                if target != source {
-                    self.get(&target)?;
-                    self.set(&source, Content::Absent);
-                }
-                self.set(&target, Content::Text(after));
-                Ok(PlannedChange {
-                    moved_from: (target != source).then_some(source),
-                    path: target,
-                    kind: ChangeKind::Update,
-                    diff,
-                })
-            }
+            } => self.update(path, move_to.as_deref(), chunks),
         }
+    }
+
+    fn add(&mut self, path: &str, contents: &str) -> Result<PlannedChange, ApplyError> {
+        let path = self.resolve(path);
+        let shown = self.display(&path);
+        let diff = match self.get(&path)? {
+            Content::Text(old) => {
+                unified(&old, contents, &format!("a/{shown}"), &format!("b/{shown}"))
+            }
+            Content::Absent | Content::Binary => {
+                unified("", contents, "/dev/null", &format!("b/{shown}"))
+            }
+        };
+        self.set(&path, Content::Text(contents.to_owned()));
+        Ok(PlannedChange {
+            path,
+            moved_from: None,
+            kind: ChangeKind::Add,
+            diff,
+        })
+    }
+
+    fn delete(&mut self, path: &str) -> Result<PlannedChange, ApplyError> {
+        let path = self.resolve(path);
+        let shown = self.display(&path);
+        let diff = match self.get(&path)? {
+            Content::Absent => {
+                return Err(ApplyError::Missing {
+                    path: path.display().to_string(),
+                });
+            }
+            Content::Binary => format!("--- a/{shown}\n+++ /dev/null\nBinary file deleted\n"),
+            Content::Text(old) => unified(&old, "", &format!("a/{shown}"), "/dev/null"),
+        };
+        self.set(&path, Content::Absent);
+        Ok(PlannedChange {
+            path,
+            moved_from: None,
+            kind: ChangeKind::Delete,
+            diff,
+        })
+    }
+
+    fn update(
+        &mut self,
+        path: &str,
+        move_to: Option<&str>,
+        chunks: &[Chunk],
+    ) -> Result<PlannedChange, ApplyError> {
+        let source = self.resolve(path);
+        let before = match self.get(&source)? {
+            Content::Text(text) => text,
+            Content::Absent => {
+                return Err(ApplyError::Missing {
+                    path: source.display().to_string(),
+                });
+            }
+            Content::Binary => {
+                return Err(ApplyError::NotText {
+                    path: source.display().to_string(),
+                });
+            }
+        };
+        let after = apply_chunks(&before, chunks, &source)?;
+        let target = match move_to {
+            Some(to) => self.resolve(to),
+            None => source.clone(),
+        };
+        let diff = unified(
+            &before,
+            &after,
+            &format!("a/{}", self.display(&source)),
+            &format!("b/{}", self.display(&target)),
+        );
+        if target != source {
+            self.get(&target)?;
+            self.set(&source, Content::Absent);
+        }
+        self.set(&target, Content::Text(after));
+        Ok(PlannedChange {
+            moved_from: (target != source).then_some(source),
+            path: target,
+            kind: ChangeKind::Update,
+            diff,
+        })
     }
 }
 
@@ -557,7 +546,16 @@ fn seek(lines: &[String], pattern: &[String], start: usize, eof: bool) -> Option
 impl Plan {
     /// Writes the planned contents: all files or none. On failure, files written so far are
     /// restored and directories created for them removed.
-    pub fn commit(&self) -> Result<(), ApplyError> {
+    ///
+    /// `may_write` is asked again for every path right before anything is written (the bounds
+    /// are re-checked after any approval wait), and no symlink is followed on the way (see
+    /// [`nofollow`]), so a path that was checked cannot be redirected elsewhere meanwhile.
+    pub fn commit(&self, may_write: &dyn Fn(&Path) -> bool) -> Result<(), ApplyError> {
+        if let Some((path, _)) = self.finals.iter().find(|(path, _)| !may_write(path)) {
+            return Err(ApplyError::OutsideBounds {
+                path: path.display().to_string(),
+            });
+        }
         let mut done: Vec<&Path> = Vec::new();
         let mut created_dirs: Vec<PathBuf> = Vec::new();
         for (path, content) in &self.finals {
@@ -566,9 +564,9 @@ impl Plan {
                 (Content::Absent, None) | (Content::Binary, _) => continue,
                 (Content::Text(c), Some(o)) if c.as_bytes() == o.bytes.as_slice() => continue,
                 (Content::Text(c), _) => create_parents(path, &mut created_dirs).and_then(|()| {
-                    write_atomic(path, c.as_bytes(), original.map(|o| &o.permissions))
+                    nofollow::write_atomic(path, c.as_bytes(), original.map(|o| &o.permissions))
                 }),
-                (Content::Absent, Some(_)) => fs::remove_file(path),
+                (Content::Absent, Some(_)) => nofollow::remove_file(path),
             };
             match result {
                 Ok(()) => done.push(path),
@@ -594,8 +592,8 @@ impl Plan {
         let mut errors = Vec::new();
         for path in done.iter().rev() {
             let result = match self.originals.get(*path).and_then(Option::as_ref) {
-                Some(o) => write_atomic(path, &o.bytes, Some(&o.permissions)),
-                None => fs::remove_file(path),
+                Some(o) => nofollow::write_atomic(path, &o.bytes, Some(&o.permissions)),
+                None => nofollow::remove_file(path),
             };
             if let Err(e) = result {
                 errors.push(format!("{}: {e}", path.display()));
@@ -603,7 +601,7 @@ impl Plan {
         }
         for dir in created_dirs.iter().rev() {
             // Only directories this patch created, deepest first; they are empty again now.
-            let _ = fs::remove_dir(dir);
+            let _ = nofollow::remove_dir(dir);
         }
         errors
     }
@@ -616,7 +614,7 @@ fn create_parents(path: &Path, created: &mut Vec<PathBuf>) -> std::io::Result<()
     };
     let mut missing = Vec::new();
     let mut dir = parent;
-    while !dir.exists() {
+    while !nofollow::dir_exists(dir) {
         missing.push(dir.to_path_buf());
         match dir.parent() {
             Some(up) => dir = up,
@@ -624,36 +622,8 @@ fn create_parents(path: &Path, created: &mut Vec<PathBuf>) -> std::io::Result<()
         }
     }
     for dir in missing.into_iter().rev() {
-        fs::create_dir(&dir)?;
+        nofollow::create_dir(&dir)?;
         created.push(dir);
     }
     Ok(())
-}
-
-/// Temp file in the same directory, fsync, rename over the target.
-fn write_atomic(
-    path: &Path,
-    bytes: &[u8],
-    permissions: Option<&Permissions>,
-) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(without_temp_path)?;
-    tmp.write_all(bytes)?;
-    if let Some(p) = permissions {
-        tmp.as_file().set_permissions(p.clone())?;
-    } else {
-        // New files get the usual 0644 rather than the temp file's private 0600.
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(Permissions::from_mode(0o644))?;
-    }
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
-/// A `tempfile` error without the name of the random temp file, which means nothing to the
-/// reader; its kind ("not a directory", "permission denied") is what matters.
-fn without_temp_path(e: std::io::Error) -> std::io::Error {
-    std::io::Error::from(e.kind())
 }

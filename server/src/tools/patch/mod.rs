@@ -1,6 +1,7 @@
 //! The `apply_patch` format: parsing the envelope and applying it all or nothing.
 
 mod apply;
+pub(crate) mod nofollow;
 mod parser;
 
 pub use apply::{ApplyError, ChangeKind, Plan, PlannedChange, plan, resolve};
@@ -101,7 +102,7 @@ mod tests {
     fn run(cwd: &Path, patch: &str) -> Result<Vec<PlannedChange>, String> {
         let parsed = parse(patch).map_err(|e| e.to_string())?;
         let planned = plan(&parsed, cwd, cwd).map_err(|e| e.to_string())?;
-        planned.commit().map_err(|e| e.to_string())?;
+        planned.commit(&|_| true).map_err(|e| e.to_string())?;
         Ok(planned.changes)
     }
 
