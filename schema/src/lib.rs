@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod export;
 pub mod lifecycle;
+pub mod mcp;
 pub mod methods;
 pub mod models;
 pub mod rpc;

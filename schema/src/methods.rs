@@ -9,6 +9,7 @@ use crate::auth::{
     LoginChatGptCompleteNotification, LoginChatGptResult,
 };
 use crate::lifecycle::{EmptyParams, EmptyResult, InitializeParams, InitializeResult};
+use crate::mcp::{McpListParams, McpListResult, McpServerStatusNotification};
 use crate::models::ListModelsResult;
 use crate::rpc::{CancelRequestParams, CancelledNotificationParams};
 use crate::session::{
@@ -112,6 +113,8 @@ requests! {
     ListSessions = "session/list", ClientToServer, EmptyParams => ListSessionsResult;
     /// `session/close`: interrupt and forget a session.
     CloseSession = "session/close", ClientToServer, CloseSessionParams => EmptyResult;
+    /// `mcp/list`: the MCP servers (configured, or of one session), their status and tools.
+    McpList = "mcp/list", ClientToServer, McpListParams => McpListResult;
     /// `model/list`: the models a client may pick.
     ListModels = "model/list", ClientToServer, EmptyParams => ListModelsResult;
     /// `session/compact`: compact the conversation in a turn of its own; replies at once.
@@ -131,6 +134,8 @@ notifications! {
     SessionEvent = "session/event", ServerToClient, SessionEventNotification;
     /// `auth/statusChanged`: credentials changed (params: `AuthStatus` without `authToken`).
     AuthStatusChanged = "auth/statusChanged", ServerToClient, AuthStatus;
+    /// `mcp/serverStatus`: an MCP server's status changed.
+    McpServerStatusChanged = "mcp/serverStatus", ServerToClient, McpServerStatusNotification;
     /// `auth/loginChatGPTComplete`: a browser login ended.
     LoginChatGptComplete = "auth/loginChatGPTComplete", ServerToClient, LoginChatGptCompleteNotification;
 }

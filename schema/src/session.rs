@@ -106,6 +106,10 @@ pub struct NewSessionParams {
     /// Reasoning effort (default `medium`; `none` sends no `reasoning`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning_effort: Option<ReasoningEffort>,
+    /// MCP servers for this session, added to the configured ones (the same name replaces a
+    /// configured server). They start in the background; `session/new` does not wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_servers: Option<Vec<crate::mcp::McpServerSpec>>,
 }
 
 /// One piece of user input.
@@ -303,6 +307,28 @@ pub enum Item {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         output: Option<String>,
     },
+    /// A call to a tool of an MCP server.
+    McpToolCall {
+        /// The item's id (the model's call id).
+        id: String,
+        /// The MCP server's name.
+        server: String,
+        /// The tool's own name on that server.
+        tool: String,
+        /// The arguments the model sent (a JSON object, or the raw text when it was not JSON).
+        arguments: serde_json::Value,
+        /// Its state: `failed` for an `isError` result (kept in `result`) and for errors.
+        status: ItemStatus,
+        /// What the MCP server answered, once it answered.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result: Option<crate::mcp::McpToolCallResult>,
+        /// Why the call failed without a result (timeout, crash, unknown tool, declined).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// How long the call took, once it ended.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration_ms: Option<u64>,
+    },
     /// The summary that replaced the earlier conversation when it was compacted.
     ContextSummary {
         /// The item's id.
@@ -321,6 +347,7 @@ impl Item {
             | Item::CommandExecution { id, .. }
             | Item::FileChange { id, .. }
             | Item::ToolCall { id, .. }
+            | Item::McpToolCall { id, .. }
             | Item::ContextSummary { id, .. } => id,
         }
     }
@@ -558,6 +585,8 @@ pub enum ApprovalKind {
     CommandExecution,
     /// Changing files.
     FileChange,
+    /// Calling a tool of an MCP server.
+    McpToolCall,
 }
 
 /// Params of the server → client request `session/requestApproval`.
@@ -584,6 +613,15 @@ pub struct RequestApprovalParams {
     /// Why approval is needed (e.g. the sandboxed run failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The MCP server, for MCP tool calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// The tool's own name on that server, for MCP tool calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// The arguments the model sent, for MCP tool calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<serde_json::Value>,
 }
 
 /// The client's answer to an approval request.

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use agent_server_schema::session::{ApprovalPolicy, ReasoningEffort, SandboxMode};
 use serde::Deserialize;
@@ -119,6 +120,230 @@ pub struct ModelConfig {
     pub shell_tool: Option<ShellTool>,
 }
 
+/// Default `startup_timeout_sec` of an MCP server: `initialize` and `tools/list` together.
+pub const DEFAULT_MCP_STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `tool_timeout_sec` of an MCP server: one `tools/call`.
+pub const DEFAULT_MCP_TOOL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How an MCP server is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum McpTransportConfig {
+    /// A child process speaking MCP on its stdin/stdout.
+    Stdio {
+        /// The program.
+        command: String,
+        /// Its arguments.
+        args: Vec<String>,
+        /// Variables added to the inherited environment.
+        env: BTreeMap<String, String>,
+        /// Its working directory (default: the server's).
+        cwd: Option<PathBuf>,
+    },
+    /// A Streamable HTTP endpoint.
+    Http {
+        /// The endpoint URL.
+        url: String,
+        /// The environment variable whose value is sent as `Authorization: Bearer <value>`.
+        bearer_token_env_var: Option<String>,
+        /// Headers sent with every request.
+        headers: BTreeMap<String, String>,
+    },
+}
+
+/// One MCP server: from a `[mcp_servers.<name>]` table, or passed to `session/new`. A plain
+/// domain type: every front door builds it from its own wire shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McpServerConfig {
+    /// How it is reached.
+    pub transport: McpTransportConfig,
+    /// How long `initialize` plus `tools/list` may take.
+    pub startup_timeout: Duration,
+    /// How long one `tools/call` may take.
+    pub tool_timeout: Duration,
+    /// `false`: neither started nor listed.
+    pub enabled: bool,
+    /// Only these tools are offered, when set.
+    pub enabled_tools: Option<Vec<String>>,
+    /// These tools are never offered.
+    pub disabled_tools: Vec<String>,
+}
+
+impl McpServerConfig {
+    /// A server with the default timeouts and no filters.
+    pub fn new(transport: McpTransportConfig) -> Self {
+        Self {
+            transport,
+            startup_timeout: DEFAULT_MCP_STARTUP_TIMEOUT,
+            tool_timeout: DEFAULT_MCP_TOOL_TIMEOUT,
+            enabled: true,
+            enabled_tools: None,
+            disabled_tools: Vec::new(),
+        }
+    }
+}
+
+/// A `[mcp_servers.<name>]` table as written; checked into a [`McpServerConfig`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct McpServerToml {
+    command: Option<String>,
+    args: Option<Vec<String>>,
+    env: Option<BTreeMap<String, String>>,
+    cwd: Option<PathBuf>,
+    url: Option<String>,
+    bearer_token_env_var: Option<String>,
+    http_headers: Option<BTreeMap<String, String>>,
+    startup_timeout_sec: Option<f64>,
+    tool_timeout_sec: Option<f64>,
+    enabled: Option<bool>,
+    enabled_tools: Option<Vec<String>>,
+    disabled_tools: Option<Vec<String>>,
+}
+
+fn timeout_secs(key: &str, value: Option<f64>, default: Duration) -> Result<Duration, String> {
+    match value {
+        None => Ok(default),
+        Some(secs) if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 => {
+            Ok(Duration::from_secs_f64(secs))
+        }
+        Some(secs) => Err(format!(
+            "`{key}` = {secs} is not a usable timeout; give a number of seconds above 0 (at most 86400)"
+        )),
+    }
+}
+
+impl TryFrom<McpServerToml> for McpServerConfig {
+    type Error = String;
+
+    fn try_from(raw: McpServerToml) -> Result<Self, String> {
+        let transport = match (raw.command.clone(), raw.url.clone()) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    "an MCP server has either `command` (stdio) or `url` (Streamable \
+                    HTTP), not both; remove one"
+                        .into(),
+                );
+            }
+            (None, None) => {
+                return Err(
+                    "an MCP server needs `command` (a stdio server) or `url` (a \
+                    Streamable HTTP server); add one"
+                        .into(),
+                );
+            }
+            (Some(command), None) => stdio_transport(command, &raw)?,
+            (None, Some(url)) => http_transport(url, &raw)?,
+        };
+        Ok(Self {
+            transport,
+            startup_timeout: timeout_secs(
+                "startup_timeout_sec",
+                raw.startup_timeout_sec,
+                DEFAULT_MCP_STARTUP_TIMEOUT,
+            )?,
+            tool_timeout: timeout_secs(
+                "tool_timeout_sec",
+                raw.tool_timeout_sec,
+                DEFAULT_MCP_TOOL_TIMEOUT,
+            )?,
+            enabled: raw.enabled.unwrap_or(true),
+            enabled_tools: raw.enabled_tools,
+            disabled_tools: raw.disabled_tools.unwrap_or_default(),
+        })
+    }
+}
+
+/// The stdio transport of a table with `command`; HTTP-only keys are refused.
+fn stdio_transport(command: String, raw: &McpServerToml) -> Result<McpTransportConfig, String> {
+    if let Some(key) = [
+        raw.bearer_token_env_var
+            .as_ref()
+            .map(|_| "bearer_token_env_var"),
+        raw.http_headers.as_ref().map(|_| "http_headers"),
+    ]
+    .into_iter()
+    .flatten()
+    .next()
+    {
+        return Err(format!(
+            "`{key}` is for Streamable HTTP servers (with `url`), not for one with `command`; \
+             remove it"
+        ));
+    }
+    if command.trim().is_empty() {
+        return Err("`command` is empty; name the program to run".into());
+    }
+    Ok(McpTransportConfig::Stdio {
+        command,
+        args: raw.args.clone().unwrap_or_default(),
+        env: raw.env.clone().unwrap_or_default(),
+        cwd: raw.cwd.clone(),
+    })
+}
+
+/// The HTTP transport of a table with `url`; stdio-only keys are refused.
+fn http_transport(url: String, raw: &McpServerToml) -> Result<McpTransportConfig, String> {
+    if let Some(key) = [
+        raw.args.as_ref().map(|_| "args"),
+        raw.env.as_ref().map(|_| "env"),
+        raw.cwd.as_ref().map(|_| "cwd"),
+    ]
+    .into_iter()
+    .flatten()
+    .next()
+    {
+        return Err(format!(
+            "`{key}` is for stdio servers (with `command`), not for one with `url`; remove it"
+        ));
+    }
+    check_http_url(&url)?;
+    Ok(McpTransportConfig::Http {
+        url,
+        bearer_token_env_var: raw.bearer_token_env_var.clone(),
+        headers: raw.http_headers.clone().unwrap_or_default(),
+    })
+}
+
+/// Checks that `url` is an absolute `http:` or `https:` URL.
+pub fn check_http_url(url: &str) -> Result<(), String> {
+    match url::Url::parse(url) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(()),
+        Ok(parsed) => Err(format!(
+            "`url` {url} has scheme `{}`; an MCP server URL starts with http:// or https://",
+            parsed.scheme()
+        )),
+        Err(err) => Err(format!(
+            "`url` {url} is not a URL ({err}); write it like https://mcp.example.com/mcp"
+        )),
+    }
+}
+
+/// Checks an MCP server name: not empty, no control characters.
+pub fn check_mcp_server_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("an MCP server name is empty; give it a name".into());
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!(
+            "the MCP server name {name:?} has control characters; use letters, digits, `_` and `-`"
+        ));
+    }
+    Ok(())
+}
+
+/// A `[mcp_servers.<name>]` table, checked while it is read so its errors carry the line.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "McpServerToml")]
+struct McpServerEntry(McpServerConfig);
+
+impl TryFrom<McpServerToml> for McpServerEntry {
+    type Error = String;
+
+    fn try_from(raw: McpServerToml) -> Result<Self, String> {
+        McpServerConfig::try_from(raw).map(Self)
+    }
+}
+
 /// The whole configuration after merging every source.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -163,6 +388,8 @@ pub struct Config {
     pub env_openai_base_url: Option<String>,
     /// `AGENT_SERVER_SSE_FIXTURE`: replay SSE transcripts instead of calling the network.
     pub sse_fixture: Option<String>,
+    /// `[mcp_servers.<name>]`: the configured MCP servers, disabled ones included.
+    pub mcp_servers: BTreeMap<String, McpServerConfig>,
     /// Total bytes of project docs (`AGENTS.md` files) to read; 0 turns them off.
     pub project_doc_max_bytes: usize,
     /// File names tried after `AGENTS.override.md` and `AGENTS.md` in each directory.
@@ -230,6 +457,8 @@ struct FileConfig {
     originator: Option<String>,
     reasoning_effort: Option<ReasoningEffort>,
     shell_timeout_ms: Option<u64>,
+    #[serde(default)]
+    mcp_servers: BTreeMap<String, McpServerEntry>,
     shell_max_timeout_ms: Option<u64>,
     project_doc_max_bytes: Option<usize>,
     project_doc_fallback_filenames: Option<Vec<String>>,
@@ -347,23 +576,19 @@ impl Config {
     /// overrides. Nothing is half-applied: any error means no configuration.
     pub fn load(home: PathBuf, overrides: &[String], env: &dyn Env) -> Result<Self, ConfigError> {
         let path = home.join("config.toml");
-        let mut table = match std::fs::read_to_string(&path) {
-            Ok(text) => text
-                .parse::<toml::Table>()
-                .map_err(|e| ConfigError::Malformed {
-                    path: path.clone(),
-                    message: one_line(&e.to_string()),
-                })?,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(source) => return Err(ConfigError::Unreadable { path, source }),
         };
-        // The file alone must be valid, so its errors name the file.
-        FileConfig::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
-            ConfigError::Malformed {
-                path: path.clone(),
-                message: one_line(&e.to_string()),
-            }
-        })?;
+        let malformed = |e: toml::de::Error| ConfigError::Malformed {
+            path: path.clone(),
+            message: one_line(&e.to_string()),
+        };
+        let mut table = text.parse::<toml::Table>().map_err(malformed)?;
+        // The file alone must be valid, so its errors name the file; read from the text, they
+        // also name the line.
+        toml::from_str::<FileConfig>(&text).map_err(malformed)?;
         for (var, key) in [
             ("AGENT_SERVER_AUTH_ISSUER", "auth_issuer"),
             ("AGENT_SERVER_LOGIN_PORT", "login_callback_port"),
@@ -421,6 +646,7 @@ impl Config {
             env_api_key: env.var("OPENAI_API_KEY").map(crate::secret::Secret::new),
             env_openai_base_url: env.var("OPENAI_BASE_URL"),
             sse_fixture: env.var("AGENT_SERVER_SSE_FIXTURE"),
+            mcp_servers: mcp_servers(file.mcp_servers, &path)?,
             project_doc_max_bytes: file
                 .project_doc_max_bytes
                 .unwrap_or(DEFAULT_PROJECT_DOC_MAX_BYTES),
@@ -431,6 +657,23 @@ impl Config {
         };
         Ok(config)
     }
+}
+
+/// The `[mcp_servers.*]` tables with their names checked.
+fn mcp_servers(
+    entries: BTreeMap<String, McpServerEntry>,
+    path: &std::path::Path,
+) -> Result<BTreeMap<String, McpServerConfig>, ConfigError> {
+    entries
+        .into_iter()
+        .map(|(name, entry)| {
+            check_mcp_server_name(&name).map_err(|message| ConfigError::Malformed {
+                path: path.to_path_buf(),
+                message: format!("[mcp_servers.{name}]: {message}"),
+            })?;
+            Ok((name, entry.0))
+        })
+        .collect()
 }
 
 /// Fallback doc names are joined to directories: a name must stay inside the directory.
@@ -532,6 +775,66 @@ mod tests {
     }
 
     #[test]
+    fn mcp_servers_are_read_with_their_defaults() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(
+            home.path().join("config.toml"),
+            r#"
+[mcp_servers.everything]
+command = "npx"
+args = ["-y", "@modelcontextprotocol/server-everything"]
+env = { LOG_LEVEL = "info" }
+cwd = "/tmp"
+startup_timeout_sec = 2.5
+enabled_tools = ["echo"]
+
+[mcp_servers.remote]
+url = "https://mcp.example.com/mcp"
+bearer_token_env_var = "EXAMPLE_TOKEN"
+http_headers = { "X-Team" = "a" }
+tool_timeout_sec = 5
+enabled = false
+disabled_tools = ["drop"]
+"#,
+        )
+        .unwrap();
+        let config =
+            Config::load(home.path().to_path_buf(), &[], &FakeEnv(HashMap::new())).unwrap();
+        let everything = McpServerConfig {
+            transport: McpTransportConfig::Stdio {
+                command: "npx".into(),
+                args: vec![
+                    "-y".into(),
+                    "@modelcontextprotocol/server-everything".into(),
+                ],
+                env: BTreeMap::from([("LOG_LEVEL".into(), "info".into())]),
+                cwd: Some(PathBuf::from("/tmp")),
+            },
+            startup_timeout: Duration::from_millis(2500),
+            tool_timeout: DEFAULT_MCP_TOOL_TIMEOUT,
+            enabled: true,
+            enabled_tools: Some(vec!["echo".into()]),
+            disabled_tools: vec![],
+        };
+        let remote = McpServerConfig {
+            transport: McpTransportConfig::Http {
+                url: "https://mcp.example.com/mcp".into(),
+                bearer_token_env_var: Some("EXAMPLE_TOKEN".into()),
+                headers: BTreeMap::from([("X-Team".into(), "a".into())]),
+            },
+            startup_timeout: DEFAULT_MCP_STARTUP_TIMEOUT,
+            tool_timeout: Duration::from_secs(5),
+            enabled: false,
+            enabled_tools: None,
+            disabled_tools: vec!["drop".into()],
+        };
+        assert_eq!(
+            config.mcp_servers,
+            BTreeMap::from([("everything".into(), everything), ("remote".into(), remote)])
+        );
+    }
+
+    #[test]
     fn context_keys_load_and_a_fallback_name_with_a_directory_is_refused() {
         let home = tempfile::tempdir().unwrap();
         let env = FakeEnv(HashMap::new());
@@ -569,6 +872,42 @@ mod tests {
             err.contains("../x.md") && err.contains("plain file name"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_bad_mcp_server_names_the_file_the_line_and_the_fix() {
+        let cases = [
+            (
+                "model = \"m\"\n[mcp_servers.a]\ncommand = \"x\"\nurl = \"http://h/mcp\"\n",
+                "not both",
+            ),
+            ("[mcp_servers.a]\nargs = [\"x\"]\n", "needs `command`"),
+            ("[mcp_servers.a]\ncommand = \"x\"\ncomand = 1\n", "comand"),
+            (
+                "[mcp_servers.a]\ncommand = \"x\"\ntool_timeout_sec = -1\n",
+                "above 0",
+            ),
+            ("[mcp_servers.a]\nurl = \"ftp://h\"\n", "http://"),
+            (
+                "[mcp_servers.a]\nurl = \"http://h\"\nenv = {}\n",
+                "stdio servers",
+            ),
+            (
+                "[mcp_servers.a]\ncommand = \"x\"\nhttp_headers = {}\n",
+                "Streamable HTTP",
+            ),
+        ];
+        for (text, expected) in cases {
+            let home = tempfile::tempdir().unwrap();
+            std::fs::write(home.path().join("config.toml"), text).unwrap();
+            let err = Config::load(home.path().to_path_buf(), &[], &FakeEnv(HashMap::new()))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("config.toml") && err.contains("line ") && err.contains(expected),
+                "{text:?} gave {err}"
+            );
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub(crate) mod gate;
+pub mod mcp;
 pub mod model;
 pub mod rpc;
 pub mod secret;

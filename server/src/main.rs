@@ -71,6 +71,21 @@ enum Command {
     Exec(exec::ExecArgs),
     /// Serve the Agent Client Protocol (ACP) on stdin/stdout, for ACP editors such as Zed.
     Acp,
+    /// MCP servers configured in config.toml.
+    Mcp {
+        #[command(subcommand)]
+        command: McpCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum McpCommand {
+    /// Start every enabled server, then print its status and tools (exit status 1 when one failed).
+    List {
+        /// Print the list as JSON (the shape of the mcp/list result).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -121,6 +136,9 @@ fn main() -> ExitCode {
         Some(Command::Status { json }) => {
             runtime.block_on(auth_command(AuthCommand::Status { json }, &config))
         }
+        Some(Command::Mcp {
+            command: McpCommand::List { json },
+        }) => runtime.block_on(mcp_list(&config, json)),
     };
     // The blocking thread reading stdin may still be parked in read(2); do not wait for it.
     runtime.shutdown_background();
@@ -137,6 +155,22 @@ async fn auth_command(command: AuthCommand, config: &Config) -> ExitCode {
     let mut out = std::io::stdout();
     match cli::run(command, settings, http, &mut std::io::stdin(), &mut out).await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(std::io::stderr(), "agent-server: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn mcp_list(config: &Config, json: bool) -> ExitCode {
+    let http = match api::http_client() {
+        Ok(http) => http,
+        Err(err) => return fail(&format!("cannot build the HTTP client: {err}")),
+    };
+    let mut out = std::io::stdout();
+    match agent_server::mcp::cli::list(config, http, json, &mut out).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(err) => {
             let _ = writeln!(std::io::stderr(), "agent-server: {err}");
             ExitCode::FAILURE
@@ -198,6 +232,9 @@ async fn serve(config: Config, framing: FramingChoice) -> ExitCode {
         max_message_bytes: config.max_message_bytes,
     });
     let app = App::new(config, connection.peer(), connection.stop_token(), http);
+    // In the background: neither `initialize` nor anything else waits for them.
+    app.mcp.start_configured();
+    let mcp = Arc::clone(&app.mcp);
     let signals = stop_on_signal(connection.stop_token());
     connection
         .run(
@@ -208,6 +245,8 @@ async fn serve(config: Config, framing: FramingChoice) -> ExitCode {
         )
         .await;
     signals.abort();
+    // Every MCP server (and whatever it started) goes with the server, however it stopped.
+    mcp.shutdown().await;
     ExitCode::SUCCESS
 }
 

@@ -22,6 +22,7 @@ pub mod auth;
 mod binary;
 mod fixtures;
 mod framing;
+pub mod mcp;
 pub mod replies;
 mod server;
 pub mod turns;

@@ -147,12 +147,20 @@ async fn a_directory_swapped_for_a_symlink_during_the_approval_wait_is_not_writt
     );
 }
 
+/// Patches raced in [`patches_racing_a_symlink_exchange_never_write_outside`]: against the
+/// code before the fix, about one run in three had a file land outside with this many.
+const RACING_PATCHES: usize = 600;
+/// Pause of the swapping thread between exchanges: none, the tightest race.
+const RACING_PAUSE_US: u64 = 0;
+
 /// Under `never`, another process keeps exchanging `sub/` with a symlink to a directory outside
-/// (`renameat2(RENAME_EXCHANGE)`) while 60 patches add files under `sub/`: none lands outside.
+/// (`renameat2(RENAME_EXCHANGE)`) while 600 patches add files under `sub/`: none lands outside.
+/// The race is probabilistic; it is the deterministic test above that pins the check-then-write
+/// gap.
 #[tokio::test]
 async fn patches_racing_a_symlink_exchange_never_write_outside() {
     let upstream = MockServer::start().await;
-    let calls: Vec<(String, &str, Value)> = (0..60)
+    let calls: Vec<(String, &str, Value)> = (0..RACING_PATCHES)
         .map(|n| {
             (
                 format!("call_{n}"),
@@ -183,8 +191,7 @@ async fn patches_racing_a_symlink_exchange_never_write_outside() {
                 )
                 .unwrap();
                 swaps += 1;
-                // About as long as one patch takes, so that checks and writes both see each.
-                std::thread::sleep(Duration::from_micros(300));
+                std::thread::sleep(Duration::from_micros(RACING_PAUSE_US));
             }
             swaps
         })
@@ -198,7 +205,7 @@ async fn patches_racing_a_symlink_exchange_never_write_outside() {
     let items = items_of(&events, "fileChange");
     let statuses: Vec<&Value> = items.iter().map(|i| &i["status"]).collect();
     eprintln!("patch outcomes while racing: {statuses:?}");
-    assert_eq!(items.len(), 60);
+    assert_eq!(items.len(), RACING_PATCHES);
     assert_eq!(entries(outside.path()), Vec::<String>::new());
 }
 

@@ -44,6 +44,8 @@ from .protocol import (
     ListSessionsResult,
     LoginApiKeyParams,
     LoginChatGptResult,
+    McpListParams,
+    McpListResult,
     NewSessionParams,
     RequestApprovalParams,
     RequestApprovalResult,
@@ -367,6 +369,12 @@ class AgentServerClient:
     async def close_session(self, params: CloseSessionParams) -> EmptyResult:
         """``session/close``."""
         return cast(EmptyResult, await self.request("session/close", params))
+
+    async def mcp_list(self, params: Optional[McpListParams] = None) -> McpListResult:
+        """``mcp/list``: the MCP servers (the configured ones, plus a session's own with
+        ``sessionId``), their status and the tools the model is offered. Status changes arrive
+        as ``mcp/serverStatus`` notifications."""
+        return cast(McpListResult, await self.request("mcp/list", params or {}))
 
     # ---- notifications and events -----------------------------------------------------------
 

@@ -59,6 +59,18 @@ __all__ = [
     "LoginApiKeyParams",
     "LoginChatGptCompleteNotification",
     "LoginChatGptResult",
+    "McpHttpServerSpec",
+    "McpListParams",
+    "McpListResult",
+    "McpServerInfo",
+    "McpServerSpec",
+    "McpServerStatus",
+    "McpServerStatusNotification",
+    "McpStdioServerSpec",
+    "McpToolCallItem",
+    "McpToolCallResult",
+    "McpToolInfo",
+    "McpTransportKind",
     "Model",
     "NewSessionParams",
     "PROTOCOL_VERSION",
@@ -99,7 +111,7 @@ __all__ = [
 ApprovalDecision = Literal["approve", "approveForSession", "deny", "abort"]
 
 #: What the client is asked to approve.
-ApprovalKind = Literal["commandExecution", "fileChange"]
+ApprovalKind = Literal["commandExecution", "fileChange", "mcpToolCall"]
 
 #: When to ask the client before acting.
 ApprovalPolicy = Literal["untrusted", "onFailure", "never"]
@@ -130,6 +142,12 @@ InputModality = Literal["text", "image"]
 
 #: The state of an item.
 ItemStatus = Literal["inProgress", "completed", "failed", "declined"]
+
+#: Where an MCP server is in its life.
+McpServerStatus = Literal["starting", "ready", "failed", "stopped"]
+
+#: How the server reaches an MCP server.
+McpTransportKind = Literal["stdio", "http"]
 
 #: The state of a plan step.
 PlanStepStatus = Literal["pending", "inProgress", "completed"]
@@ -520,6 +538,30 @@ class ToolCallItem(_ToolCallItemRequired, total=False):
     output: str | None
 
 
+class _McpToolCallItemRequired(TypedDict):
+    #: The arguments the model sent (a JSON object, or the raw text when it was not JSON).
+    arguments: Any
+    #: The item's id (the model's call id).
+    id: str
+    #: The MCP server's name.
+    server: str
+    #: Its state: `failed` for an `isError` result (kept in `result`) and for errors.
+    status: ItemStatus
+    #: The tool's own name on that server.
+    tool: str
+    type: Literal["mcpToolCall"]
+
+
+class McpToolCallItem(_McpToolCallItemRequired, total=False):
+    """A call to a tool of an MCP server."""
+    #: How long the call took, once it ended.
+    durationMs: int | None
+    #: Why the call failed without a result (timeout, crash, unknown tool, declined).
+    error: str | None
+    #: What the MCP server answered, once it answered.
+    result: McpToolCallResult | None
+
+
 class ContextSummaryItem(TypedDict):
     """The summary that replaced the earlier conversation when it was compacted."""
     #: The item's id.
@@ -570,6 +612,111 @@ class LoginChatGptResult(TypedDict):
     redirectUri: str
 
 
+class _McpHttpServerSpecRequired(TypedDict):
+    #: The server's name: tools appear as `mcp__<name>__<tool>`.
+    name: str
+    #: The endpoint, e.g. `https://mcp.example.com/mcp`.
+    url: str
+
+
+class McpHttpServerSpec(_McpHttpServerSpecRequired, total=False):
+    """A server reached over Streamable HTTP."""
+    #: Headers sent with every request (e.g. `Authorization`).
+    headers: dict[str, Any]
+
+
+class McpListParams(TypedDict, total=False):
+    """Params of `mcp/list`."""
+    #: List the servers of this session (configured ones and its own); absent lists the
+    #: configured servers only.
+    sessionId: str | None
+
+
+class McpListResult(TypedDict):
+    """Result of `mcp/list`."""
+    #: The servers, configured ones first, each group by name.
+    servers: list[McpServerInfo]
+
+
+class _McpServerInfoRequired(TypedDict):
+    #: The server's name.
+    name: str
+    #: Its status.
+    status: McpServerStatus
+    #: The tools the model is offered (after `enabled_tools`/`disabled_tools`); empty until ready.
+    tools: list[McpToolInfo]
+    #: How it is reached.
+    transport: McpTransportKind
+
+
+class McpServerInfo(_McpServerInfoRequired, total=False):
+    """One MCP server in `mcp/list`."""
+    #: Why it failed; `null` otherwise.
+    error: str | None
+
+
+class _McpServerStatusNotificationRequired(TypedDict):
+    #: The server's name.
+    name: str
+    #: The new status.
+    status: McpServerStatus
+
+
+class McpServerStatusNotification(_McpServerStatusNotificationRequired, total=False):
+    """Params of the `mcp/serverStatus` notification, sent on every change of a server's status."""
+    #: Why it failed.
+    error: str | None
+    #: The session, for a server passed to `session/new`; absent for a configured server.
+    sessionId: str | None
+    #: How many tools it offers the model (after the filters), once ready.
+    toolCount: int | None
+
+
+class _McpStdioServerSpecRequired(TypedDict):
+    #: The program to run.
+    command: str
+    #: The server's name: tools appear as `mcp__<name>__<tool>`.
+    name: str
+
+
+class McpStdioServerSpec(_McpStdioServerSpecRequired, total=False):
+    """A server run as a child process speaking MCP on its stdin/stdout."""
+    #: Its arguments.
+    args: list[str]
+    #: Its working directory (default: the server process's).
+    cwd: str | None
+    #: Variables added to the environment the server inherits.
+    env: dict[str, Any]
+
+
+class _McpToolCallResultRequired(TypedDict):
+    #: The content blocks (`text`, `image`, `audio`, `resource_link`, `resource`).
+    content: list[Any]
+    #: Whether the tool reported an error.
+    isError: bool
+
+
+class McpToolCallResult(_McpToolCallResultRequired, total=False):
+    """The result of an MCP tool call, as the MCP server sent it."""
+    #: The structured result, when the tool gave one.
+    structuredContent: Any
+
+
+class _McpToolInfoRequired(TypedDict):
+    #: The JSON Schema of its arguments.
+    inputSchema: Any
+    #: The tool's own name (the model sees it as `mcp__<server>__<tool>`).
+    name: str
+
+
+class McpToolInfo(_McpToolInfoRequired, total=False):
+    """One tool of an MCP server, as the server describes it."""
+    #: Hints such as `readOnlyHint`, as the server sent them.
+    annotations: Any
+    #: What it does.
+    description: str | None
+
+
 class _ModelRequired(TypedDict):
     #: The effort used when none is chosen.
     defaultReasoningEffort: ReasoningEffort
@@ -603,6 +750,9 @@ class NewSessionParams(TypedDict, total=False):
     cwd: str | None
     #: Text appended to the server's base instructions.
     instructions: str | None
+    #: MCP servers for this session, added to the configured ones (the same name replaces a
+    #: configured server). They start in the background; `session/new` does not wait.
+    mcpServers: list[McpServerSpec] | None
     #: Model name (default `gpt-5-codex`).
     model: str | None
     #: Model provider id (default `openai`).
@@ -634,6 +784,8 @@ class _RequestApprovalParamsRequired(TypedDict):
 
 class RequestApprovalParams(_RequestApprovalParamsRequired, total=False):
     """Params of the server → client request `session/requestApproval`."""
+    #: The arguments the model sent, for MCP tool calls.
+    arguments: Any
     #: The file changes, for patches.
     changes: list[FileChange] | None
     #: The argv, for commands.
@@ -642,6 +794,10 @@ class RequestApprovalParams(_RequestApprovalParamsRequired, total=False):
     cwd: str | None
     #: Why approval is needed (e.g. the sandboxed run failed).
     reason: str | None
+    #: The MCP server, for MCP tool calls.
+    server: str | None
+    #: The tool's own name on that server, for MCP tool calls.
+    tool: str | None
 
 
 class RequestApprovalResult(TypedDict):
@@ -770,7 +926,12 @@ Event = Union[TurnStartedEvent, ItemStartedEvent, ItemCompletedEvent, AgentMessa
 InputItem = Union[TextInputItem, ImageInputItem, LocalImageInputItem]
 
 #: Something the agent did or said in a turn.
-Item = Union[AgentMessageItem, ReasoningItem, CommandExecutionItem, FileChangeItem, ToolCallItem, ContextSummaryItem]
+Item = Union[AgentMessageItem, ReasoningItem, CommandExecutionItem, FileChangeItem, ToolCallItem, McpToolCallItem, ContextSummaryItem]
+
+#: An MCP server a client passes to `session/new`: a child process (stdio) or a Streamable
+#: HTTP endpoint. Added to the configured servers for that session; the same name replaces a
+#: configured server.
+McpServerSpec = Union[McpStdioServerSpec, McpHttpServerSpec]
 
 
 #: The protocol version these types describe.
@@ -790,6 +951,7 @@ CLIENT_REQUESTS: dict[str, tuple[str, str]] = {
     "session/interrupt": ("InterruptParams", "EmptyResult"),
     "session/list": ("EmptyParams", "ListSessionsResult"),
     "session/close": ("CloseSessionParams", "EmptyResult"),
+    "mcp/list": ("McpListParams", "McpListResult"),
     "model/list": ("EmptyParams", "ListModelsResult"),
     "session/compact": ("CompactParams", "CompactResult"),
 }
@@ -806,6 +968,7 @@ ClientRequestMethod = Literal[
     "session/interrupt",
     "session/list",
     "session/close",
+    "mcp/list",
     "model/list",
     "session/compact",
 ]
@@ -834,10 +997,12 @@ ClientNotificationMethod = Literal[
 SERVER_NOTIFICATIONS: dict[str, str] = {
     "session/event": "SessionEventNotification",
     "auth/statusChanged": "AuthStatus",
+    "mcp/serverStatus": "McpServerStatusNotification",
     "auth/loginChatGPTComplete": "LoginChatGptCompleteNotification",
 }
 ServerNotificationMethod = Literal[
     "session/event",
     "auth/statusChanged",
+    "mcp/serverStatus",
     "auth/loginChatGPTComplete",
 ]

@@ -31,6 +31,8 @@ from .protocol import (
     ListSessionsResult,
     LoginApiKeyParams,
     LoginChatGptResult,
+    McpListParams,
+    McpListResult,
     NewSessionParams,
     Session,
     SessionEventNotification,
@@ -126,6 +128,9 @@ class SyncClient:
 
     def close_session(self, params: CloseSessionParams) -> EmptyResult:
         return self._run(self._client.close_session(params))
+
+    def mcp_list(self, params: Optional[McpListParams] = None) -> McpListResult:
+        return self._run(self._client.mcp_list(params))
 
     def submit_and_wait(
         self,

@@ -79,6 +79,9 @@ class Generator:
 
     def type_of(self, schema: dict, where: str) -> str:
         """The Python annotation for a property schema."""
+        if schema is True:
+            # Any JSON value (a `serde_json::Value` on the Rust side).
+            return "Any"
         if "$ref" in schema:
             ref = schema["$ref"]
             if not ref.startswith(REF_PREFIX):
@@ -180,6 +183,12 @@ class Generator:
                 continue
             if schema.get("type") == "object":
                 classes += self.typed_dict(name, schema) + ["", ""]
+                continue
+            refs = schema.get("anyOf")
+            if isinstance(refs, list) and refs and all("$ref" in r for r in refs):
+                # An untagged union of named types.
+                unions += comment(schema.get("description"), "")
+                unions += [f"{name} = Union[{', '.join(self.type_of(r, name) for r in refs)}]", ""]
                 continue
             raise SchemaError(f"{name}: unsupported definition")
 

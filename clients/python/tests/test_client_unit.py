@@ -306,6 +306,7 @@ def test_every_client_request_of_the_schema_has_a_typed_wrapper() -> None:
             "session/interrupt": lambda: client.interrupt({"sessionId": "s"}),
             "session/list": lambda: client.list_sessions(),
             "session/close": lambda: client.close_session({"sessionId": "s"}),
+            "mcp/list": lambda: client.mcp_list(),
             "model/list": lambda: client.list_models(),
             "session/compact": lambda: client.compact({"sessionId": "s"}),
         }

@@ -31,6 +31,7 @@ def test_the_generated_module_imports_and_names_every_method() -> None:
             "session/interrupt",
             "session/list",
             "session/close",
+            "mcp/list",
             "model/list",
             "session/compact",
         ]

@@ -13,7 +13,7 @@ from typing import Any, List
 import pytest
 
 from agent_server_client import AgentServerClient, AgentServerError, ConnectionClosedError, SyncClient
-from support import run, server_bin, server_env
+from support import CLIENTS_DIR, run, server_bin, server_env
 
 LOGGED_OUT = {
     "authMode": None,
@@ -258,3 +258,38 @@ def test_sync_client(home: Path) -> None:
             client.close_session({"sessionId": "no-such-session"})
         assert caught.value.kind == "sessionNotFound"
     assert client.client.returncode == 0
+
+
+FAULT_SERVER = str(CLIENTS_DIR.parent / "tests" / "mcp-servers" / "fault-server.mjs")
+
+
+def test_mcp_list_shows_a_sessions_own_server_once_it_reports_ready(home: Path) -> None:
+    async def body() -> None:
+        async with client_for(home, OPENAI_API_KEY="test") as client:
+            await client.initialize()
+            ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+            def on_status(params: Any) -> None:
+                if params["status"] == "ready" and not ready.done():
+                    ready.set_result(params)
+
+            client.on_notification("mcp/serverStatus", on_status)
+            session = await client.new_session(
+                {"mcpServers": [{"name": "fault", "command": "node", "args": [FAULT_SERVER]}]}
+            )
+            status = await asyncio.wait_for(ready, 20)
+            assert status == {
+                "name": "fault",
+                "sessionId": session["sessionId"],
+                "status": "ready",
+                "toolCount": 7,
+            }
+            listed = await client.mcp_list({"sessionId": session["sessionId"]})
+            assert [(s["name"], s["transport"], s["status"], s["error"]) for s in listed["servers"]] == [
+                ("fault", "stdio", "ready", None)
+            ]
+            echo = [t for t in listed["servers"][0]["tools"] if t["name"] == "echo"]
+            assert echo[0]["description"] == "Echoes the message back"
+            assert await client.mcp_list() == {"servers": []}
+
+    run(body())

@@ -47,6 +47,8 @@ import type {
   ListSessionsResult,
   LoginApiKeyParams,
   LoginChatGptResult,
+  McpListParams,
+  McpListResult,
   NewSessionParams,
   RequestApprovalParams,
   RequestApprovalResult,
@@ -395,6 +397,15 @@ export class AgentServerClient {
   /** `session/close`. */
   closeSession(params: CloseSessionParams, options?: RequestOptions): Promise<EmptyResult> {
     return this.request("session/close", params, options);
+  }
+
+  /**
+   * `mcp/list`: the MCP servers (the configured ones, plus a session's own with `sessionId`),
+   * their status and the tools the model is offered. Status changes arrive as
+   * `mcp/serverStatus` notifications.
+   */
+  mcpList(params: McpListParams = {}, options?: RequestOptions): Promise<McpListResult> {
+    return this.request("mcp/list", params, options);
   }
 
   // ---- notifications and events ---------------------------------------------------------

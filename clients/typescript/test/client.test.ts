@@ -271,6 +271,7 @@ test("every client → server request of the schema has a typed wrapper", async 
     "session/interrupt": () => client.interrupt({ sessionId: "s" }),
     "session/list": () => client.listSessions(),
     "session/close": () => client.closeSession({ sessionId: "s" }),
+    "mcp/list": () => client.mcpList(),
     "model/list": () => client.listModels(),
     "session/compact": () => client.compact({ sessionId: "s" }),
   };

@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { readFileSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { test } from "node:test";
 
 import {
@@ -14,6 +14,7 @@ import {
   ConnectionClosedError,
   type AuthStatus,
   type InitializeResult,
+  type McpServerStatusNotification,
 } from "../src/index.js";
 import { serverBin, spawnServer, startServer, tempDir, waitFor } from "./harness.js";
 
@@ -288,4 +289,28 @@ test("a server that stops at start shows its stderr in the error", TIMEOUT, asyn
   assert.equal(error.exitCode, 2);
   assert.match(error.stderr, /config\.toml/);
   client.dispose();
+});
+
+test("mcpList shows a session's own MCP server and its tools once mcp/serverStatus says ready", TIMEOUT, async () => {
+  const faultServer = resolve("../../tests/mcp-servers/fault-server.mjs");
+  const { client, cleanup } = await startServer({ OPENAI_API_KEY: "test" });
+  try {
+    const ready = waitFor<McpServerStatusNotification>((n) => n.status === "ready");
+    client.onNotification("mcp/serverStatus", ready.push);
+    const session = await client.newSession({
+      mcpServers: [{ name: "fault", command: "node", args: [faultServer] }],
+    });
+    const status = await ready.promise;
+    assert.deepEqual(status, { name: "fault", sessionId: session.sessionId, status: "ready", toolCount: 7 });
+    const listed = await client.mcpList({ sessionId: session.sessionId });
+    assert.deepEqual(
+      listed.servers.map((s) => [s.name, s.transport, s.status, s.error]),
+      [["fault", "stdio", "ready", null]],
+    );
+    const echo = listed.servers[0]?.tools.find((t) => t.name === "echo");
+    assert.equal(echo?.description, "Echoes the message back");
+    assert.deepEqual(await client.mcpList(), { servers: [] });
+  } finally {
+    await cleanup();
+  }
 });

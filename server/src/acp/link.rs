@@ -18,7 +18,7 @@ use agent_server_schema::session::{
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::updates::{Translator, command_title};
+use super::updates::{Translator, command_title, mcp_title};
 use super::wire::Backlog;
 use crate::session::{ApprovalReply, ClientLink};
 
@@ -218,6 +218,11 @@ fn rejection_key(params: &RequestApprovalParams) -> String {
             )
         }
         ApprovalKind::FileChange => "fileChange".to_string(),
+        ApprovalKind::McpToolCall => format!(
+            "mcp:{}/{}",
+            params.server.clone().unwrap_or_default(),
+            params.tool.clone().unwrap_or_default()
+        ),
     }
 }
 
@@ -243,6 +248,15 @@ fn permission_request(params: &RequestApprovalParams) -> RequestPermissionReques
             }
         }
         ApprovalKind::FileChange => fields = fields.kind(ToolKind::Edit),
+        ApprovalKind::McpToolCall => {
+            fields = fields.kind(ToolKind::Other);
+            if let (Some(server), Some(tool)) = (&params.server, &params.tool) {
+                fields = fields.title(mcp_title(server, tool));
+            }
+            if let Some(arguments) = &params.arguments {
+                fields = fields.raw_input(arguments.clone());
+            }
+        }
     }
     if let Some(reason) = &params.reason {
         fields = fields.raw_input(serde_json::json!({"reason": reason}));

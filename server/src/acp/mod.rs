@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{AuthManager, AuthObserver, AuthSettings};
 use crate::config::Config;
+use crate::mcp::{LogObserver, McpManager};
 use crate::model::auth::UpstreamAuth;
 use crate::session::{SessionError, Sessions};
 use crate::transport::{self, Framing};
@@ -46,6 +47,8 @@ pub(crate) struct Agent {
     sessions: Arc<Sessions>,
     link: Arc<AcpLink>,
     logins: Arc<LoginWaiters>,
+    /// The MCP servers of the configuration and of each session.
+    mcp: Arc<McpManager>,
     /// The settings each open session applies to its next prompt.
     settings: Mutex<HashMap<String, Settings>>,
     /// Requests answered from their own task (prompts, logins), awaited before exiting.
@@ -71,11 +74,14 @@ impl Agent {
         );
         let link = Arc::new(AcpLink::default());
         let upstream: Arc<dyn UpstreamAuth> = auth.clone();
+        // ACP has no MCP status notification: server status changes are logged.
+        let mcp = McpManager::new(&config.mcp_servers, http.clone(), Arc::new(LogObserver));
         let sessions = Arc::new(Sessions::new(
             config.clone(),
             Some(upstream),
             http,
             Arc::clone(&link) as Arc<dyn crate::session::ClientLink>,
+            Arc::clone(&mcp),
         ));
         Arc::new(Self {
             config,
@@ -83,6 +89,7 @@ impl Agent {
             sessions,
             link,
             logins,
+            mcp,
             settings: Mutex::new(HashMap::new()),
             tasks: TaskTracker::new(),
         })
@@ -155,6 +162,8 @@ pub async fn serve(config: Config, http: reqwest::Client, stop: CancellationToke
     let writer_task = outbox.start(Box::new(std::io::stdout()), Framing::Ndjson);
     let max_message_bytes = config.max_message_bytes;
     let agent = Agent::new(config, http);
+    // In the background: neither `initialize` nor anything else waits for them.
+    agent.mcp.start_configured();
     let (sdk_end, our_end) = wire::channel();
     let (from_sdk, to_sdk) = our_end.into_parts();
     let reader = tokio::spawn(wire::read_into(
@@ -193,4 +202,6 @@ pub async fn serve(config: Config, http: reqwest::Client, stop: CancellationToke
     let _ = tokio::time::timeout(Duration::from_millis(400), forwarder).await;
     writer.finish().await;
     let _ = tokio::time::timeout(Duration::from_millis(400), writer_task).await;
+    // Every MCP server (and whatever it started) goes with the agent, however it stopped.
+    agent.mcp.shutdown().await;
 }

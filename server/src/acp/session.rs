@@ -7,6 +7,7 @@ use agent_client_protocol::v1::schema::{
     SetSessionConfigOptionRequest, SetSessionConfigOptionResponse, SetSessionModeRequest,
     SetSessionModeResponse,
 };
+use agent_server_schema::mcp::{McpHttpServerSpec, McpServerSpec, McpStdioServerSpec};
 use agent_server_schema::rpc::ErrorKind;
 use agent_server_schema::session::NewSessionParams;
 
@@ -45,7 +46,7 @@ impl Agent {
         &self,
         request: NewSessionRequest,
     ) -> Result<NewSessionResponse, agent_client_protocol::Error> {
-        warn_unused_mcp_servers(&request.mcp_servers);
+        let mcp_servers = mcp_specs(&request.mcp_servers)?;
         let mode = Mode::from_policy(self.config.approval_policy, self.config.sandbox);
         let (approval_policy, sandbox) = mode.policy();
         let session = self
@@ -54,6 +55,7 @@ impl Agent {
                 cwd: Some(request.cwd.display().to_string()),
                 approval_policy: Some(approval_policy),
                 sandbox: Some(sandbox),
+                mcp_servers: Some(mcp_servers),
                 ..NewSessionParams::default()
             })
             .await
@@ -194,11 +196,39 @@ impl Agent {
     }
 }
 
-fn warn_unused_mcp_servers(servers: &[McpServer]) {
-    if !servers.is_empty() {
-        tracing::warn!(
-            count = servers.len(),
-            "the client passed MCP servers; this build does not connect to MCP servers yet"
-        );
-    }
+/// The client's MCP servers as the session layer's specs (section 11): stdio and Streamable
+/// HTTP; SSE servers are refused (`mcpCapabilities.sse` is false).
+pub(crate) fn mcp_specs(
+    servers: &[McpServer],
+) -> Result<Vec<McpServerSpec>, agent_client_protocol::Error> {
+    servers
+        .iter()
+        .map(|server| match server {
+            McpServer::Stdio(stdio) => Ok(McpServerSpec::Stdio(McpStdioServerSpec {
+                name: stdio.name.clone(),
+                command: stdio.command.display().to_string(),
+                args: stdio.args.clone(),
+                env: stdio
+                    .env
+                    .iter()
+                    .map(|v| (v.name.clone(), v.value.clone()))
+                    .collect(),
+                cwd: None,
+            })),
+            McpServer::Http(http) => Ok(McpServerSpec::Http(McpHttpServerSpec {
+                name: http.name.clone(),
+                url: http.url.clone(),
+                headers: http
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.clone(), h.value.clone()))
+                    .collect(),
+            })),
+            _ => Err(invalid(
+                "mcpServers",
+                "stdio or http MCP servers",
+                "this agent connects to stdio and Streamable HTTP MCP servers only; pass the server with `type: \"http\"` or as a command".into(),
+            )),
+        })
+        .collect()
 }

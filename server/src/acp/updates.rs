@@ -119,6 +119,28 @@ impl Translator {
             }
             Item::FileChange { id, status, .. } => Some(status_update(id, tool_status(*status))),
             Item::ContextSummary { .. } => None,
+            Item::McpToolCall {
+                id,
+                status,
+                result,
+                error,
+                ..
+            } => {
+                let mut fields = ToolCallUpdateFields::new().status(tool_status(*status));
+                if let Some(result) = result {
+                    fields = fields
+                        .content(result.content.iter().map(mcp_content).collect::<Vec<_>>())
+                        .raw_output(serde_json::to_value(result).unwrap_or_default());
+                } else if let Some(error) = error {
+                    fields = fields
+                        .content(vec![ToolCallContent::from(text(error.as_str()))])
+                        .raw_output(json!({ "error": error }));
+                }
+                Some(SessionUpdate::ToolCallUpdate(ToolCallUpdate::new(
+                    id.clone(),
+                    fields,
+                )))
+            }
             Item::ToolCall {
                 id, status, output, ..
             } => {
@@ -165,6 +187,16 @@ fn started(item: &Item) -> Option<SessionUpdate> {
             .status(ToolCallStatus::Pending)
             .raw_input(json!({"command": command, "cwd": cwd})),
         Item::FileChange { id, changes, .. } => file_change_call(id, changes),
+        Item::McpToolCall {
+            id,
+            server,
+            tool,
+            arguments,
+            ..
+        } => ToolCall::new(id.clone(), mcp_title(server, tool))
+            .kind(ToolKind::Other)
+            .status(ToolCallStatus::Pending)
+            .raw_input(arguments.clone()),
         Item::ToolCall {
             id,
             name,
@@ -179,6 +211,19 @@ fn started(item: &Item) -> Option<SessionUpdate> {
             ),
     };
     Some(SessionUpdate::ToolCall(call))
+}
+
+/// How an MCP tool call is titled: the tool, and the server it belongs to.
+pub(crate) fn mcp_title(server: &str, tool: &str) -> String {
+    format!("{tool} ({server})")
+}
+
+/// An MCP content block as ACP content: ACP's blocks are MCP's, so most pass as they are; one
+/// that does not parse is shown as its JSON text.
+fn mcp_content(block: &Value) -> ToolCallContent {
+    serde_json::from_value::<ContentBlock>(block.clone())
+        .map(ToolCallContent::from)
+        .unwrap_or_else(|_| ToolCallContent::from(text(block.to_string())))
 }
 
 /// A command line for people: the script of `bash -lc SCRIPT`, else the argv joined, with

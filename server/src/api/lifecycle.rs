@@ -11,6 +11,8 @@ use agent_server_schema::lifecycle::{
 use agent_server_schema::methods::{Initialize, Method, Shutdown};
 use agent_server_schema::rpc::ErrorKind;
 
+use tokio_util::sync::CancellationToken;
+
 use super::App;
 use crate::rpc::{MethodTable, RpcError, SHUTDOWN_GRACE};
 
@@ -24,6 +26,9 @@ pub struct Lifecycle {
     initialized: AtomicBool,
     client_can_approve: AtomicBool,
     user_agent_suffix: Mutex<Option<String>>,
+    /// Fires once the client's first request has been answered (or, when it is not
+    /// `initialize`, admitted): notifications the server starts on its own wait for it.
+    greeted: CancellationToken,
 }
 
 impl Lifecycle {
@@ -31,6 +36,7 @@ impl Lifecycle {
     pub fn admit(&self, method: &str) -> Result<(), RpcError> {
         if method != Initialize::NAME {
             self.other_request_seen.store(true, Ordering::Release);
+            self.greeted.cancel();
             return Ok(());
         }
         if self.initialized.load(Ordering::Acquire) {
@@ -43,6 +49,11 @@ impl Lifecycle {
             ));
         }
         Ok(())
+    }
+
+    /// Fires once the client's first request has been answered (see the field).
+    pub fn greeted(&self) -> CancellationToken {
+        self.greeted.clone()
     }
 
     /// Whether the client declared it answers approval requests.
@@ -77,9 +88,17 @@ fn already_initialized() -> RpcError {
 
 /// Registers the lifecycle methods.
 pub fn register(table: &mut MethodTable<App>) {
-    table.add::<Initialize, _, _>(|app: Arc<App>, params: InitializeParams, _| async move {
-        initialize(&app, params).await
-    });
+    table.add::<Initialize, _, _>(
+        |app: Arc<App>, params: InitializeParams, request| async move {
+            let greeted = app.lifecycle.greeted();
+            let reply_gate = request.reply_gate.clone();
+            tokio::spawn(async move {
+                reply_gate.opened().await;
+                greeted.cancel();
+            });
+            initialize(&app, params).await
+        },
+    );
     table.add::<Shutdown, _, _>(|app: Arc<App>, _params, request| async move {
         tracing::info!("shutdown requested");
         // Running turns end first, each with its `turnCompleted`; then the reply; then exit.

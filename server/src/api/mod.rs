@@ -3,6 +3,7 @@
 
 mod auth;
 mod lifecycle;
+mod mcp;
 mod models;
 mod session;
 
@@ -14,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthManager, AuthSettings};
 use crate::config::Config;
+use crate::mcp::McpManager;
 use crate::model::auth::UpstreamAuth;
 use crate::rpc::{Hooks, MethodTable, Peer, RpcError};
 use crate::session::Sessions;
@@ -34,6 +36,8 @@ pub struct App {
     pub auth: Arc<AuthManager>,
     /// The open sessions.
     pub sessions: Arc<Sessions>,
+    /// The MCP servers.
+    pub mcp: Arc<McpManager>,
 }
 
 /// Builds the one HTTP client of the process (rustls only), shared by model calls, token
@@ -66,7 +70,15 @@ impl App {
             lifecycle: Arc::clone(&lifecycle),
         });
         let upstream: Arc<dyn UpstreamAuth> = auth.clone();
-        let sessions = Arc::new(Sessions::new(config.clone(), Some(upstream), http, link));
+        let mcp_observer = mcp::PeerMcpObserver::spawn(Arc::clone(&peer), lifecycle.greeted());
+        let mcp = McpManager::new(&config.mcp_servers, http.clone(), mcp_observer);
+        let sessions = Arc::new(Sessions::new(
+            config.clone(),
+            Some(upstream),
+            http,
+            link,
+            Arc::clone(&mcp),
+        ));
         Arc::new(Self {
             config,
             peer,
@@ -74,6 +86,7 @@ impl App {
             stop,
             auth,
             sessions,
+            mcp,
         })
     }
 }
@@ -84,6 +97,7 @@ pub fn methods(app: Arc<App>) -> Methods {
     lifecycle::register(&mut table);
     auth::register(&mut table);
     session::register(&mut table);
+    mcp::register(&mut table);
     models::register(&mut table);
     table.into_methods()
 }

@@ -10,10 +10,12 @@ use super::input::{InputError, to_user_message};
 use super::instructions::BASE_INSTRUCTIONS;
 use super::settings::SessionSettings;
 use super::worker::{Session, TurnInput};
-use crate::config::Config;
+use crate::config::{Config, check_http_url, check_mcp_server_name};
 use crate::gate::ReplyGate;
+use crate::mcp::{McpManager, McpServerConfig, McpTransportConfig};
 use crate::model::auth::UpstreamAuth;
 use crate::model::{ClientSettings, ModelCatalog, ModelClient, resolve_provider};
+use agent_server_schema::mcp::{McpHttpServerSpec, McpServerSpec, McpStdioServerSpec};
 use agent_server_schema::session::{
     InputItem, NewSessionParams, Session as SessionInfo, SubmitParams,
 };
@@ -58,6 +60,7 @@ pub struct Sessions {
     auth: Option<Arc<dyn UpstreamAuth>>,
     http: reqwest::Client,
     link: Arc<dyn ClientLink>,
+    mcp: Arc<McpManager>,
     open: Mutex<Vec<Arc<Session>>>,
     catalog: ModelCatalog,
     /// `config.models`, shared by every session.
@@ -71,6 +74,7 @@ impl Sessions {
         auth: Option<Arc<dyn UpstreamAuth>>,
         http: reqwest::Client,
         link: Arc<dyn ClientLink>,
+        mcp: Arc<McpManager>,
     ) -> Self {
         Self {
             catalog: ModelCatalog::new(http.clone()),
@@ -79,6 +83,7 @@ impl Sessions {
             auth,
             http,
             link,
+            mcp,
             open: Mutex::new(Vec::new()),
         }
     }
@@ -102,6 +107,7 @@ impl Sessions {
     pub async fn create(&self, params: NewSessionParams) -> Result<Arc<Session>, SessionError> {
         let config = &self.config;
         let cwd = session_cwd(params.cwd)?;
+        let mcp_servers = mcp_servers(params.mcp_servers.unwrap_or_default())?;
         let provider_id = params
             .model_provider
             .unwrap_or_else(|| config.model_provider.clone());
@@ -141,8 +147,15 @@ impl Sessions {
             self.http.clone(),
         );
         let id = uuid::Uuid::new_v4().to_string();
-        let session = Session::new(id, settings, Arc::new(client), Arc::clone(&self.link));
+        let session = Session::new(
+            id,
+            settings,
+            Arc::new(client),
+            Arc::clone(&self.link),
+            Arc::clone(&self.mcp),
+        );
         tracing::info!(session_id = %session.id, cwd = %session.settings.cwd.display(), "session created");
+        self.mcp.start_session(&session.id, mcp_servers);
         self.lock().push(Arc::clone(&session));
         Ok(session)
     }
@@ -232,6 +245,7 @@ impl Sessions {
         };
         session.interrupt(None);
         session.wait_idle().await;
+        self.mcp.stop_session(id).await;
         Ok(())
     }
 
@@ -249,6 +263,61 @@ impl Sessions {
         let sessions: Vec<_> = self.lock().clone();
         futures::future::join_all(sessions.iter().map(|s| s.wait_idle())).await;
     }
+}
+
+/// Checks the `mcpServers` of `session/new` and turns them into server configs (default
+/// timeouts, no filters).
+pub fn mcp_servers(
+    specs: Vec<McpServerSpec>,
+) -> Result<Vec<(String, McpServerConfig)>, SessionError> {
+    let invalid = |message: String| {
+        SessionError::invalid_params(
+            "mcpServers",
+            "a list of {name, command, args?, env?, cwd?} or {name, url, headers?}",
+            message,
+        )
+    };
+    let mut servers: Vec<(String, McpServerConfig)> = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let name = spec.name().to_string();
+        check_mcp_server_name(&name).map_err(invalid)?;
+        if servers.iter().any(|(n, _)| *n == name) {
+            return Err(invalid(format!(
+                "two MCP servers are named `{name}`; give each a distinct name"
+            )));
+        }
+        let transport = match spec {
+            McpServerSpec::Stdio(McpStdioServerSpec {
+                command,
+                args,
+                env,
+                cwd,
+                ..
+            }) => {
+                if command.trim().is_empty() {
+                    return Err(invalid(format!(
+                        "the MCP server `{name}` has an empty `command`; name the program to run"
+                    )));
+                }
+                McpTransportConfig::Stdio {
+                    command,
+                    args,
+                    env,
+                    cwd: cwd.map(PathBuf::from),
+                }
+            }
+            McpServerSpec::Http(McpHttpServerSpec { url, headers, .. }) => {
+                check_http_url(&url).map_err(|e| invalid(format!("MCP server `{name}`: {e}")))?;
+                McpTransportConfig::Http {
+                    url,
+                    bearer_token_env_var: None,
+                    headers,
+                }
+            }
+        };
+        servers.push((name, McpServerConfig::new(transport)));
+    }
+    Ok(servers)
 }
 
 fn not_logged_in() -> String {

@@ -213,7 +213,12 @@ pub(crate) fn session_with(
     model: Arc<ScriptedModel>,
     link: Arc<MemoryLink>,
 ) -> Arc<Session> {
-    Session::new("s1".into(), settings, model, link)
+    let mcp = crate::mcp::McpManager::new(
+        &std::collections::BTreeMap::new(),
+        reqwest::Client::new(),
+        Arc::new(crate::mcp::LogObserver),
+    );
+    Session::new("s1".into(), settings, model, link, mcp)
 }
 
 /// The user message `text`.

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::items::{ItemTracker, Next, PendingCall, Update};
 use super::worker::{QueuedTurn, Session, TurnInput};
+use crate::mcp::TurnTools;
 use crate::model::{CallKind, ModelError, ModelRequest, ResponseEvent, ResponseItem, TokenUsage};
 use crate::tools::{self, ApprovalReply, ApprovalRequest, ToolHost};
 
@@ -43,6 +44,7 @@ pub(crate) async fn run(session: Arc<Session>, queued: QueuedTurn) -> TurnOutcom
         cancel: queued.cancel,
         usage: Usage::default(),
         last_agent_message: None,
+        mcp_tools: TurnTools::default(),
     };
     if turn.cancel.is_cancelled() {
         return turn.ended(TurnStatus::Interrupted, None);
@@ -54,6 +56,12 @@ pub(crate) async fn run(session: Arc<Session>, queued: QueuedTurn) -> TurnOutcom
     if let Err(end) = turn.start(message).await {
         return end;
     }
+    // The MCP tools of this turn, read once before its first model request: the one place
+    // that waits for servers still starting.
+    turn.mcp_tools = tokio::select! {
+        tools = turn.session.mcp.turn_tools(&turn.session.id) => tools,
+        () = turn.cancel.cancelled() => return turn.ended(TurnStatus::Interrupted, None),
+    };
     let store = turn.session.client.store_enabled().await;
     // Whether this request already overflowed the context window once and was compacted.
     let mut recovered = false;
@@ -61,7 +69,8 @@ pub(crate) async fn run(session: Arc<Session>, queued: QueuedTurn) -> TurnOutcom
         if let Some(end) = turn.compact_if_due().await {
             return end;
         }
-        let request = next_request(&turn.session, store).await;
+        let mut request = next_request(&turn.session, store).await;
+        request.tools.extend(turn.mcp_tools.specs.iter().cloned());
         let calls = match turn.model_call(request).await {
             Ok(calls) => {
                 recovered = false;
@@ -117,6 +126,8 @@ pub(super) struct Turn {
     pub(super) usage: Usage,
     /// The text of the model's last completed message.
     last_agent_message: Option<String>,
+    /// The MCP tools offered in this turn, by the name the model sees.
+    mcp_tools: TurnTools,
 }
 
 impl Turn {
@@ -243,6 +254,10 @@ impl Turn {
             let call_id = call.call_id.clone();
             // Tools are chosen by name; a custom tool call takes its input as the arguments.
             let outcome = match kind {
+                CallKind::Function if call.name.starts_with("mcp__") => {
+                    let offered = self.mcp_tools.by_name.get(&call.name);
+                    tools::run_mcp_call(&call, offered, &session.mcp, &context, &host).await
+                }
                 CallKind::Function => tools::dispatch(call, &context, &host).await,
                 CallKind::Custom => tools::dispatch_custom(call, &context, &host).await,
             };
@@ -342,6 +357,9 @@ impl ToolHost for TurnHost {
             cwd: request.cwd.map(|p| p.display().to_string()),
             changes: request.changes,
             reason: request.reason,
+            server: request.mcp.as_ref().map(|m| m.server.clone()),
+            tool: request.mcp.as_ref().map(|m| m.tool.clone()),
+            arguments: request.mcp.map(|m| m.arguments),
         };
         session.link.request_approval(params, &self.cancel).await
     }

@@ -16,6 +16,7 @@ use super::settings::SessionSettings;
 use super::turn::{self, TurnOutcome};
 use super::{ClientLink, ModelLink};
 use crate::gate::ReplyGate;
+use crate::mcp::McpManager;
 use crate::model::ResponseItem;
 use crate::tools::SessionApprovals;
 
@@ -54,6 +55,8 @@ pub struct Session {
     pub(crate) client: Arc<dyn ModelLink>,
     pub(crate) sink: EventSink,
     pub(crate) link: Arc<dyn ClientLink>,
+    /// The MCP servers (the configured ones and this session's own).
+    pub(crate) mcp: Arc<McpManager>,
     pub(crate) approvals: Arc<SessionApprovals>,
     pub(crate) history: tokio::sync::Mutex<History>,
     /// What the model has been told about its context.
@@ -73,6 +76,7 @@ impl Session {
         settings: SessionSettings,
         client: Arc<dyn ModelLink>,
         link: Arc<dyn ClientLink>,
+        mcp: Arc<McpManager>,
     ) -> Arc<Self> {
         Arc::new(Self {
             sink: EventSink::spawn(id.clone(), Arc::clone(&link)),
@@ -81,6 +85,7 @@ impl Session {
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             client,
             link,
+            mcp,
             approvals: Arc::new(SessionApprovals::new()),
             history: tokio::sync::Mutex::new(History::default()),
             context: tokio::sync::Mutex::new(ContextState::default()),

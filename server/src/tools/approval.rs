@@ -23,6 +23,19 @@ pub struct ApprovalRequest {
     pub changes: Option<Vec<FileChange>>,
     /// Why approval is needed, when it is not the policy's usual question.
     pub reason: Option<String>,
+    /// The server, tool and arguments, for MCP tool calls.
+    pub mcp: Option<McpApprovalDetails>,
+}
+
+/// What the client is shown about an MCP tool call it is asked to approve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McpApprovalDetails {
+    /// The MCP server's name.
+    pub server: String,
+    /// The tool's own name on that server.
+    pub tool: String,
+    /// The arguments the model sent.
+    pub arguments: serde_json::Value,
 }
 
 /// How an approval request ended, as the client link reports it.
@@ -43,6 +56,7 @@ pub enum ApprovalReply {
 pub struct SessionApprovals {
     commands: Mutex<HashSet<Vec<String>>>,
     file_roots: Mutex<Vec<PathBuf>>,
+    mcp_tools: Mutex<HashSet<(String, String)>>,
 }
 
 impl SessionApprovals {
@@ -65,6 +79,16 @@ impl SessionApprovals {
     pub fn are_file_changes_approved(&self, paths: &[PathBuf]) -> bool {
         let roots = lock(&self.file_roots);
         !paths.is_empty() && paths.iter().all(|p| roots.iter().any(|r| p.starts_with(r)))
+    }
+
+    /// Whether this MCP server's tool was approved for the session.
+    pub fn is_mcp_tool_approved(&self, server: &str, tool: &str) -> bool {
+        lock(&self.mcp_tools).contains(&(server.to_string(), tool.to_string()))
+    }
+
+    /// Approves every later call of this MCP server's tool.
+    pub fn approve_mcp_tool(&self, server: &str, tool: &str) {
+        lock(&self.mcp_tools).insert((server.to_string(), tool.to_string()));
     }
 
     /// Approves later file changes under `root` (the session cwd), remembered as its real

@@ -70,6 +70,7 @@ pub(crate) async fn run(
                 cwd: None,
                 changes: Some(changes.clone()),
                 reason,
+                mcp: None,
             };
             let answer = ask(ctx, host, request).await;
             return after_approval(answer, input, base, ctx, &item, changes, bounds);

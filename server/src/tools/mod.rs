@@ -9,7 +9,9 @@
 //! - `shell` becomes a `commandExecution` item, `apply_patch` a `fileChange` item (also when
 //!   the patch comes as a command, `["apply_patch", PATCH]` or a `bash -lc` heredoc);
 //!   `update_plan` emits `planUpdated` and no item. Unknown tools and malformed arguments become
-//!   a failed `toolCall` item. The item id is the call's `call_id`.
+//!   a failed `toolCall` item. The item id is the call's `call_id`. A call of an MCP tool
+//!   (`mcp__<server>__<tool>`) goes to [`run_mcp_call`] instead and becomes an `mcpToolCall`
+//!   item; under `untrusted` it is asked about unless the tool is annotated `readOnlyHint`.
 //! - Approvals follow the session's policy: `untrusted` asks before every command that is not
 //!   known read-only ([`safety`]) and before every file change; `onFailure` runs commands in the
 //!   sandbox without asking, and asks to re-run one without the sandbox when it fails there
@@ -29,6 +31,7 @@ mod approval;
 pub mod decision;
 mod edit;
 mod exec;
+mod mcp_call;
 mod output;
 pub mod patch;
 mod plan;
@@ -48,7 +51,8 @@ use agent_server_schema::session::{ApprovalPolicy, Event, Item, ItemStatus, Sand
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-pub use approval::{ApprovalReply, ApprovalRequest, SessionApprovals};
+pub use approval::{ApprovalReply, ApprovalRequest, McpApprovalDetails, SessionApprovals};
+pub use mcp_call::run as run_mcp_call;
 pub use output::{MAX_OUTPUT_BYTES, MAX_OUTPUT_LINES};
 pub use shell::set_max_command_timeout;
 pub use shell_command::login_shell;

@@ -291,6 +291,7 @@ impl Command<'_> {
             cwd: Some(PathBuf::from(self.cwd)),
             changes: None,
             reason,
+            mcp: None,
         }
     }
 

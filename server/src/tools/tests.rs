@@ -208,6 +208,7 @@ fn command_approval(id: &str, command: &[&str], cwd: &Path, reason: Option<&str>
         cwd: Some(cwd.to_path_buf()),
         changes: None,
         reason: reason.map(str::to_owned),
+        mcp: None,
     })
 }
 
@@ -1001,6 +1002,7 @@ async fn an_approved_patch_adds_updates_moves_and_deletes_files() {
                 cwd: None,
                 changes: Some(patch_changes(cwd)),
                 reason: None,
+                mcp: None,
             }),
             completed(file_item("p1", patch_changes(cwd), ItemStatus::Completed)),
         ]

@@ -3,6 +3,7 @@
 
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
 
 import {
   TIMEOUT_MS,
@@ -402,6 +403,41 @@ test("set_mode and set_config_option validate their values and answer the full o
           return true;
         },
       );
+      assert.deepEqual(client.sdkErrors, []);
+    });
+  });
+});
+
+test("session/new's mcpServers reach the model; an MCP call is a tool_call with the server's content", async () => {
+  await scenario({}, async (agent) => {
+    const server = fileURLToPath(new URL("../../mcp-servers/fault-server.mjs", import.meta.url));
+    upstream.respond(
+      toolCall("resp_1", "call_1", "mcp__notes__echo", { message: "hi" }),
+      answer("resp_2", "The server echoed"),
+    );
+    await withClient(agent, {}, async (ctx, client) => {
+      await initialize(ctx);
+      const { sessionId } = await ctx.request(acp.methods.agent.session.new, {
+        cwd: agent.workspace,
+        mcpServers: [{ name: "notes", command: process.execPath, args: [server], env: [] }],
+      });
+      const result = await ctx.request(acp.methods.agent.session.prompt, {
+        sessionId,
+        prompt: [{ type: "text", text: "echo hi" }],
+      });
+      assert.deepEqual(result, { stopReason: "end_turn" });
+      assert.ok(
+        upstream.requests[0].tools.some((t) => t.name === "mcp__notes__echo"),
+        "the model is offered the session's MCP tool",
+      );
+      const calls = client.updates.map((n) => n.update).filter((u) => u.toolCallId === "call_1");
+      assert.deepEqual(
+        [calls[0].sessionUpdate, calls[0].title, calls[0].kind ?? "other", calls[0].rawInput],
+        ["tool_call", "echo (notes)", "other", { message: "hi" }],
+      );
+      const last = calls.at(-1);
+      assert.equal(last.status, "completed");
+      assert.deepEqual(last.content, [{ type: "content", content: { type: "text", text: "echo: hi" } }]);
       assert.deepEqual(client.sdkErrors, []);
     });
   });

@@ -20,6 +20,9 @@ import type {
   LoginApiKeyParams,
   LoginChatGptCompleteNotification,
   LoginChatGptResult,
+  McpListParams,
+  McpListResult,
+  McpServerStatusNotification,
   NewSessionParams,
   RequestApprovalParams,
   RequestApprovalResult,
@@ -46,6 +49,7 @@ export interface ClientRequests {
   "session/interrupt": { params: InterruptParams; result: EmptyResult };
   "session/list": { params: EmptyParams; result: ListSessionsResult };
   "session/close": { params: CloseSessionParams; result: EmptyResult };
+  "mcp/list": { params: McpListParams; result: McpListResult };
   "model/list": { params: EmptyParams; result: ListModelsResult };
   "session/compact": { params: CompactParams; result: CompactResult };
 }
@@ -66,6 +70,7 @@ export interface ClientNotifications {
 export interface ServerNotifications {
   "session/event": SessionEventNotification;
   "auth/statusChanged": AuthStatus;
+  "mcp/serverStatus": McpServerStatusNotification;
   "auth/loginChatGPTComplete": LoginChatGptCompleteNotification;
 }
 
@@ -88,6 +93,7 @@ export const CLIENT_REQUEST_METHODS: readonly ClientRequestMethod[] = [
   "session/interrupt",
   "session/list",
   "session/close",
+  "mcp/list",
   "model/list",
   "session/compact",
 ];
@@ -108,5 +114,6 @@ export const CLIENT_NOTIFICATION_METHODS: readonly ClientNotificationMethod[] = 
 export const SERVER_NOTIFICATION_METHODS: readonly ServerNotificationMethod[] = [
   "session/event",
   "auth/statusChanged",
+  "mcp/serverStatus",
   "auth/loginChatGPTComplete",
 ];

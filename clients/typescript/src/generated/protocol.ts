@@ -13,7 +13,7 @@ export type ApprovalDecision = "approve" | "approveForSession" | "deny" | "abort
  * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
  * via the `definition` "ApprovalKind".
  */
-export type ApprovalKind = "commandExecution" | "fileChange";
+export type ApprovalKind = "commandExecution" | "fileChange" | "mcpToolCall";
 /**
  * When to ask the client before acting.
  *
@@ -98,7 +98,13 @@ export type Event =
  * via the `definition` "Item".
  */
 export type Item =
-  AgentMessageItem | ReasoningItem | CommandExecutionItem | FileChangeItem | ToolCallItem | ContextSummaryItem;
+  | AgentMessageItem
+  | ReasoningItem
+  | CommandExecutionItem
+  | FileChangeItem
+  | ToolCallItem
+  | McpToolCallItem
+  | ContextSummaryItem;
 /**
  * The state of an item.
  *
@@ -186,6 +192,29 @@ export type SandboxMode = "readOnly" | "workspaceWrite" | "dangerFullAccess";
  * via the `definition` "SessionStatus".
  */
 export type SessionStatus = "idle" | "running";
+/**
+ * Where an MCP server is in its life.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "McpServerStatus".
+ */
+export type McpServerStatus = "starting" | "ready" | "failed" | "stopped";
+/**
+ * How the server reaches an MCP server.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "McpTransportKind".
+ */
+export type McpTransportKind = "stdio" | "http";
+/**
+ * An MCP server a client passes to `session/new`: a child process (stdio) or a Streamable
+ * HTTP endpoint. Added to the configured servers for that session; the same name replaces a
+ * configured server.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "McpServerSpec".
+ */
+export type McpServerSpec = McpStdioServerSpec | McpHttpServerSpec;
 
 /**
  * The agent-server JSON-RPC protocol: every type, method and notification.
@@ -229,6 +258,17 @@ export interface AgentServerProtocol {
   LoginApiKeyParams?: LoginApiKeyParams;
   LoginChatGptCompleteNotification?: LoginChatGptCompleteNotification;
   LoginChatGptResult?: LoginChatGptResult;
+  McpHttpServerSpec?: McpHttpServerSpec;
+  McpListParams?: McpListParams;
+  McpListResult?: McpListResult;
+  McpServerInfo?: McpServerInfo;
+  McpServerSpec?: McpServerSpec;
+  McpServerStatus?: McpServerStatus;
+  McpServerStatusNotification?: McpServerStatusNotification;
+  McpStdioServerSpec?: McpStdioServerSpec;
+  McpToolCallResult?: McpToolCallResult;
+  McpToolInfo?: McpToolInfo;
+  McpTransportKind?: McpTransportKind;
   Model?: Model;
   NewSessionParams?: NewSessionParams;
   PlanStep?: PlanStep;
@@ -614,6 +654,68 @@ export interface ToolCallItem {
    */
   status: ItemStatus;
   type: "toolCall";
+}
+/**
+ * A call to a tool of an MCP server.
+ */
+export interface McpToolCallItem {
+  /**
+   * The arguments the model sent (a JSON object, or the raw text when it was not JSON).
+   */
+  arguments: {
+    [k: string]: unknown | undefined;
+  };
+  /**
+   * How long the call took, once it ended.
+   */
+  durationMs?: number | null;
+  /**
+   * Why the call failed without a result (timeout, crash, unknown tool, declined).
+   */
+  error?: string | null;
+  /**
+   * The item's id (the model's call id).
+   */
+  id: string;
+  /**
+   * What the MCP server answered, once it answered.
+   */
+  result?: McpToolCallResult | null;
+  /**
+   * The MCP server's name.
+   */
+  server: string;
+  /**
+   * Its state: `failed` for an `isError` result (kept in `result`) and for errors.
+   */
+  status: ItemStatus;
+  /**
+   * The tool's own name on that server.
+   */
+  tool: string;
+  type: "mcpToolCall";
+}
+/**
+ * The result of an MCP tool call, as the MCP server sent it.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "McpToolCallResult".
+ */
+export interface McpToolCallResult {
+  /**
+   * The content blocks (`text`, `image`, `audio`, `resource_link`, `resource`).
+   */
+  content: unknown[];
+  /**
+   * Whether the tool reported an error.
+   */
+  isError: boolean;
+  /**
+   * The structured result, when the tool gave one.
+   */
+  structuredContent?: {
+    [k: string]: unknown | undefined;
+  };
 }
 /**
  * The summary that replaced the earlier conversation when it was compacted.
@@ -1141,6 +1243,167 @@ export interface LoginChatGptResult {
   redirectUri: string;
 }
 /**
+ * A server reached over Streamable HTTP.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "McpHttpServerSpec".
+ */
+export interface McpHttpServerSpec {
+  /**
+   * Headers sent with every request (e.g. `Authorization`).
+   */
+  headers?: {
+    [k: string]: string | undefined;
+  };
+  /**
+   * The server's name: tools appear as `mcp__<name>__<tool>`.
+   */
+  name: string;
+  /**
+   * The endpoint, e.g. `https://mcp.example.com/mcp`.
+   */
+  url: string;
+}
+/**
+ * Params of `mcp/list`.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "McpListParams".
+ */
+export interface McpListParams {
+  /**
+   * List the servers of this session (configured ones and its own); absent lists the
+   * configured servers only.
+   */
+  sessionId?: string | null;
+}
+/**
+ * Result of `mcp/list`.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "McpListResult".
+ */
+export interface McpListResult {
+  /**
+   * The servers, configured ones first, each group by name.
+   */
+  servers: McpServerInfo[];
+}
+/**
+ * One MCP server in `mcp/list`.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "McpServerInfo".
+ */
+export interface McpServerInfo {
+  /**
+   * Why it failed; `null` otherwise.
+   */
+  error?: string | null;
+  /**
+   * The server's name.
+   */
+  name: string;
+  /**
+   * Its status.
+   */
+  status: McpServerStatus;
+  /**
+   * The tools the model is offered (after `enabled_tools`/`disabled_tools`); empty until ready.
+   */
+  tools: McpToolInfo[];
+  /**
+   * How it is reached.
+   */
+  transport: McpTransportKind;
+}
+/**
+ * One tool of an MCP server, as the server describes it.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "McpToolInfo".
+ */
+export interface McpToolInfo {
+  /**
+   * Hints such as `readOnlyHint`, as the server sent them.
+   */
+  annotations?: {
+    [k: string]: unknown | undefined;
+  };
+  /**
+   * What it does.
+   */
+  description?: string | null;
+  /**
+   * The JSON Schema of its arguments.
+   */
+  inputSchema: {
+    [k: string]: unknown | undefined;
+  };
+  /**
+   * The tool's own name (the model sees it as `mcp__<server>__<tool>`).
+   */
+  name: string;
+}
+/**
+ * A server run as a child process speaking MCP on its stdin/stdout.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "McpStdioServerSpec".
+ */
+export interface McpStdioServerSpec {
+  /**
+   * Its arguments.
+   */
+  args?: string[];
+  /**
+   * The program to run.
+   */
+  command: string;
+  /**
+   * Its working directory (default: the server process's).
+   */
+  cwd?: string | null;
+  /**
+   * Variables added to the environment the server inherits.
+   */
+  env?: {
+    [k: string]: string | undefined;
+  };
+  /**
+   * The server's name: tools appear as `mcp__<name>__<tool>`.
+   */
+  name: string;
+}
+/**
+ * Params of the `mcp/serverStatus` notification, sent on every change of a server's status.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "McpServerStatusNotification".
+ */
+export interface McpServerStatusNotification {
+  /**
+   * Why it failed.
+   */
+  error?: string | null;
+  /**
+   * The server's name.
+   */
+  name: string;
+  /**
+   * The session, for a server passed to `session/new`; absent for a configured server.
+   */
+  sessionId?: string | null;
+  /**
+   * The new status.
+   */
+  status: McpServerStatus;
+  /**
+   * How many tools it offers the model (after the filters), once ready.
+   */
+  toolCount?: number | null;
+}
+/**
  * Params of `session/new`; every field defaults from `config.toml`.
  *
  * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
@@ -1159,6 +1422,11 @@ export interface NewSessionParams {
    * Text appended to the server's base instructions.
    */
   instructions?: string | null;
+  /**
+   * MCP servers for this session, added to the configured ones (the same name replaces a
+   * configured server). They start in the background; `session/new` does not wait.
+   */
+  mcpServers?: McpServerSpec[] | null;
   /**
    * Model name (default `gpt-5-codex`).
    */
@@ -1184,6 +1452,12 @@ export interface NewSessionParams {
  */
 export interface RequestApprovalParams {
   /**
+   * The arguments the model sent, for MCP tool calls.
+   */
+  arguments?: {
+    [k: string]: unknown | undefined;
+  };
+  /**
    * The file changes, for patches.
    */
   changes?: FileChange[] | null;
@@ -1208,9 +1482,17 @@ export interface RequestApprovalParams {
    */
   reason?: string | null;
   /**
+   * The MCP server, for MCP tool calls.
+   */
+  server?: string | null;
+  /**
    * The session.
    */
   sessionId: string;
+  /**
+   * The tool's own name on that server, for MCP tool calls.
+   */
+  tool?: string | null;
   /**
    * The turn.
    */
