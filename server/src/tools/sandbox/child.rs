@@ -208,10 +208,17 @@ fn confined_namespaces(data: &Data, net: NetIsolation) -> io::Result<Spaces> {
 }
 
 /// Maps our uid and gid to themselves; setgroups must be denied first or the gid map is refused.
+/// The server is not dumpable (so commands cannot read its `/proc` entries), which makes
+/// `/proc/self` of this fork root's; it is dumpable only while it writes its own maps.
 fn map_ids(data: &Data) -> bool {
-    write_file(&data.paths.setgroups, b"deny\n")
+    // SAFETY: prctl takes integers.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+    let mapped = write_file(&data.paths.setgroups, b"deny\n")
         && write_file(&data.paths.uid_map, &data.uid_map)
-        && write_file(&data.paths.gid_map, &data.gid_map)
+        && write_file(&data.paths.gid_map, &data.gid_map);
+    // SAFETY: prctl takes integers.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    mapped
 }
 
 /// Nothing mounted in the command's namespace may propagate back to the host's.
