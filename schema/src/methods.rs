@@ -16,7 +16,7 @@ use crate::rpc::{CancelRequestParams, CancelledNotificationParams};
 use crate::session::{
     CloseSessionParams, CompactParams, CompactResult, InterruptParams, ListSessionsResult,
     NewSessionParams, RequestApprovalParams, RequestApprovalResult, Session,
-    SessionEventNotification, SubmitParams, SubmitResult,
+    SessionEventNotification, SteerParams, SteerResult, SubmitParams, SubmitResult,
 };
 
 /// A request: a wire name with its params and result types.
@@ -110,6 +110,8 @@ requests! {
     NewSession = "session/new", ClientToServer, NewSessionParams => Session;
     /// `session/submit`: queue a turn; replies at once.
     Submit = "session/submit", ClientToServer, SubmitParams => SubmitResult;
+    /// `session/steer`: add input to the running turn without interrupting it.
+    Steer = "session/steer", ClientToServer, SteerParams => SteerResult;
     /// `session/interrupt`: end the running turn (and queued ones without `turnId`).
     Interrupt = "session/interrupt", ClientToServer, InterruptParams => EmptyResult;
     /// `session/list`: every open session.

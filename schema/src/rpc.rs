@@ -44,6 +44,10 @@ pub enum ErrorKind {
     /// The issuer gave no device code: device-code login is not enabled for it, or it could
     /// not be asked (-32010, 1.1).
     DeviceCodeUnavailable,
+    /// `session/steer` while no turn runs (-32002).
+    NoRunningTurn,
+    /// `session/steer` with an `expectedTurnId` that is not the running turn (-32002).
+    TurnMismatch,
 }
 
 impl ErrorKind {
@@ -67,6 +71,7 @@ impl ErrorKind {
             ErrorKind::LoginPortInUse
             | ErrorKind::LoginInProgress
             | ErrorKind::DeviceCodeUnavailable => -32010,
+            ErrorKind::NoRunningTurn | ErrorKind::TurnMismatch => -32002,
         }
     }
 
@@ -91,6 +96,8 @@ impl ErrorKind {
             ErrorKind::LoginPortInUse => "loginPortInUse",
             ErrorKind::LoginInProgress => "loginInProgress",
             ErrorKind::DeviceCodeUnavailable => "deviceCodeUnavailable",
+            ErrorKind::NoRunningTurn => "noRunningTurn",
+            ErrorKind::TurnMismatch => "turnMismatch",
         }
     }
 }

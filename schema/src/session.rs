@@ -152,6 +152,50 @@ pub struct SubmitParams {
     /// The user input as plain text (shorthand for one text item).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// The model for this turn and later ones (also stored as the session's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The reasoning effort for this turn and later ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<ReasoningEffort>,
+    /// The approval policy for this turn and later ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_policy: Option<ApprovalPolicy>,
+    /// The sandbox for this turn and later ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<SandboxMode>,
+    /// The working directory for this turn and later ones; must exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// A JSON Schema (an object) the final message must match; this turn only. Sent upstream
+    /// as `text.format` `{"type":"json_schema","name":"output","schema":…,"strict":true}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<serde_json::Value>,
+}
+
+/// Params of `session/steer`: exactly one of `input` and `text`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SteerParams {
+    /// The session whose running turn gets the input.
+    pub session_id: String,
+    /// The input as items.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Vec<InputItem>>,
+    /// The input as plain text (shorthand for one text item).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Fails with `turnMismatch` unless this is the running turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_turn_id: Option<String>,
+}
+
+/// Result of `session/steer`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SteerResult {
+    /// The running turn the input joins.
+    pub turn_id: String,
 }
 
 /// Result of `session/submit`: the turn runs in the background.
@@ -485,6 +529,20 @@ pub enum Event {
     TurnStarted {
         /// The model the turn uses.
         model: String,
+        /// The reasoning effort it uses.
+        reasoning_effort: ReasoningEffort,
+        /// Its approval policy.
+        approval_policy: ApprovalPolicy,
+        /// Its sandbox.
+        sandbox: SandboxMode,
+        /// Its working directory.
+        cwd: String,
+    },
+    /// Steered input (`session/steer`) was added to the conversation: it goes out with the
+    /// turn's next model request.
+    InputAdded {
+        /// The input as the client sent it.
+        input: Vec<InputItem>,
     },
     /// An item began.
     ItemStarted {

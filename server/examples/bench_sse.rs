@@ -63,6 +63,7 @@ async fn call_once(client: &ModelClient) -> Result<usize, Box<dyn Error>> {
         reasoning_effort: None,
         previous_response_id: None,
         user_agent: "bench".into(),
+        output_schema: None,
     };
     let mut events = client.stream(request, CancellationToken::new());
     let mut deltas = 0;

@@ -46,7 +46,15 @@ pub async fn run(args: &ExecArgs, home: Option<&Path>, overrides: &[String]) -> 
     }
 }
 
-async fn drive(args: &ExecArgs, home: Option<&Path>, overrides: &[String]) -> anyhow::Result<bool> {
+/// The server this command drives: a child `agent-server` over pipes.
+struct Child {
+    process: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+/// Starts `agent-server` (this same binary) with the given home and config overrides.
+fn spawn_server(home: Option<&Path>, overrides: &[String]) -> anyhow::Result<Child> {
     let exe = std::env::current_exe()?;
     let mut command = tokio::process::Command::new(exe);
     if let Some(home) = home {
@@ -55,22 +63,29 @@ async fn drive(args: &ExecArgs, home: Option<&Path>, overrides: &[String]) -> an
     for o in overrides {
         command.arg("-c").arg(o);
     }
-    let mut child = command
+    let mut process = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()?;
-    let mut stdin = child
+    let stdin = process
         .stdin
         .take()
         .ok_or_else(|| anyhow::anyhow!("no stdin"))?;
-    let stdout = child
+    let stdout = process
         .stdout
         .take()
         .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-    let mut lines = BufReader::new(stdout).lines();
+    Ok(Child {
+        process,
+        stdin,
+        lines: BufReader::new(stdout).lines(),
+    })
+}
 
+/// The `session/new` params: the cwd (given or current) and the approval policy if given.
+fn session_params(args: &ExecArgs) -> anyhow::Result<Value> {
     let cwd = match &args.cwd {
         Some(dir) => dir.clone(),
         None => std::env::current_dir()?,
@@ -79,9 +94,18 @@ async fn drive(args: &ExecArgs, home: Option<&Path>, overrides: &[String]) -> an
     if let Some(policy) = &args.approval_policy {
         session["approvalPolicy"] = json!(policy);
     }
+    Ok(session)
+}
+
+async fn drive(args: &ExecArgs, home: Option<&Path>, overrides: &[String]) -> anyhow::Result<bool> {
+    let Child {
+        process: mut child,
+        mut stdin,
+        mut lines,
+    } = spawn_server(home, overrides)?;
     let requests = [
         json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"clientInfo":{"name":"agent-server-exec","version":env!("CARGO_PKG_VERSION")}}}),
-        json!({"jsonrpc":"2.0","id":2,"method":"session/new","params":session}),
+        json!({"jsonrpc":"2.0","id":2,"method":"session/new","params":session_params(args)?}),
     ];
     for request in &requests {
         stdin.write_all(format!("{request}\n").as_bytes()).await?;
@@ -131,6 +155,42 @@ async fn drive(args: &ExecArgs, home: Option<&Path>, overrides: &[String]) -> an
     }
 }
 
+/// How a completed item reads.
+fn item_completed(item: &Item, out: &mut dyn Write) -> std::io::Result<()> {
+    match item {
+        Item::Reasoning { summary, .. } if !summary.is_empty() => {
+            writeln!(out, "thinking: {}", summary.join(" "))
+        }
+        Item::CommandExecution {
+            status,
+            exit_code,
+            output,
+            ..
+        } => {
+            if let Some(output) = output {
+                for line in output.lines().take(20) {
+                    writeln!(out, "  {line}")?;
+                }
+            }
+            match (status, exit_code) {
+                (ItemStatus::Declined, _) => writeln!(out, "  (declined)"),
+                (_, Some(code)) => writeln!(out, "  (exit code {code})"),
+                _ => writeln!(out, "  ({status:?})"),
+            }
+        }
+        Item::FileChange {
+            changes, status, ..
+        } => {
+            for change in changes {
+                writeln!(out, "patch {:?}: {} ({status:?})", change.kind, change.path)?;
+            }
+            Ok(())
+        }
+        Item::ToolCall { name, status, .. } => writeln!(out, "tool {name} ({status:?})"),
+        _ => Ok(()),
+    }
+}
+
 /// Renders events as a readable conversation.
 #[derive(Default)]
 struct Printer {
@@ -147,7 +207,7 @@ impl Printer {
 
     fn print(&mut self, event: &Event, out: &mut dyn Write) -> std::io::Result<()> {
         match event {
-            Event::TurnStarted { model } => writeln!(out, "── turn started ({model})"),
+            Event::TurnStarted { model, .. } => writeln!(out, "── turn started ({model})"),
             Event::AgentMessageDelta { delta, .. } => {
                 if !self.in_text {
                     write!(out, "assistant: ")?;
@@ -159,7 +219,8 @@ impl Printer {
             Event::ReasoningDelta { .. }
             | Event::CommandOutputDelta { .. }
             | Event::TokenUsage { .. }
-            | Event::RateLimitsUpdated { .. } => Ok(()),
+            | Event::RateLimitsUpdated { .. }
+            | Event::InputAdded { .. } => Ok(()),
             Event::ItemStarted { item } => match item {
                 Item::CommandExecution { command, cwd, .. } => {
                     self.end_text(out)?;
@@ -169,40 +230,7 @@ impl Printer {
             },
             Event::ItemCompleted { item } => {
                 self.end_text(out)?;
-                match item {
-                    Item::Reasoning { summary, .. } if !summary.is_empty() => {
-                        writeln!(out, "thinking: {}", summary.join(" "))
-                    }
-                    Item::CommandExecution {
-                        status,
-                        exit_code,
-                        output,
-                        ..
-                    } => {
-                        if let Some(output) = output {
-                            for line in output.lines().take(20) {
-                                writeln!(out, "  {line}")?;
-                            }
-                        }
-                        match (status, exit_code) {
-                            (ItemStatus::Declined, _) => writeln!(out, "  (declined)"),
-                            (_, Some(code)) => writeln!(out, "  (exit code {code})"),
-                            _ => writeln!(out, "  ({status:?})"),
-                        }
-                    }
-                    Item::FileChange {
-                        changes, status, ..
-                    } => {
-                        for change in changes {
-                            writeln!(out, "patch {:?}: {} ({status:?})", change.kind, change.path)?;
-                        }
-                        Ok(())
-                    }
-                    Item::ToolCall { name, status, .. } => {
-                        writeln!(out, "tool {name} ({status:?})")
-                    }
-                    _ => Ok(()),
-                }
+                item_completed(item, out)
             }
             Event::ContextCompacted { tokens_before, .. } => {
                 self.end_text(out)?;

@@ -14,6 +14,8 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub(crate) mod gate;
 pub mod mcp;
 pub mod model;

@@ -24,6 +24,7 @@ mod fixtures;
 mod framing;
 pub mod mcp;
 pub mod replies;
+pub mod scripted;
 mod server;
 pub mod turns;
 pub mod upstream;

@@ -68,6 +68,18 @@ pub async fn turn_events(server: &mut TestServer, turn_id: &str) -> Vec<Value> {
     }
 }
 
+/// The `turnStarted` event of a turn with the default settings (`gpt-5-codex`, `medium`,
+/// `untrusted`, `workspaceWrite`) in `cwd`.
+pub fn default_turn_started(cwd: &std::path::Path) -> Value {
+    json!({"type": "turnStarted", "model": "gpt-5-codex", "reasoningEffort": "medium",
+           "approvalPolicy": "untrusted", "sandbox": "workspaceWrite", "cwd": cwd})
+}
+
+/// The server's own working directory (the tests'), the cwd of sessions made without one.
+pub fn server_cwd() -> std::path::PathBuf {
+    std::env::current_dir().unwrap_or_else(|e| panic!("no current dir: {e}"))
+}
+
 /// Just the `event` members of `events` (see [`turn_events`]).
 pub fn just_events(events: &[Value]) -> Vec<Value> {
     events.iter().map(|p| p["event"].clone()).collect()

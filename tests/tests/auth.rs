@@ -5,6 +5,9 @@
 use std::os::unix::fs::PermissionsExt;
 
 use agent_server_tests::auth::ChatGptAccount;
+use agent_server_tests::schema::auth::{AuthStatusParams, LoginApiKeyParams};
+use agent_server_tests::schema::lifecycle::{EmptyParams, EmptyResult};
+use agent_server_tests::schema::methods::{AuthStatusRequest, LoginApiKey, Logout};
 use agent_server_tests::turns::{completion, new_session, submit, turn_events};
 use agent_server_tests::upstream::{
     ev_completed, ev_created, ev_message_done, responses_requests, responses_usage, sse,
@@ -37,9 +40,11 @@ fn responses() -> wiremock::MockBuilder {
 async fn login_api_key_writes_a_private_auth_json_and_logout_removes_it() {
     let mut server = TestServer::start().await;
     let reply = server
-        .request_raw("auth/loginApiKey", Some(json!({"apiKey": "sk-written"})))
+        .request::<LoginApiKey>(LoginApiKeyParams {
+            api_key: "sk-written".into(),
+        })
         .await;
-    assert_eq!(reply["result"], json!({}), "{reply}");
+    assert_eq!(reply, Ok(EmptyResult {}));
     let changed = server
         .wait_for_notification("auth/statusChanged", |_| true)
         .await;
@@ -56,14 +61,20 @@ async fn login_api_key_writes_a_private_auth_json_and_logout_removes_it() {
         (&json!("apikey"), &json!("sk-written"))
     );
     let reply = server
-        .request_raw("auth/status", Some(json!({"includeToken": true})))
+        .request::<AuthStatusRequest>(AuthStatusParams {
+            include_token: true,
+            refresh_token: false,
+        })
         .await;
     let mut with_token = status.clone();
     with_token["authToken"] = json!("sk-written");
-    assert_eq!(reply["result"], with_token);
+    assert_eq!(
+        reply.map(|r| serde_json::to_value(r).unwrap()),
+        Ok(with_token)
+    );
 
-    let reply = server.request_raw("auth/logout", Some(json!({}))).await;
-    assert_eq!(reply["result"], json!({}), "{reply}");
+    let reply = server.request::<Logout>(EmptyParams {}).await;
+    assert_eq!(reply, Ok(EmptyResult {}));
     let changed = server
         .wait_for_notification("auth/statusChanged", |_| true)
         .await;
@@ -80,11 +91,19 @@ async fn an_environment_key_shows_source_env_and_survives_logout() {
     let mut status = logged_out();
     status["authMode"] = json!("apiKey");
     status["source"] = json!("env");
-    let reply = server.request_raw("auth/status", Some(json!({}))).await;
-    assert_eq!(reply["result"], status);
-    server.request_raw("auth/logout", Some(json!({}))).await;
-    let reply = server.request_raw("auth/status", Some(json!({}))).await;
-    assert_eq!(reply["result"], status);
+    let plain = AuthStatusParams {
+        include_token: false,
+        refresh_token: false,
+    };
+    let reply = server.request::<AuthStatusRequest>(plain.clone()).await;
+    assert_eq!(
+        reply.map(|r| serde_json::to_value(r).unwrap()),
+        Ok(status.clone())
+    );
+    let reply = server.request::<Logout>(EmptyParams {}).await;
+    assert_eq!(reply, Ok(EmptyResult {}));
+    let reply = server.request::<AuthStatusRequest>(plain).await;
+    assert_eq!(reply.map(|r| serde_json::to_value(r).unwrap()), Ok(status));
 }
 
 // ---- ChatGPT mode ----

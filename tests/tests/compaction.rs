@@ -166,7 +166,9 @@ async fn a_long_conversation_over_the_auto_limit_is_compacted_before_the_next_re
     );
     let (before, after) = (requests[1].to_string().len(), requests[2].to_string().len());
     assert!(after * 20 < before, "{after} bytes after, {before} before");
-    let mut expected = vec![json!({"type": "turnStarted", "model": "gpt-5-codex"})];
+    let mut expected = vec![json!({"type": "turnStarted", "model": "gpt-5-codex",
+        "reasoningEffort": "medium", "approvalPolicy": "untrusted", "sandbox": "workspaceWrite",
+        "cwd": cwd.path()})];
     expected.extend(compaction_events("SUMMARY: the user said one", 120_000));
     assert_eq!(blank(&events[..5]), expected);
     assert_eq!(events.last().unwrap()["status"], "completed");
@@ -329,7 +331,9 @@ async fn manual_compact_on_an_idle_session_with_an_empty_summary_uses_a_placehol
     let turn = compact(&mut server, &session).await;
     let events = just_events(&turn_events(&mut server, &turn).await);
     let placeholder = "(No summary could be written. Earlier work in this conversation is not available; ask the user what to continue with if the recent messages do not say.)";
-    let mut expected = vec![json!({"type": "turnStarted", "model": "gpt-5-codex"})];
+    let mut expected = vec![json!({"type": "turnStarted", "model": "gpt-5-codex",
+        "reasoningEffort": "medium", "approvalPolicy": "untrusted", "sandbox": "workspaceWrite",
+        "cwd": cwd.path()})];
     expected.extend(compaction_events(placeholder, 100));
     expected.push(json!({"type": "turnCompleted", "status": "completed", "lastAgentMessage": null,
         "usage": {"inputTokens": 898, "cachedInputTokens": 0, "outputTokens": 2, "reasoningOutputTokens": 0, "totalTokens": 900}}));

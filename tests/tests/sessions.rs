@@ -6,9 +6,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use agent_server_tests::replies::{MESSAGE, kind_error, redact};
+use agent_server_tests::schema::lifecycle::{EmptyParams, EmptyResult};
+use agent_server_tests::schema::methods::{CloseSession, Interrupt, ListSessions, NewSession};
+use agent_server_tests::schema::rpc::RpcError;
+use agent_server_tests::schema::session::{CloseSessionParams, InterruptParams, NewSessionParams};
 use agent_server_tests::turns::{
-    api_key_builder, completion, conversation_input, just_events, new_session, normalize_ids,
-    submit, turn_events,
+    api_key_builder, completion, conversation_input, default_turn_started, just_events,
+    new_session, normalize_ids, server_cwd, submit, turn_events,
 };
 use agent_server_tests::upstream::{
     ev_completed, ev_created, ev_failed, ev_message_done, ev_output_text_delta, mount_sse,
@@ -58,6 +62,19 @@ fn message_added(item_id: &str) -> Value {
     })
 }
 
+/// A typed reply as JSON, for comparing whole objects.
+fn as_json<T: serde::Serialize>(reply: Result<T, RpcError>) -> Result<Value, RpcError> {
+    reply.map(|r| serde_json::to_value(r).unwrap_or_else(|e| panic!("not JSON: {e}")))
+}
+
+/// `session/interrupt` of the running turn and every queued one.
+fn interrupt_all(session: &str) -> InterruptParams {
+    InterruptParams {
+        session_id: session.to_string(),
+        turn_id: None,
+    }
+}
+
 fn user_message(text: &str) -> Value {
     json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]})
 }
@@ -101,7 +118,7 @@ async fn a_text_turn_streams_the_whole_event_sequence() {
     let events = turn_events(&mut server, &turn).await;
 
     let expected: Vec<Value> = [
-        json!({"type": "turnStarted", "model": "gpt-5-codex"}),
+        default_turn_started(&server_cwd()),
         json!({"type": "itemStarted", "item": {"id": "id1", "type": "reasoning", "summary": []}}),
         json!({"type": "reasoningDelta", "itemId": "id1", "delta": "**Greeting the user**"}),
         json!({"type": "itemCompleted", "item": {"id": "id1", "type": "reasoning", "summary": ["**Greeting the user**"]}}),
@@ -324,17 +341,15 @@ async fn interrupt_without_turn_id_also_interrupts_queued_turns() {
             p["turnId"] == first && p["event"]["type"] == "turnStarted"
         })
         .await;
-    let reply = server
-        .request_raw("session/interrupt", Some(json!({"sessionId": session})))
-        .await;
-    assert_eq!(reply["result"], json!({}), "{reply}");
+    let reply = server.request::<Interrupt>(interrupt_all(&session)).await;
+    assert_eq!(reply, Ok(EmptyResult {}));
     let first_done = completion(&turn_events(&mut server, &first).await);
     let second_events = just_events(&turn_events(&mut server, &second).await);
     assert_eq!(first_done["status"], "interrupted");
     assert_eq!(
         second_events,
         vec![
-            json!({"type": "turnStarted", "model": "gpt-5-codex"}),
+            default_turn_started(&server_cwd()),
             json!({"type": "turnCompleted", "status": "interrupted", "lastAgentMessage": null, "usage": zero_usage()}),
         ]
     );
@@ -553,6 +568,8 @@ async fn a_stream_closed_early_is_retried_then_succeeds() {
             "turnStarted",
             "itemStarted",
             "agentMessageDelta",
+            // The abandoned item ends as it stood, so no item stays in progress.
+            "itemCompleted",
             "retrying",
             "itemStarted",
             "agentMessageDelta",
@@ -561,6 +578,9 @@ async fn a_stream_closed_early_is_retried_then_succeeds() {
             "turnCompleted",
         ]
     );
+    assert_eq!(events[3]["item"]["text"], "par");
+    assert_eq!(events[1]["item"]["id"], events[3]["item"]["id"]);
+    assert_ne!(events[5]["item"]["id"], events[3]["item"]["id"]);
     assert_eq!(
         (&done["status"], &done["lastAgentMessage"]),
         (&json!("completed"), &json!("whole"))
@@ -682,9 +702,12 @@ async fn session_list_shows_running_then_idle_once_turn_completed_is_seen() {
     let mut server = api_key_builder(&upstream).spawn().await;
     let cwd = tempfile::tempdir().unwrap();
     let reply = server
-        .request_raw("session/new", Some(json!({"cwd": cwd.path()})))
+        .request::<NewSession>(NewSessionParams {
+            cwd: Some(cwd.path().display().to_string()),
+            ..NewSessionParams::default()
+        })
         .await;
-    let info = reply["result"].clone();
+    let info = as_json(reply).unwrap();
     let session = info["sessionId"].as_str().unwrap().to_owned();
     let mut expected = info.clone();
     assert_eq!(
@@ -704,13 +727,13 @@ async fn session_list_shows_running_then_idle_once_turn_completed_is_seen() {
             p["turnId"] == turn && p["event"]["type"] == "turnStarted"
         })
         .await;
-    let listed = server.request_raw("session/list", Some(json!({}))).await;
+    let listed = as_json(server.request::<ListSessions>(EmptyParams {}).await);
     expected["status"] = json!("running");
-    assert_eq!(listed["result"], json!({"sessions": [expected.clone()]}));
+    assert_eq!(listed, Ok(json!({"sessions": [expected.clone()]})));
     turn_events(&mut server, &turn).await;
-    let listed = server.request_raw("session/list", Some(json!({}))).await;
+    let listed = as_json(server.request::<ListSessions>(EmptyParams {}).await);
     expected["status"] = json!("idle");
-    assert_eq!(listed["result"], json!({"sessions": [expected]}));
+    assert_eq!(listed, Ok(json!({"sessions": [expected]})));
 }
 
 #[tokio::test]
@@ -723,15 +746,17 @@ async fn session_close_interrupts_the_running_turn_and_forgets_the_session() {
         .wait_for_notification("session/event", |p| p["event"]["type"] == "turnStarted")
         .await;
     let reply = server
-        .request_raw("session/close", Some(json!({"sessionId": session})))
+        .request::<CloseSession>(CloseSessionParams {
+            session_id: session.clone(),
+        })
         .await;
-    assert_eq!(reply["result"], json!({}), "{reply}");
+    assert_eq!(reply, Ok(EmptyResult {}));
     assert_eq!(
         completion(&turn_events(&mut server, &turn).await)["status"],
         "interrupted"
     );
-    let listed = server.request_raw("session/list", Some(json!({}))).await;
-    assert_eq!(listed["result"], json!({"sessions": []}));
+    let listed = as_json(server.request::<ListSessions>(EmptyParams {}).await);
+    assert_eq!(listed, Ok(json!({"sessions": []})));
     for (method, params) in [
         (
             "session/submit",
@@ -872,16 +897,15 @@ async fn interrupt_during_a_retry_backoff_ends_the_turn_without_waiting_it_out()
         .wait_for_notification("session/event", |p| p["event"]["type"] == "retrying")
         .await;
     assert_eq!(retrying["params"]["event"]["delayMs"], json!(60_000));
-    server
-        .request_raw("session/interrupt", Some(json!({"sessionId": session})))
-        .await;
+    let reply = server.request::<Interrupt>(interrupt_all(&session)).await;
+    assert_eq!(reply, Ok(EmptyResult {}));
     // The harness's read timeout (far below the 60 s backoff) is what shows it did not wait.
     // (`retrying` was taken above; `turnStarted` came before it.)
     let events = just_events(&turn_events(&mut server, &turn).await);
     assert_eq!(
         events,
         vec![
-            json!({"type": "turnStarted", "model": "gpt-5-codex"}),
+            default_turn_started(&server_cwd()),
             json!({"type": "turnCompleted", "status": "interrupted", "lastAgentMessage": null, "usage": zero_usage()}),
         ]
     );

@@ -5,8 +5,12 @@
 use std::path::Path;
 use std::time::Duration;
 
+use agent_server_tests::schema::lifecycle::{EmptyParams, EmptyResult};
+use agent_server_tests::schema::methods::{Interrupt, ListSessions};
+use agent_server_tests::schema::session::{InterruptParams, SessionStatus};
 use agent_server_tests::turns::{
-    api_key_builder, initialize, just_events, new_session, normalize_ids, submit, turn_events,
+    api_key_builder, default_turn_started, initialize, just_events, new_session, normalize_ids,
+    submit, turn_events,
 };
 use agent_server_tests::upstream::{
     ev_completed, ev_created, ev_function_call, ev_message_done, function_call_output, mount_sse,
@@ -171,7 +175,7 @@ async fn an_approved_command_runs_in_the_session_cwd_and_its_output_goes_back() 
     assert_eq!(
         normalize_ids(&Value::Array(events)),
         json!([
-            {"type": "turnStarted", "model": "gpt-5-codex"},
+            default_turn_started(cwd.path()),
             {"type": "tokenUsage", "last": usage(1), "total": usage(1)},
             {"type": "itemStarted", "item": {"id": "id1", "type": "commandExecution",
                 "command": command, "cwd": dir, "status": "inProgress"}},
@@ -402,9 +406,12 @@ async fn interrupt_while_an_approval_is_pending_withdraws_it() {
     let turn = submit(&mut server, &session, "write").await;
     let ask = server.next_server_request().await;
     let reply = server
-        .request_raw("session/interrupt", Some(json!({"sessionId": session})))
+        .request::<Interrupt>(InterruptParams {
+            session_id: session.clone(),
+            turn_id: None,
+        })
         .await;
-    assert_eq!(reply["result"], json!({}), "{reply}");
+    assert_eq!(reply, Ok(EmptyResult {}));
     let cancel = server
         .wait_for_notification("$/cancelRequest", |_| true)
         .await;
@@ -418,8 +425,11 @@ async fn interrupt_while_an_approval_is_pending_withdraws_it() {
     server
         .respond(ask["id"].clone(), json!({"decision": "approve"}))
         .await;
-    let listed = server.request_raw("session/list", Some(json!({}))).await;
-    assert_eq!(listed["result"]["sessions"][0]["status"], "idle");
+    let listed = server.request::<ListSessions>(EmptyParams {}).await;
+    assert_eq!(
+        listed.map(|l| l.sessions.into_iter().map(|s| s.status).collect::<Vec<_>>()),
+        Ok(vec![SessionStatus::Idle])
+    );
     assert!(!cwd.path().join("out.txt").exists());
     assert_eq!(responses_requests(&upstream).await.len(), 1);
 }

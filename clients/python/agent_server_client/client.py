@@ -41,6 +41,8 @@ from .protocol import (
     InitializeResult,
     InterruptParams,
     ListModelsResult,
+    SteerParams,
+    SteerResult,
     ListSessionsResult,
     LoginApiKeyParams,
     LoginChatGptParams,
@@ -359,6 +361,10 @@ class AgentServerClient:
     async def submit(self, params: SubmitParams) -> SubmitResult:
         """``session/submit``: replies at once; the turn's events arrive as ``session/event``."""
         return cast(SubmitResult, await self.request("session/submit", params))
+
+    async def steer(self, params: SteerParams) -> SteerResult:
+        """``session/steer``: adds input to the running turn; it joins at the turn's next model request."""
+        return cast(SteerResult, await self.request("session/steer", params))
 
     async def interrupt(self, params: InterruptParams) -> EmptyResult:
         """``session/interrupt``."""

@@ -46,6 +46,7 @@ __all__ = [
     "ImageInputItem",
     "InitializeParams",
     "InitializeResult",
+    "InputAddedEvent",
     "InputItem",
     "InputModality",
     "InterruptParams",
@@ -102,6 +103,8 @@ __all__ = [
     "Session",
     "SessionEventNotification",
     "SessionStatus",
+    "SteerParams",
+    "SteerResult",
     "SubmitParams",
     "SubmitResult",
     "TextInputItem",
@@ -137,7 +140,7 @@ CancelLoginStatus = Literal["cancelled", "notFound"]
 CommandStream = Literal["stdout", "stderr"]
 
 #: The normative `data.kind` of an error; each kind belongs to exactly one JSON-RPC code.
-ErrorKind = Literal["parseError", "invalidRequest", "messageTooLarge", "alreadyInitialized", "initializeNotFirst", "methodNotFound", "invalidParams", "sessionNotFound", "unsupportedProtocolVersion", "turnNotFound", "internal", "cancelled", "authRequired", "loginRequired", "overloaded", "loginPortInUse", "loginInProgress", "deviceCodeUnavailable"]
+ErrorKind = Literal["parseError", "invalidRequest", "messageTooLarge", "alreadyInitialized", "initializeNotFirst", "methodNotFound", "invalidParams", "sessionNotFound", "unsupportedProtocolVersion", "turnNotFound", "internal", "cancelled", "authRequired", "loginRequired", "overloaded", "loginPortInUse", "loginInProgress", "deviceCodeUnavailable", "noRunningTurn", "turnMismatch"]
 
 #: What a file change does to one file.
 FileChangeKind = Literal["add", "delete", "update"]
@@ -302,9 +305,26 @@ class ErrorData(_ErrorDataRequired, total=False):
 
 class TurnStartedEvent(TypedDict):
     """The turn began; always the turn's first event."""
+    #: Its approval policy.
+    approvalPolicy: ApprovalPolicy
+    #: Its working directory.
+    cwd: str
     #: The model the turn uses.
     model: str
+    #: The reasoning effort it uses.
+    reasoningEffort: ReasoningEffort
+    #: Its sandbox.
+    sandbox: SandboxMode
     type: Literal["turnStarted"]
+
+
+class InputAddedEvent(TypedDict):
+    """Steered input (`session/steer`) was added to the conversation: it goes out with the
+    turn's next model request.
+    """
+    #: The input as the client sent it.
+    input: list[InputItem]
+    type: Literal["inputAdded"]
 
 
 class ItemStartedEvent(TypedDict):
@@ -966,10 +986,44 @@ class SessionEventNotification(TypedDict):
     turnId: str
 
 
+class _SteerParamsRequired(TypedDict):
+    #: The session whose running turn gets the input.
+    sessionId: str
+
+
+class SteerParams(_SteerParamsRequired, total=False):
+    """Params of `session/steer`: exactly one of `input` and `text`."""
+    #: Fails with `turnMismatch` unless this is the running turn.
+    expectedTurnId: str | None
+    #: The input as items.
+    input: list[InputItem] | None
+    #: The input as plain text (shorthand for one text item).
+    text: str | None
+
+
+class SteerResult(TypedDict):
+    """Result of `session/steer`."""
+    #: The running turn the input joins.
+    turnId: str
+
+
 class SubmitParams(TypedDict, total=False):
     """Params of `session/submit`: exactly one of `input` and `text`."""
+    #: The approval policy for this turn and later ones.
+    approvalPolicy: ApprovalPolicy | None
+    #: The working directory for this turn and later ones; must exist.
+    cwd: str | None
     #: The user input as items.
     input: list[InputItem] | None
+    #: The model for this turn and later ones (also stored as the session's).
+    model: str | None
+    #: A JSON Schema (an object) the final message must match; this turn only. Sent upstream
+    #: as `text.format` `{"type":"json_schema","name":"output","schema":…,"strict":true}`.
+    outputSchema: Any
+    #: The reasoning effort for this turn and later ones.
+    reasoningEffort: ReasoningEffort | None
+    #: The sandbox for this turn and later ones.
+    sandbox: SandboxMode | None
     #: The session to run the turn in; absent creates a session with defaults.
     sessionId: str | None
     #: The user input as plain text (shorthand for one text item).
@@ -1018,7 +1072,7 @@ class Usage(TypedDict):
 
 
 #: One step of a turn, as sent in `session/event`.
-Event = Union[TurnStartedEvent, ItemStartedEvent, ItemCompletedEvent, AgentMessageDeltaEvent, ReasoningDeltaEvent, CommandOutputDeltaEvent, PlanUpdatedEvent, TokenUsageEvent, RetryingEvent, ContextCompactedEvent, RateLimitsUpdatedEvent, TurnCompletedEvent]
+Event = Union[TurnStartedEvent, InputAddedEvent, ItemStartedEvent, ItemCompletedEvent, AgentMessageDeltaEvent, ReasoningDeltaEvent, CommandOutputDeltaEvent, PlanUpdatedEvent, TokenUsageEvent, RetryingEvent, ContextCompactedEvent, RateLimitsUpdatedEvent, TurnCompletedEvent]
 
 #: One piece of user input.
 InputItem = Union[TextInputItem, ImageInputItem, LocalImageInputItem]
@@ -1047,6 +1101,7 @@ CLIENT_REQUESTS: dict[str, tuple[str, str]] = {
     "auth/logout": ("EmptyParams", "EmptyResult"),
     "session/new": ("NewSessionParams", "Session"),
     "session/submit": ("SubmitParams", "SubmitResult"),
+    "session/steer": ("SteerParams", "SteerResult"),
     "session/interrupt": ("InterruptParams", "EmptyResult"),
     "session/list": ("EmptyParams", "ListSessionsResult"),
     "session/close": ("CloseSessionParams", "EmptyResult"),
@@ -1065,6 +1120,7 @@ ClientRequestMethod = Literal[
     "auth/logout",
     "session/new",
     "session/submit",
+    "session/steer",
     "session/interrupt",
     "session/list",
     "session/close",

@@ -28,6 +28,8 @@ from .protocol import (
     InitializeResult,
     InterruptParams,
     ListModelsResult,
+    SteerParams,
+    SteerResult,
     ListSessionsResult,
     LoginApiKeyParams,
     LoginChatGptParams,
@@ -128,6 +130,9 @@ class SyncClient:
 
     def list_sessions(self) -> ListSessionsResult:
         return self._run(self._client.list_sessions())
+
+    def steer(self, params: SteerParams) -> SteerResult:
+        return self._run(self._client.steer(params))
 
     def list_models(self) -> ListModelsResult:
         return self._run(self._client.list_models())

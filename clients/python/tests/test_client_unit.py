@@ -309,6 +309,7 @@ def test_every_client_request_of_the_schema_has_a_typed_wrapper() -> None:
             "session/close": lambda: client.close_session({"sessionId": "s"}),
             "mcp/list": lambda: client.mcp_list(),
             "model/list": lambda: client.list_models(),
+            "session/steer": lambda: client.steer({"sessionId": "s", "text": "x"}),
             "session/compact": lambda: client.compact({"sessionId": "s"}),
         }
         assert sorted(wrappers) == sorted(CLIENT_REQUESTS)

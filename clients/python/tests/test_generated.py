@@ -34,6 +34,7 @@ def test_the_generated_module_imports_and_names_every_method() -> None:
             "session/close",
             "mcp/list",
             "model/list",
+            "session/steer",
             "session/compact",
         ]
     )

@@ -180,6 +180,9 @@ def test_new_list_and_close_sessions(home: Path, workdir: Path) -> None:
         async with client_for(home, OPENAI_API_KEY="test") as client:
             await client.initialize()
             session = await client.new_session({"cwd": str(workdir), "approvalPolicy": "never", "sandbox": "readOnly"})
+            with pytest.raises(AgentServerError) as no_turn:
+                await client.steer({"sessionId": session["sessionId"], "text": "more"})
+            assert (no_turn.value.code, no_turn.value.kind) == (-32002, "noRunningTurn")
             assert session == {
                 "sessionId": session["sessionId"],
                 "cwd": str(workdir),

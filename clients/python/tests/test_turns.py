@@ -133,7 +133,14 @@ def test_submit_and_wait_streams_a_text_answer(home: Path, workdir: Path, upstre
             assert done == TEXT_ANSWER_DONE
             assert_turn_shape(events)
             assert events[0]["seq"] == 1
-            assert events[0]["event"] == {"type": "turnStarted", "model": "gpt-5-codex"}
+            assert events[0]["event"] == {
+                "type": "turnStarted",
+                "model": "gpt-5-codex",
+                "reasoningEffort": "medium",
+                "approvalPolicy": "untrusted",
+                "sandbox": "workspaceWrite",
+                "cwd": str(workdir),
+            }
             assert [e["event"]["delta"] for e in events if e["event"]["type"] == "agentMessageDelta"] == ["Hello", " there!"]
             assert [
                 e["event"]["item"]["text"]

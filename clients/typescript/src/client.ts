@@ -44,6 +44,8 @@ import type {
   InitializeResult,
   InterruptParams,
   ListModelsResult,
+  SteerParams,
+  SteerResult,
   ListSessionsResult,
   LoginApiKeyParams,
   LoginChatGptParams,
@@ -384,6 +386,11 @@ export class AgentServerClient {
   /** `session/submit`: replies at once; the turn's events arrive as `session/event`. */
   submit(params: SubmitParams, options?: RequestOptions): Promise<SubmitResult> {
     return this.request("session/submit", params, options);
+  }
+
+  /** `session/steer`: adds input to the running turn; it joins at the turn's next model request. */
+  steer(params: SteerParams, options?: RequestOptions): Promise<SteerResult> {
+    return this.request("session/steer", params, options);
   }
 
   /** `session/interrupt`. */

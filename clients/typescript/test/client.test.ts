@@ -40,6 +40,15 @@ function pair(): { client: AgentServerClient; peer: MessageConnection; toClient:
   return { client, peer, toClient };
 }
 
+const started: Event = {
+  type: "turnStarted",
+  model: "m",
+  reasoningEffort: "medium",
+  approvalPolicy: "never",
+  sandbox: "readOnly",
+  cwd: "/w",
+};
+
 function event(sessionId: string, turnId: string, seq: number, ev: Event): SessionEventNotification {
   return { sessionId, turnId, seq, event: ev };
 }
@@ -48,8 +57,8 @@ test("submitAndWait sees events that arrive before the submit reply and ignores 
   const { client, peer } = pair();
   peer.onRequest("session/submit", async () => {
     // Another session's turn, then this turn's whole life, all before the reply.
-    await peer.sendNotification("session/event", event("s-other", "t-9", 1, { type: "turnStarted", model: "m" }));
-    await peer.sendNotification("session/event", event("s-1", "t-1", 1, { type: "turnStarted", model: "m" }));
+    await peer.sendNotification("session/event", event("s-other", "t-9", 1, started));
+    await peer.sendNotification("session/event", event("s-1", "t-1", 1, started));
     await peer.sendNotification(
       "session/event",
       event("s-1", "t-1", 2, { type: "agentMessageDelta", itemId: "i", delta: "hi" }),
@@ -193,10 +202,10 @@ test("typed notification listeners get their params; events(sessionId) filters b
   client.onNotification((method) => all.push(method));
   const iterator = client.events("s-1");
   await peer.sendNotification("auth/statusChanged", { authMode: "apiKey", requiresOpenaiAuth: true });
-  await peer.sendNotification("session/event", event("s-2", "t", 1, { type: "turnStarted", model: "m" }));
-  await peer.sendNotification("session/event", event("s-1", "t", 1, { type: "turnStarted", model: "m" }));
+  await peer.sendNotification("session/event", event("s-2", "t", 1, started));
+  await peer.sendNotification("session/event", event("s-1", "t", 1, started));
   const first = await iterator.next();
-  assert.deepEqual(first, { done: false, value: event("s-1", "t", 1, { type: "turnStarted", model: "m" }) });
+  assert.deepEqual(first, { done: false, value: event("s-1", "t", 1, started) });
   assert.deepEqual(statuses, ["apiKey"]);
   assert.deepEqual(all, ["auth/statusChanged", "session/event", "session/event"]);
   await iterator.return?.();
@@ -274,6 +283,7 @@ test("every client → server request of the schema has a typed wrapper", async 
     "session/close": () => client.closeSession({ sessionId: "s" }),
     "mcp/list": () => client.mcpList(),
     "model/list": () => client.listModels(),
+    "session/steer": () => client.steer({ sessionId: "s", text: "x" }),
     "session/compact": () => client.compact({ sessionId: "s" }),
   };
   for (const method of CLIENT_REQUEST_METHODS) await wrappers[method]();

@@ -228,7 +228,7 @@ test("rateLimits without a ChatGPT login is all null, without asking anyone", TI
 });
 
 test("model/list answers the built-in catalog with the configured default", TIMEOUT, async () => {
-  const { client, cleanup } = await startServer();
+  const { client, cleanup } = await startServer({ OPENAI_API_KEY: "test" });
   try {
     const { models } = await client.listModels();
     const codex = models.find((m) => m.id === "gpt-5-codex");
@@ -248,6 +248,10 @@ test("model/list answers the built-in catalog with the configured default", TIME
       ["gpt-5-codex"],
     );
     assert.ok(models.some((m) => m.id === "gpt-5" && !m.isDefault));
+    const session = await client.newSession({});
+    const error = await client.steer({ sessionId: session.sessionId, text: "more" }).catch((e: unknown) => e);
+    assert.ok(error instanceof AgentServerError);
+    assert.deepEqual([error.code, error.kind], [-32002, "noRunningTurn"]);
   } finally {
     await cleanup();
   }

@@ -101,7 +101,14 @@ test("submitAndWait streams a text answer and resolves with its turnCompleted", 
     assert.deepEqual(done, expected);
     assertTurnShape(events);
     assert.equal(events[0]!.seq, 1);
-    assert.deepEqual(events[0]!.event, { type: "turnStarted", model: "gpt-5-codex" });
+    assert.deepEqual(events[0]!.event, {
+      type: "turnStarted",
+      model: "gpt-5-codex",
+      reasoningEffort: "medium",
+      approvalPolicy: "untrusted",
+      sandbox: "workspaceWrite",
+      cwd,
+    });
     const deltas = events.flatMap(({ event }) => (event.type === "agentMessageDelta" ? [event.delta] : []));
     assert.deepEqual(deltas, ["Hello", " there!"]);
     const messages = events.flatMap(({ event }) =>

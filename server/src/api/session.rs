@@ -5,18 +5,19 @@ use std::sync::Arc;
 use agent_server_schema::lifecycle::EmptyResult;
 use agent_server_schema::methods::{
     CloseSession, Compact, Interrupt, ListSessions, NewSession, Notification as _, RequestApproval,
-    SessionEvent, Submit,
+    SessionEvent, Steer, Submit,
 };
 use agent_server_schema::rpc::ErrorKind;
 use agent_server_schema::session::{
     CloseSessionParams, CompactParams, CompactResult, InterruptParams, ListSessionsResult,
-    NewSessionParams, RequestApprovalParams, SessionEventNotification, SubmitParams, SubmitResult,
+    NewSessionParams, RequestApprovalParams, SessionEventNotification, SteerParams, SteerResult,
+    SubmitParams, SubmitResult,
 };
 use tokio_util::sync::CancellationToken;
 
 use super::{App, Lifecycle};
 use crate::rpc::{MethodTable, Peer, PeerError, RpcError, encode_notification};
-use crate::session::{ApprovalReply, ClientLink, SessionError, info};
+use crate::session::{ApprovalReply, ClientLink, SessionError, SteerError, info};
 
 impl From<SessionError> for RpcError {
     fn from(err: SessionError) -> Self {
@@ -25,6 +26,12 @@ impl From<SessionError> for RpcError {
             SessionError::NotFound(_) => RpcError::new(ErrorKind::SessionNotFound, message),
             SessionError::TurnNotFound(_) => RpcError::new(ErrorKind::TurnNotFound, message),
             SessionError::AuthRequired(_) => RpcError::new(ErrorKind::AuthRequired, message),
+            SessionError::Steer(SteerError::NoRunningTurn) => {
+                RpcError::new(ErrorKind::NoRunningTurn, message)
+            }
+            SessionError::Steer(SteerError::TurnMismatch { .. }) => {
+                RpcError::new(ErrorKind::TurnMismatch, message)
+            }
             SessionError::InvalidParams {
                 field, expected, ..
             } => RpcError::invalid_params(field, expected, message),
@@ -47,6 +54,10 @@ pub fn register(table: &mut MethodTable<App>) {
             session_id,
             turn_id,
         })
+    });
+    table.add::<Steer, _, _>(|app: Arc<App>, params: SteerParams, _| async move {
+        let turn_id = app.sessions.steer(params)?;
+        Ok(SteerResult { turn_id })
     });
     table.add::<Interrupt, _, _>(|app: Arc<App>, params: InterruptParams, _| async move {
         app.sessions

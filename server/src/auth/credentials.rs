@@ -136,22 +136,7 @@ impl AuthManager {
         .await;
         let refreshed = match refreshed {
             Ok(refreshed) => refreshed,
-            Err(RefreshError::Permanent(message)) => {
-                tracing::warn!(%message, "the ChatGPT login can no longer be refreshed");
-                *lock(&self.dead_refresh) = Some((tokens.refresh_token.clone(), message.clone()));
-                return Err(CredentialError::LoginRequired(message));
-            }
-            Err(RefreshError::Transient(message)) => {
-                tracing::warn!(%message, "refreshing the ChatGPT login failed");
-                // An early refresh that failed for a passing reason need not fail the call:
-                // the current token still works for a few minutes.
-                if matches!(trigger, Trigger::Due)
-                    && refresh::still_valid(&tokens.access_token, super::store::now())
-                {
-                    return Ok(chatgpt_credentials(&tokens));
-                }
-                return Err(CredentialError::Transient(message));
-            }
+            Err(err) => return self.refresh_failed(err, &trigger, &tokens),
         };
         let before = identity(&tokens);
         let new_tokens = refreshed.apply_to(tokens);
@@ -170,6 +155,34 @@ impl AuthManager {
             self.notify_status().await;
         }
         Ok(credentials)
+    }
+
+    /// What a failed refresh means for the call: a refusal for good is remembered (the login
+    /// is dead); a passing failure of an early refresh still lets the current token serve.
+    fn refresh_failed(
+        &self,
+        err: RefreshError,
+        trigger: &Trigger,
+        tokens: &Tokens,
+    ) -> Result<UpstreamCredentials, CredentialError> {
+        match err {
+            RefreshError::Permanent(message) => {
+                tracing::warn!(%message, "the ChatGPT login can no longer be refreshed");
+                *lock(&self.dead_refresh) = Some((tokens.refresh_token.clone(), message.clone()));
+                Err(CredentialError::LoginRequired(message))
+            }
+            RefreshError::Transient(message) => {
+                tracing::warn!(%message, "refreshing the ChatGPT login failed");
+                // An early refresh that failed for a passing reason need not fail the call:
+                // the current token still works for a few minutes.
+                if matches!(trigger, Trigger::Due)
+                    && refresh::still_valid(&tokens.access_token, super::store::now())
+                {
+                    return Ok(chatgpt_credentials(tokens));
+                }
+                Err(CredentialError::Transient(message))
+            }
+        }
     }
 
     /// The message of a refresh token the issuer already refused for good.

@@ -29,6 +29,16 @@ pub(crate) fn chat_body(request: &ModelRequest) -> Value {
         obj.insert("tools".into(), Value::Array(tools));
         obj.insert("tool_choice".into(), json!("auto"));
     }
+    // `outputSchema` in the Chat Completions spelling of a strict JSON Schema answer.
+    if let Some(schema) = &request.output_schema
+        && let Some(obj) = body.as_object_mut()
+    {
+        obj.insert(
+            "response_format".into(),
+            json!({"type": "json_schema",
+                   "json_schema": {"name": "output", "schema": schema, "strict": true}}),
+        );
+    }
     body
 }
 

@@ -88,6 +88,7 @@ fn responses_request_becomes_chat_messages() {
         reasoning_effort: Some("medium".into()),
         previous_response_id: Some("resp_0".into()),
         user_agent: "ua".into(),
+        output_schema: None,
     };
     assert_eq!(
         chat_body(&request),

@@ -33,6 +33,7 @@ fn request() -> ModelRequest {
         reasoning_effort: Some("medium".into()),
         previous_response_id: None,
         user_agent: "agent-server/0.1.0 (test)".into(),
+        output_schema: None,
     }
 }
 

@@ -31,6 +31,8 @@ pub struct ModelRequest {
     pub previous_response_id: Option<String>,
     /// The `User-Agent` header value.
     pub user_agent: String,
+    /// A JSON Schema the final message must match (`outputSchema`), sent as `text.format`.
+    pub output_schema: Option<Value>,
 }
 
 impl ModelRequest {
@@ -130,6 +132,23 @@ pub(crate) fn headers(provider: &Provider, inputs: &HeaderInputs<'_>) -> HeaderM
     map
 }
 
+/// The `text` field: the default verbosity for the GPT-5 family (which accepts it, as the
+/// Codex CLI sends it; other models may reject the field), and the `outputSchema` as a strict
+/// `json_schema` format.
+fn text_field(request: &ModelRequest) -> Option<(&'static str, Value)> {
+    let mut text = serde_json::Map::new();
+    if request.model.starts_with("gpt-5") {
+        text.insert("verbosity".into(), json!("medium"));
+    }
+    if let Some(schema) = &request.output_schema {
+        text.insert(
+            "format".into(),
+            json!({"type": "json_schema", "name": "output", "schema": schema, "strict": true}),
+        );
+    }
+    (!text.is_empty()).then_some(("text", Value::Object(text)))
+}
+
 /// The Responses API body. `previous_response_id` is only sent when storing, since without
 /// storage the upstream has no previous response to refer to.
 pub(crate) fn responses_body(request: &ModelRequest, store: bool) -> Value {
@@ -155,12 +174,7 @@ pub(crate) fn responses_body(request: &ModelRequest, store: bool) -> Value {
             .as_ref()
             .filter(|_| store)
             .map(|id| ("previous_response_id", json!(id))),
-        // The GPT-5 family accepts (and the Codex CLI sends) the default verbosity; other
-        // models may reject the field, so it is only sent to these.
-        request
-            .model
-            .starts_with("gpt-5")
-            .then(|| ("text", json!({"verbosity": "medium"}))),
+        text_field(request),
     ];
     if let Some(obj) = body.as_object_mut() {
         for (key, value) in fields.into_iter().flatten() {

@@ -217,6 +217,21 @@ mod tests {
     }
 
     #[test]
+    fn a_lone_cr_at_the_very_end_still_ends_the_frame() {
+        // Found by fuzzing against eventsource-stream, which drops this frame: a `\r` is a whole
+        // line end, so `data: x\r\r` is a line and a blank line, and the frame is dispatched.
+        let mut out = Vec::new();
+        Decoder::new().push(b"data: x\r\r", &mut out).unwrap();
+        assert_eq!(
+            out,
+            vec![Event {
+                event: "message".into(),
+                data: "x".into(),
+            }]
+        );
+    }
+
+    #[test]
     fn invalid_utf8_is_an_error() {
         let mut out = Vec::new();
         assert_eq!(

@@ -22,7 +22,7 @@ impl Turn {
     /// when the previous response filled the context window (so the new input comes after the
     /// summary). A failed compaction still leaves the input in the history, as any failed turn.
     pub(super) async fn start(&mut self, message: ResponseItem) -> Result<(), TurnOutcome> {
-        let context = self.session.context_messages().await;
+        let context = self.session.context_messages(&self.settings).await;
         let mut compacted = false;
         let mut failed = None;
         if self.compaction_due().await {
@@ -72,7 +72,7 @@ impl Turn {
     /// Whether the last response used enough of the context window to compact first: at or
     /// above `model_auto_compact_token_limit`, else 90 % of the model's known window.
     async fn compaction_due(&self) -> bool {
-        let settings = &self.session.settings;
+        let settings = &self.settings;
         let Some(limit) = compaction::auto_compact_limit(
             settings.auto_compact_token_limit,
             context_window(&settings.model),
@@ -114,7 +114,10 @@ impl Turn {
                 .unwrap_or_else(|| compaction::estimate_tokens(history.items()));
             drop(history);
             // The whole history, never a continuation of a stored response.
-            (next_request(&self.session, false).await, before)
+            (
+                next_request(&self.session, &self.settings, None, false).await,
+                before,
+            )
         };
         tracing::info!(tokens_before, "compacting the conversation");
         let mut trims = 0;

@@ -6,8 +6,11 @@
 //! tool calls of the response. It does no I/O, so every rule is unit-tested here:
 //! - every client item has exactly one start and one end, also when the upstream sends a delta
 //!   or a `done` for an item it never announced (the item is started then);
-//! - [`ItemTracker::abandon`] forgets everything of a failed attempt: the retry's items are new
-//!   client items, so the deltas of one item always concatenate to its final text;
+//! - [`ItemTracker::abandon`] ends the items a failed attempt left open, as they stood, and
+//!   forgets the rest of it: the retry's items are new client items, so the deltas of one item
+//!   always concatenate to its final text, and no item stays in progress (found by the fault
+//!   matrix in `tests/tests/faults.rs`); [`ItemTracker::close_open`] does the same when a
+//!   response or the turn ends with items still open;
 //! - upstream numbers are bounded where they are used: a `summary_index` beyond
 //!   [`MAX_SUMMARY_PARTS`] adds to the last part instead of sizing the summary by it.
 
@@ -64,6 +67,8 @@ struct OpenItem {
     /// Our id of the item.
     id: String,
     kind: OpenKind,
+    /// When it was opened within the attempt, so items still open end in the order they began.
+    opened: usize,
 }
 
 #[derive(Debug)]
@@ -90,6 +95,8 @@ impl OpenKind {
 #[derive(Debug, Default)]
 pub(crate) struct ItemTracker {
     open: HashMap<String, OpenItem>,
+    /// Items opened so far in this attempt.
+    opened: usize,
     /// Finished items, for the history once the response completes.
     done: Vec<ResponseItem>,
     calls: Vec<PendingCall>,
@@ -226,10 +233,31 @@ impl ItemTracker {
         update
     }
 
-    /// Forgets the failed attempt: its open items are abandoned (never completed), its
-    /// finished items and calls do not reach the history.
-    pub(crate) fn abandon(&mut self) {
+    /// Forgets the failed attempt: its finished items and calls do not reach the history, and
+    /// the items it left open are returned, ended as they stood, for `itemCompleted`.
+    #[must_use = "the items left open must be completed for the client"]
+    pub(crate) fn abandon(&mut self) -> Vec<Item> {
+        let closed = self.close_open();
         *self = Self::default();
+        closed
+    }
+
+    /// Ends every item still open, as it stands, in the order they were opened: a response
+    /// that completes without finishing an item, or a turn that ends mid-stream, leaves none
+    /// in progress for the client.
+    #[must_use = "the items left open must be completed for the client"]
+    pub(crate) fn close_open(&mut self) -> Vec<Item> {
+        let mut open: Vec<OpenItem> = self.open.drain().map(|(_, item)| item).collect();
+        open.sort_by_key(|item| item.opened);
+        open.into_iter()
+            .map(|item| match item.kind {
+                OpenKind::Message { text } => Item::AgentMessage { id: item.id, text },
+                OpenKind::Reasoning { summary } => Item::Reasoning {
+                    id: item.id,
+                    summary,
+                },
+            })
+            .collect()
     }
 
     /// The finished items and tool calls of a completed response.
@@ -274,8 +302,14 @@ impl ItemTracker {
 
     fn open(&mut self, upstream_id: String, kind: OpenKind) -> Item {
         let (item, id) = started_item(&kind);
-        self.open.insert(upstream_id, OpenItem { id, kind });
+        let opened = self.next_opened();
+        self.open.insert(upstream_id, OpenItem { id, kind, opened });
         item
+    }
+
+    fn next_opened(&mut self) -> usize {
+        self.opened += 1;
+        self.opened
     }
 
     /// The open item `upstream_id`, started with `kind` when the upstream never announced it.
@@ -285,12 +319,14 @@ impl ItemTracker {
         kind: impl FnOnce() -> OpenKind,
     ) -> (Option<Item>, &mut OpenItem) {
         use std::collections::hash_map::Entry;
+        let opened = self.opened + 1;
         match self.open.entry(upstream_id) {
             Entry::Occupied(entry) => (None, entry.into_mut()),
             Entry::Vacant(entry) => {
+                self.opened = opened;
                 let kind = kind();
                 let (item, id) = started_item(&kind);
-                (Some(item), entry.insert(OpenItem { id, kind }))
+                (Some(item), entry.insert(OpenItem { id, kind, opened }))
             }
         }
     }

@@ -148,7 +148,14 @@ fn abandoning_an_attempt_forgets_its_items_and_calls() {
         name: "shell".into(),
         arguments: "{}".into(),
     });
-    tracker.abandon();
+    let ended = tracker.abandon();
+    assert_eq!(
+        ended,
+        vec![Item::AgentMessage {
+            id: first.clone(),
+            text: String::new()
+        }]
+    );
     // The same upstream id in the new attempt is a new client item.
     let second = started_id(&tracker.added(&message("m1", None)));
     assert_ne!(first, second);
@@ -211,6 +218,29 @@ fn a_delta_of_the_wrong_kind_is_dropped() {
         tracker.summary_delta("m1".into(), 0, "why".into()),
         Update::default()
     );
+}
+
+#[test]
+fn items_left_open_end_as_they_stood_in_the_order_they_began() {
+    let mut tracker = ItemTracker::default();
+    let reasoning_id = started_id(&tracker.summary_delta("rs_1".into(), 0, "Thinking".into()));
+    let message_id = started_id(&tracker.text_delta("m1".into(), "Half a sen".into()));
+    tracker.text_delta("m2".into(), "Other".into());
+    tracker.done(message("m2", Some("Other")));
+    assert_eq!(
+        tracker.close_open(),
+        vec![
+            Item::Reasoning {
+                id: reasoning_id,
+                summary: vec!["Thinking".into()]
+            },
+            Item::AgentMessage {
+                id: message_id,
+                text: "Half a sen".into()
+            },
+        ]
+    );
+    assert_eq!(tracker.close_open(), vec![]);
 }
 
 #[test]

@@ -8,8 +8,8 @@ use super::context::agents_md::DocSettings;
 use super::context::environment::login_shell_name;
 use super::input::{InputError, to_user_message};
 use super::instructions::BASE_INSTRUCTIONS;
-use super::settings::SessionSettings;
-use super::worker::{Session, TurnInput};
+use super::settings::{SessionSettings, TurnOverrides};
+use super::worker::{Session, SteerError, Steered, TurnInput};
 use crate::config::{Config, check_http_url, check_mcp_server_name};
 use crate::gate::ReplyGate;
 use crate::mcp::{McpManager, McpServerConfig, McpTransportConfig};
@@ -17,7 +17,7 @@ use crate::model::auth::UpstreamAuth;
 use crate::model::{ClientSettings, ModelCatalog, ModelClient, RateLimitTracker, resolve_provider};
 use agent_server_schema::mcp::{McpHttpServerSpec, McpServerSpec, McpStdioServerSpec};
 use agent_server_schema::session::{
-    InputItem, NewSessionParams, Session as SessionInfo, SubmitParams,
+    InputItem, NewSessionParams, Session as SessionInfo, SteerParams, SubmitParams,
 };
 
 /// Why a session call failed; the api layer maps each to its contract error.
@@ -32,6 +32,9 @@ pub enum SessionError {
     /// The provider needs OpenAI auth and none is available.
     #[error("{0}")]
     AuthRequired(String),
+    /// `session/steer` could not add the input.
+    #[error("{0}")]
+    Steer(#[from] SteerError),
     /// A param is wrong.
     #[error("{message}")]
     InvalidParams {
@@ -165,7 +168,7 @@ impl Sessions {
             Arc::clone(&self.link),
             Arc::clone(&self.mcp),
         );
-        tracing::info!(session_id = %session.id, cwd = %session.settings.cwd.display(), "session created");
+        tracing::info!(session_id = %session.id, cwd = %session.settings().cwd.display(), "session created");
         self.mcp.start_session(&session.id, mcp_servers);
         self.lock().push(Arc::clone(&session));
         Ok(session)
@@ -190,36 +193,121 @@ impl Sessions {
         params: SubmitParams,
         gate: ReplyGate,
     ) -> Result<(String, String), SessionError> {
-        let items = match (params.input, params.text) {
-            (Some(items), None) if !items.is_empty() => items,
-            (None, Some(text)) => vec![InputItem::Text { text }],
-            _ => {
+        let items = input_items(params.input.clone(), params.text.clone())?;
+        let output_schema = match params.output_schema.clone() {
+            None => None,
+            Some(schema @ serde_json::Value::Object(_)) => Some(schema),
+            Some(_) => {
                 return Err(SessionError::invalid_params(
-                    "input",
-                    "either `text` or a non-empty `input`",
-                    InputError::Empty.to_string(),
+                    "outputSchema",
+                    "a JSON Schema object",
+                    "outputSchema must be a JSON object (a JSON Schema such as {\"type\":\"object\",…}); \
+                     send an object or leave it out"
+                        .to_string(),
                 ));
             }
         };
-        let session = match params.session_id {
-            Some(id) => self.get(&id)?,
+        // Checked before a session is created or anything is queued.
+        let existing = params
+            .session_id
+            .as_deref()
+            .map(|id| self.get(id))
+            .transpose()?;
+        let base = existing.as_ref().map(|s| s.settings());
+        let overrides = self.check_overrides(&params, base.as_deref()).await?;
+        let session = match existing {
+            Some(session) => session,
             None => self.create(NewSessionParams::default()).await?,
         };
-        let message = to_user_message(&items, &session.settings.cwd).map_err(|err| {
+        let settings = (!overrides.is_empty()).then(|| session.settings().with(overrides));
+        let cwd = settings
+            .as_ref()
+            .map_or_else(|| session.settings().cwd.clone(), |s| s.cwd.clone());
+        let message = to_user_message(&items, &cwd).map_err(|err| {
             SessionError::invalid_params(
                 err.field(),
                 "a readable image file or a data:/https: URL",
                 err.to_string(),
             )
         })?;
-        let turn_id = session.submit(TurnInput::User(message), gate);
+        let turn_id = session.submit(TurnInput::User(message), gate, settings, output_schema);
         Ok((session.id.clone(), turn_id))
+    }
+
+    /// Checks the per-turn settings of a submit against the session's settings (`base`; `None`
+    /// for a session about to be made with the defaults): a relative `cwd` is taken from the
+    /// session's, and a `model` must be on the provider's list when it has one.
+    async fn check_overrides(
+        &self,
+        params: &SubmitParams,
+        base: Option<&SessionSettings>,
+    ) -> Result<TurnOverrides, SessionError> {
+        let cwd = match &params.cwd {
+            Some(cwd) => {
+                let relative_to = base.map(|b| b.cwd.clone());
+                Some(turn_cwd(cwd, relative_to)?)
+            }
+            None => None,
+        };
+        if let Some(model) = &params.model {
+            let provider_id = base.map_or(self.config.model_provider.as_str(), |b| &b.provider_id);
+            self.check_model(provider_id, model).await?;
+        }
+        Ok(TurnOverrides {
+            model: params.model.clone(),
+            reasoning_effort: params.reasoning_effort,
+            approval_policy: params.approval_policy,
+            sandbox: params.sandbox,
+            cwd,
+        })
+    }
+
+    /// A model asked for per turn: not empty, and on the provider's list when it has one.
+    async fn check_model(&self, provider_id: &str, model: &str) -> Result<(), SessionError> {
+        if model.trim().is_empty() {
+            return Err(SessionError::invalid_params(
+                "model",
+                "a model id",
+                "model is empty; pass a model id from model/list or leave it out".to_string(),
+            ));
+        }
+        let provider = resolve_provider(&self.config, provider_id).map_err(|e| {
+            SessionError::invalid_params("model", "a model of a usable provider", e.to_string())
+        })?;
+        self.catalog
+            .check(&self.config, &provider, model)
+            .await
+            .map_err(|e| {
+                SessionError::invalid_params("model", "a model the provider lists", e.to_string())
+            })
+    }
+
+    /// Adds input to a session's running turn (`session/steer`); returns that turn's id.
+    pub fn steer(&self, params: SteerParams) -> Result<String, SessionError> {
+        if params.text.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            return Err(SessionError::invalid_params(
+                "text",
+                "non-empty text",
+                "text is empty; steer with the words to add, or send nothing".to_string(),
+            ));
+        }
+        let items = input_items(params.input, params.text)?;
+        let session = self.get(&params.session_id)?;
+        let message = to_user_message(&items, &session.settings().cwd).map_err(|err| {
+            SessionError::invalid_params(
+                err.field(),
+                "a readable image file or a data:/https: URL",
+                err.to_string(),
+            )
+        })?;
+        let steered = Steered { message, items };
+        Ok(session.steer(params.expected_turn_id.as_deref(), steered)?)
     }
 
     /// Queues a compaction of a session's conversation as a turn of its own; returns its id.
     pub fn compact(&self, session_id: &str, gate: ReplyGate) -> Result<String, SessionError> {
         let session = self.get(session_id)?;
-        Ok(session.submit(TurnInput::Compact, gate))
+        Ok(session.submit(TurnInput::Compact, gate, None, None))
     }
 
     /// Interrupts a session's running turn and, without `turn_id`, every queued one.
@@ -337,6 +425,41 @@ fn not_logged_in() -> String {
 
 /// The session's working directory: `cwd` (relative to the process's) when given, which must
 /// be an existing directory, else the process's.
+/// The input of a submit or steer: exactly one of a non-empty `input` and `text`.
+fn input_items(
+    input: Option<Vec<InputItem>>,
+    text: Option<String>,
+) -> Result<Vec<InputItem>, SessionError> {
+    match (input, text) {
+        (Some(items), None) if !items.is_empty() => Ok(items),
+        (None, Some(text)) => Ok(vec![InputItem::Text { text }]),
+        _ => Err(SessionError::invalid_params(
+            "input",
+            "either `text` or a non-empty `input`",
+            InputError::Empty.to_string(),
+        )),
+    }
+}
+
+/// A per-turn `cwd`: an existing directory; a relative one is taken from `relative_to` (the
+/// session's cwd), else from the server's.
+fn turn_cwd(cwd: &str, relative_to: Option<PathBuf>) -> Result<PathBuf, SessionError> {
+    let path = PathBuf::from(cwd);
+    if path.is_absolute() {
+        return session_cwd(Some(cwd.to_string()));
+    }
+    match relative_to {
+        Some(base) => session_cwd(Some(base.join(path).display().to_string())).map_err(|_| {
+            SessionError::invalid_params(
+                "cwd",
+                "an existing directory",
+                format!("cwd `{cwd}` is not an existing directory under the session's cwd; pass a directory that exists"),
+            )
+        }),
+        None => session_cwd(Some(cwd.to_string())),
+    }
+}
+
 fn session_cwd(cwd: Option<String>) -> Result<PathBuf, SessionError> {
     let Some(cwd) = cwd else {
         return Ok(std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")));
@@ -359,7 +482,7 @@ fn session_cwd(cwd: Option<String>) -> Result<PathBuf, SessionError> {
 
 /// The wire view of a session.
 pub fn info(session: &Session) -> SessionInfo {
-    let settings = &session.settings;
+    let settings = session.settings();
     SessionInfo {
         session_id: session.id.clone(),
         cwd: settings.cwd.display().to_string(),

@@ -50,6 +50,7 @@ use crate::model::{ModelClient, ModelError, ModelRequest, ResponseEvent};
 
 pub use crate::tools::ApprovalReply;
 pub use manager::{SessionError, Sessions, info};
+pub use worker::SteerError;
 
 /// How sessions reach the client.
 #[async_trait::async_trait]

@@ -1,11 +1,12 @@
-//! What a session is set up with: written once, read by its turns and its tools.
+//! What a session is set up with, and what one turn runs with: a turn keeps the snapshot it
+//! was queued with; `session/submit` overrides become the session's settings for later turns.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent_server_schema::session::{ApprovalPolicy, ReasoningEffort, SandboxMode};
+use agent_server_schema::session::{ApprovalPolicy, Event, ReasoningEffort, SandboxMode};
 use tokio_util::sync::CancellationToken;
 
 use super::context::agents_md::DocSettings;
@@ -45,7 +46,61 @@ pub struct SessionSettings {
     pub auto_compact_token_limit: Option<u64>,
 }
 
+/// The settings a `session/submit` may change, already checked.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TurnOverrides {
+    /// `model`.
+    pub model: Option<String>,
+    /// `reasoningEffort`.
+    pub reasoning_effort: Option<ReasoningEffort>,
+    /// `approvalPolicy`.
+    pub approval_policy: Option<ApprovalPolicy>,
+    /// `sandbox`.
+    pub sandbox: Option<SandboxMode>,
+    /// `cwd`, an existing directory.
+    pub cwd: Option<PathBuf>,
+}
+
+impl TurnOverrides {
+    /// Whether nothing changes.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 impl SessionSettings {
+    /// These settings with `overrides` applied.
+    pub fn with(&self, overrides: TurnOverrides) -> Self {
+        let mut next = self.clone();
+        if let Some(model) = overrides.model {
+            next.model = model;
+        }
+        if let Some(effort) = overrides.reasoning_effort {
+            next.reasoning_effort = effort;
+        }
+        if let Some(policy) = overrides.approval_policy {
+            next.approval_policy = policy;
+        }
+        if let Some(sandbox) = overrides.sandbox {
+            next.sandbox = sandbox;
+        }
+        if let Some(cwd) = overrides.cwd {
+            next.cwd = cwd;
+        }
+        next
+    }
+
+    /// The `turnStarted` event of a turn running with these settings.
+    pub(crate) fn turn_started(&self) -> Event {
+        Event::TurnStarted {
+            model: self.model.clone(),
+            reasoning_effort: self.reasoning_effort,
+            approval_policy: self.approval_policy,
+            sandbox: self.sandbox,
+            cwd: self.cwd.display().to_string(),
+        }
+    }
+
     /// What the tools of one turn need to know.
     pub(crate) fn tool_context(
         &self,

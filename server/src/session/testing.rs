@@ -228,7 +228,12 @@ pub(crate) fn user_text(text: &str) -> ResponseItem {
 
 /// Submits `text` as a turn (its gate already open) and waits until the session is idle.
 pub(crate) async fn run_turn(session: &Arc<Session>, text: &str) -> String {
-    let turn_id = session.submit(TurnInput::User(user_text(text)), ReplyGate::opened_now());
+    let turn_id = session.submit(
+        TurnInput::User(user_text(text)),
+        ReplyGate::opened_now(),
+        None,
+        None,
+    );
     session.wait_idle().await;
     turn_id
 }

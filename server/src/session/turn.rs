@@ -16,10 +16,12 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::items::{ItemTracker, Next, PendingCall, Update};
+use super::settings::SessionSettings;
 use super::worker::{QueuedTurn, Session, TurnInput};
 use crate::mcp::TurnTools;
 use crate::model::{CallKind, ModelError, ModelRequest, ResponseEvent, ResponseItem, TokenUsage};
 use crate::tools::{self, ApprovalReply, ApprovalRequest, ToolHost};
+use serde_json::Value;
 
 /// What the model is told for a call that never ran because the turn ended before it.
 pub(crate) const NOT_RUN: &str = "The turn was interrupted before this tool call ran.";
@@ -42,6 +44,8 @@ pub(crate) async fn run(session: Arc<Session>, queued: QueuedTurn) -> TurnOutcom
         },
         session,
         cancel: queued.cancel,
+        settings: queued.settings,
+        output_schema: queued.output_schema,
         usage: Usage::default(),
         last_agent_message: None,
         mcp_tools: TurnTools::default(),
@@ -69,7 +73,14 @@ pub(crate) async fn run(session: Arc<Session>, queued: QueuedTurn) -> TurnOutcom
         if let Some(end) = turn.compact_if_due().await {
             return end;
         }
-        let mut request = next_request(&turn.session, store).await;
+        turn.add_steered().await;
+        let mut request = next_request(
+            &turn.session,
+            &turn.settings,
+            turn.output_schema.as_ref(),
+            store,
+        )
+        .await;
         request.tools.extend(turn.mcp_tools.specs.iter().cloned());
         let calls = match turn.model_call(request).await {
             Ok(calls) => {
@@ -101,11 +112,16 @@ fn is_context_overflow(end: &TurnOutcome) -> bool {
         .is_some_and(|e| e.kind == TurnErrorKind::ContextWindowExceeded)
 }
 
-/// The next model call's request: the session's settings and what the history says to send.
-pub(crate) async fn next_request(session: &Session, store: bool) -> ModelRequest {
+/// The next model call's request: the turn's settings and what the history says to send.
+pub(crate) async fn next_request(
+    session: &Session,
+    settings: &SessionSettings,
+    output_schema: Option<&Value>,
+    store: bool,
+) -> ModelRequest {
     let input = session.history.lock().await.next_input(store);
-    let settings = &session.settings;
     ModelRequest {
+        output_schema: output_schema.cloned(),
         session_id: session.id.clone(),
         model: settings.model.clone(),
         instructions: settings.instructions.clone(),
@@ -122,6 +138,10 @@ pub(super) struct Turn {
     pub(super) session: Arc<Session>,
     pub(super) reporter: Reporter,
     pub(super) cancel: CancellationToken,
+    /// The settings this turn runs with.
+    pub(super) settings: Arc<SessionSettings>,
+    /// `outputSchema` of this turn.
+    output_schema: Option<Value>,
     /// Token usage of this turn's model calls.
     pub(super) usage: Usage,
     /// The text of the model's last completed message.
@@ -131,13 +151,38 @@ pub(super) struct Turn {
 }
 
 impl Turn {
+    /// Adds the input steered into this turn since its last request to the conversation, and
+    /// tells the client (`inputAdded`): it goes out with the request about to be made.
+    async fn add_steered(&mut self) {
+        let steered = self.session.take_steered(&self.reporter.turn_id);
+        if steered.is_empty() {
+            return;
+        }
+        {
+            let mut history = self.session.history.lock().await;
+            for input in &steered {
+                history.push_own(input.message.clone());
+            }
+        }
+        for input in steered {
+            let event = Event::InputAdded { input: input.items };
+            self.reporter.send(event).await;
+        }
+    }
+
     /// Streams one model call into events; returns the tool calls it asked for, or how the
     /// turn ends.
     async fn model_call(&mut self, request: ModelRequest) -> Result<Vec<PendingCall>, TurnOutcome> {
         let mut stream = self.session.client.stream(request, self.cancel.clone());
         let mut tracker = ItemTracker::default();
         while let Some(event) = stream.next().await {
-            let event = event.map_err(|err| self.failed(&err))?;
+            let event = match event {
+                Ok(event) => event,
+                Err(err) => {
+                    self.end_open_items(tracker.close_open());
+                    return Err(self.failed(&err));
+                }
+            };
             let update = match event {
                 ResponseEvent::Created { .. }
                 | ResponseEvent::FunctionCallArgumentsDelta { .. } => {
@@ -158,12 +203,14 @@ impl Turn {
                 } => tracker.summary_delta(item_id, summary_index, delta),
                 ResponseEvent::OutputItemDone { item } => tracker.done(item),
                 ResponseEvent::Completed { response_id, usage } => {
+                    self.end_open_items(tracker.close_open());
                     return Ok(self
                         .finish_response(tracker, Some(response_id), usage)
                         .await);
                 }
                 ResponseEvent::Incomplete { reason, usage } => {
                     tracing::warn!(?reason, "the response ended incomplete");
+                    self.end_open_items(tracker.close_open());
                     return Ok(self.finish_response(tracker, None, usage).await);
                 }
                 ResponseEvent::RateLimits(rate_limits) => {
@@ -177,8 +224,8 @@ impl Turn {
                     delay,
                     message,
                 } => {
-                    // What the failed attempt started is abandoned; the new one starts afresh.
-                    tracker.abandon();
+                    // What the failed attempt started ends as it stood; the new one starts afresh.
+                    self.end_open_items(tracker.abandon());
                     let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
                     let event = Event::Retrying {
                         attempt,
@@ -192,6 +239,7 @@ impl Turn {
             };
             self.apply(update).await;
         }
+        self.end_open_items(tracker.close_open());
         if self.cancel.is_cancelled() {
             return Err(self.ended(TurnStatus::Interrupted, None));
         }
@@ -199,6 +247,14 @@ impl Turn {
             message: "the model stream ended before the response completed; submit again".into(),
             http_status: None,
         }))
+    }
+
+    /// Completes items the stream left open (as they stood), so none stays in progress. They
+    /// are not the turn's last agent message: that is only a message the model finished.
+    fn end_open_items(&self, items: Vec<Item>) {
+        for item in items {
+            self.reporter.completed(item);
+        }
     }
 
     /// Tells the client what one stream event changed.
@@ -248,7 +304,7 @@ impl Turn {
             reporter: self.reporter.clone(),
             cancel: self.cancel.clone(),
         };
-        let context = session.settings.tool_context(
+        let context = self.settings.tool_context(
             session.link.can_approve(),
             self.cancel.clone(),
             Arc::clone(&session.approvals),

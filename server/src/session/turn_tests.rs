@@ -134,7 +134,9 @@ async fn a_text_turn_reports_every_event_and_remembers_the_answer() {
     assert_eq!(
         normalized(link.just_events()),
         json!([
-            {"type": "turnStarted", "model": "test-model"},
+            {"type": "turnStarted", "model": "test-model", "reasoningEffort": "medium",
+                "approvalPolicy": "never", "sandbox": "workspaceWrite",
+                "cwd": cwd.path().display().to_string()},
             {"type": "itemStarted", "item": {"type": "agentMessage", "id": "id1", "text": ""}},
             {"type": "agentMessageDelta", "itemId": "id1", "delta": "Hello"},
             {"type": "itemCompleted", "item": {"type": "agentMessage", "id": "id1", "text": "Hello"}},
@@ -445,6 +447,8 @@ async fn an_interrupt_while_the_model_thinks_ends_the_turn_interrupted() {
     let turn_id = session.submit(
         super::worker::TurnInput::User(user_text("hi")),
         crate::gate::ReplyGate::opened_now(),
+        None,
+        None,
     );
     while !link
         .just_events()

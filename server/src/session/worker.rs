@@ -4,8 +4,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use agent_server_schema::session::{
-    Event, SessionStatus, TurnError, TurnErrorKind, TurnStatus, Usage,
+    Event, InputItem, SessionStatus, TurnError, TurnErrorKind, TurnStatus, Usage,
 };
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::context::ContextState;
@@ -35,21 +36,60 @@ pub(crate) struct QueuedTurn {
     pub(crate) cancel: CancellationToken,
     /// Opens once the `session/submit` reply is written; the turn's events come after it.
     pub(crate) gate: ReplyGate,
+    /// The settings it runs with, fixed when it was queued.
+    pub(crate) settings: Arc<SessionSettings>,
+    /// `outputSchema`: the JSON Schema of this turn's final message.
+    pub(crate) output_schema: Option<Value>,
+    /// Steered input waiting for this turn's first model request (left over from the turn
+    /// before it).
+    pub(crate) steered: Vec<Steered>,
+}
+
+/// Input from `session/steer`, waiting for the running turn's next model request.
+#[derive(Debug, Clone)]
+pub(crate) struct Steered {
+    /// The user message for the model.
+    pub(crate) message: ResponseItem,
+    /// The input as the client sent it, for `inputAdded`.
+    pub(crate) items: Vec<InputItem>,
+}
+
+/// The turn that runs now.
+struct Running {
+    turn_id: String,
+    cancel: CancellationToken,
+    steered: Vec<Steered>,
 }
 
 #[derive(Default)]
 struct Queue {
-    running: Option<(String, CancellationToken)>,
+    running: Option<Running>,
     waiting: VecDeque<QueuedTurn>,
     worker_active: bool,
+}
+
+/// Why `session/steer` was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SteerError {
+    /// No turn runs.
+    #[error("no turn is running in this session; send the input with session/submit instead")]
+    NoRunningTurn,
+    /// The running turn is not the expected one.
+    #[error("the running turn is `{running}`, not `{expected}`; steer that turn or submit instead")]
+    TurnMismatch {
+        /// The turn the client expected.
+        expected: String,
+        /// The turn that runs.
+        running: String,
+    },
 }
 
 /// A conversation with the agent in one working directory.
 pub struct Session {
     /// The session's id.
     pub id: String,
-    /// What it was set up with.
-    pub settings: SessionSettings,
+    /// Its settings for the next turn queued (a running or queued turn keeps its own).
+    settings: Mutex<Arc<SessionSettings>>,
     /// Creation time (RFC 3339).
     pub created_at: String,
     pub(crate) client: Arc<dyn ModelLink>,
@@ -81,7 +121,7 @@ impl Session {
         Arc::new(Self {
             sink: EventSink::spawn(id.clone(), Arc::clone(&link)),
             id,
-            settings,
+            settings: Mutex::new(Arc::new(settings)),
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             client,
             link,
@@ -101,6 +141,16 @@ impl Session {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The session's current settings: those of its last submit.
+    pub fn settings(&self) -> Arc<SessionSettings> {
+        Arc::clone(
+            &self
+                .settings
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
     /// The project instruction files the model is given, as absolute paths.
     pub fn instruction_sources(&self) -> Vec<String> {
         self.instruction_sources
@@ -111,8 +161,7 @@ impl Session {
 
     /// The messages that go before a turn's input: project instructions at the first turn
     /// (again after a cwd change), the environment whenever it changed.
-    pub(crate) async fn context_messages(&self) -> Vec<ResponseItem> {
-        let settings = &self.settings;
+    pub(crate) async fn context_messages(&self, settings: &SessionSettings) -> Vec<ResponseItem> {
         let env = Environment {
             cwd: settings.cwd.clone(),
             approval_policy: settings.approval_policy,
@@ -144,18 +193,39 @@ impl Session {
         }
     }
 
-    /// Queues a turn; it runs after the turns before it. Returns the turn id.
-    pub(crate) fn submit(self: &Arc<Self>, input: TurnInput, gate: ReplyGate) -> String {
+    /// Queues a turn; it runs after the turns before it. `settings`, when given, become the
+    /// session's settings (this turn's and later ones'); `output_schema` is this turn's only.
+    /// Returns the turn id.
+    pub(crate) fn submit(
+        self: &Arc<Self>,
+        input: TurnInput,
+        gate: ReplyGate,
+        settings: Option<SessionSettings>,
+        output_schema: Option<Value>,
+    ) -> String {
         let turn_id = uuid::Uuid::new_v4().to_string();
-        let turn = QueuedTurn {
-            turn_id: turn_id.clone(),
-            input,
-            cancel: CancellationToken::new(),
-            gate,
-        };
         let start_worker = {
             let mut queue = self.lock();
-            queue.waiting.push_back(turn);
+            // Under the queue lock, so turns take settings in the order they are queued.
+            let settings = {
+                let mut current = self
+                    .settings
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(settings) = settings {
+                    *current = Arc::new(settings);
+                }
+                Arc::clone(&current)
+            };
+            queue.waiting.push_back(QueuedTurn {
+                turn_id: turn_id.clone(),
+                input,
+                cancel: CancellationToken::new(),
+                gate,
+                settings,
+                output_schema,
+                steered: Vec::new(),
+            });
             !std::mem::replace(&mut queue.worker_active, true)
         };
         if start_worker {
@@ -169,10 +239,10 @@ impl Session {
     pub fn interrupt(&self, turn_id: Option<&str>) -> bool {
         let queue = self.lock();
         let mut found = false;
-        if let Some((id, cancel)) = &queue.running
-            && turn_id.is_none_or(|t| t == id)
+        if let Some(running) = &queue.running
+            && turn_id.is_none_or(|t| t == running.turn_id)
         {
-            cancel.cancel();
+            running.cancel.cancel();
             found = true;
         }
         for turn in &queue.waiting {
@@ -182,6 +252,56 @@ impl Session {
             }
         }
         found || turn_id.is_none()
+    }
+
+    /// Adds input to the running turn; returns its id.
+    pub(crate) fn steer(
+        &self,
+        expected_turn_id: Option<&str>,
+        steered: Steered,
+    ) -> Result<String, SteerError> {
+        let mut queue = self.lock();
+        let running = queue.running.as_mut().ok_or(SteerError::NoRunningTurn)?;
+        if let Some(expected) = expected_turn_id
+            && expected != running.turn_id
+        {
+            return Err(SteerError::TurnMismatch {
+                expected: expected.to_string(),
+                running: running.turn_id.clone(),
+            });
+        }
+        running.steered.push(steered);
+        Ok(running.turn_id.clone())
+    }
+
+    /// The steered input waiting for turn `turn_id`'s next request, taken.
+    pub(crate) fn take_steered(&self, turn_id: &str) -> Vec<Steered> {
+        match self.lock().running.as_mut() {
+            Some(running) if running.turn_id == turn_id => std::mem::take(&mut running.steered),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The running turn ended: steered input it never sent starts the next turn (ahead of
+    /// the queue, with the session's current settings), so none is lost.
+    fn end_running(&self) {
+        let mut queue = self.lock();
+        let Some(running) = queue.running.take() else {
+            return;
+        };
+        let mut steered = running.steered.into_iter();
+        let Some(first) = steered.next() else {
+            return;
+        };
+        queue.waiting.push_front(QueuedTurn {
+            turn_id: uuid::Uuid::new_v4().to_string(),
+            input: TurnInput::User(first.message),
+            cancel: CancellationToken::new(),
+            gate: ReplyGate::opened_now(),
+            settings: self.settings(),
+            output_schema: None,
+            steered: steered.collect(),
+        });
     }
 
     /// Waits until no turn is running or queued and every event has been sent.
@@ -202,8 +322,12 @@ impl Session {
             let turn = {
                 let mut queue = self.lock();
                 match queue.waiting.pop_front() {
-                    Some(turn) => {
-                        queue.running = Some((turn.turn_id.clone(), turn.cancel.clone()));
+                    Some(mut turn) => {
+                        queue.running = Some(Running {
+                            turn_id: turn.turn_id.clone(),
+                            cancel: turn.cancel.clone(),
+                            steered: std::mem::take(&mut turn.steered),
+                        });
                         turn
                     }
                     None => {
@@ -217,14 +341,7 @@ impl Session {
             };
             turn.gate.opened().await;
             let turn_id = turn.turn_id.clone();
-            self.sink
-                .send(
-                    &turn_id,
-                    Event::TurnStarted {
-                        model: self.settings.model.clone(),
-                    },
-                )
-                .await;
+            self.sink.send(&turn_id, turn.settings.turn_started()).await;
             // The turn runs in its own task so that even a panic inside it ends in a
             // `turnCompleted`: this worker is the guard that always sends it.
             let span = tracing::info_span!("turn", session_id = %self.id, turn_id = %turn_id);
@@ -242,10 +359,7 @@ impl Session {
                     )
                 }
             };
-            {
-                let mut queue = self.lock();
-                queue.running = None;
-            }
+            self.end_running();
             let TurnOutcome {
                 status,
                 last_agent_message,

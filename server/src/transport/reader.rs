@@ -79,9 +79,10 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
             }
             match found {
                 Some(framing) => {
-                    if framing == Framing::ContentLength {
-                        self.inner.consume(skip);
-                    }
+                    // Whitespace before the first message is never part of it, whichever read
+                    // it arrived in (found by fuzzing: it used to be kept when it came in the
+                    // same read as the message and dropped when it came in an earlier one).
+                    self.inner.consume(skip);
                     self.framing = Some(framing);
                     return Ok(Some(framing));
                 }
@@ -277,6 +278,26 @@ mod tests {
 
     fn msg(s: &str) -> Inbound {
         Inbound::Message(s.as_bytes().to_vec())
+    }
+
+    #[tokio::test]
+    async fn leading_whitespace_is_dropped_however_the_input_is_split() {
+        // A fuzzing finding: `\t` then a message, in one read or in two, read differently.
+        let whole = read_all(b"\t\xfc", FramingChoice::Auto, 64).await;
+        let (first, second) = tokio::io::duplex(64);
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let mut first = first;
+            first.write_all(b"\t").await.unwrap();
+            first.flush().await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            first.write_all(b"\xfc").await.unwrap();
+        });
+        let mut reader = MessageReader::new(second, FramingChoice::Auto, 64);
+        let split = reader.next().await.unwrap();
+        writer.await.unwrap();
+        assert_eq!(whole, vec![Inbound::Message(vec![0xfc])]);
+        assert_eq!(split, Inbound::Message(vec![0xfc]));
     }
 
     #[tokio::test]

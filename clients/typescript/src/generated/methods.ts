@@ -31,6 +31,8 @@ import type {
   RequestApprovalResult,
   Session,
   SessionEventNotification,
+  SteerParams,
+  SteerResult,
   SubmitParams,
   SubmitResult,
 } from "./protocol.js";
@@ -50,6 +52,7 @@ export interface ClientRequests {
   "auth/logout": { params: EmptyParams; result: EmptyResult };
   "session/new": { params: NewSessionParams; result: Session };
   "session/submit": { params: SubmitParams; result: SubmitResult };
+  "session/steer": { params: SteerParams; result: SteerResult };
   "session/interrupt": { params: InterruptParams; result: EmptyResult };
   "session/list": { params: EmptyParams; result: ListSessionsResult };
   "session/close": { params: CloseSessionParams; result: EmptyResult };
@@ -95,6 +98,7 @@ export const CLIENT_REQUEST_METHODS: readonly ClientRequestMethod[] = [
   "auth/logout",
   "session/new",
   "session/submit",
+  "session/steer",
   "session/interrupt",
   "session/list",
   "session/close",

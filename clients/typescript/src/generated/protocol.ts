@@ -73,7 +73,9 @@ export type ErrorKind =
   | "overloaded"
   | "loginPortInUse"
   | "loginInProgress"
-  | "deviceCodeUnavailable";
+  | "deviceCodeUnavailable"
+  | "noRunningTurn"
+  | "turnMismatch";
 /**
  * One step of a turn, as sent in `session/event`.
  *
@@ -82,6 +84,7 @@ export type ErrorKind =
  */
 export type Event =
   | TurnStartedEvent
+  | InputAddedEvent
   | ItemStartedEvent
   | ItemCompletedEvent
   | AgentMessageDeltaEvent
@@ -93,6 +96,27 @@ export type Event =
   | ContextCompactedEvent
   | RateLimitsUpdatedEvent
   | TurnCompletedEvent;
+/**
+ * How hard a reasoning model thinks.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "ReasoningEffort".
+ */
+export type ReasoningEffort = "none" | "minimal" | "low" | "medium" | "high" | "xhigh";
+/**
+ * What a command may touch.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "SandboxMode".
+ */
+export type SandboxMode = "readOnly" | "workspaceWrite" | "dangerFullAccess";
+/**
+ * One piece of user input.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "InputItem".
+ */
+export type InputItem = TextInputItem | ImageInputItem | LocalImageInputItem;
 /**
  * Something the agent did or said in a turn.
  *
@@ -160,33 +184,12 @@ export type TurnStatus = "completed" | "interrupted" | "failed";
  */
 export type Framing = "ndjson" | "content-length";
 /**
- * One piece of user input.
- *
- * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
- * via the `definition` "InputItem".
- */
-export type InputItem = TextInputItem | ImageInputItem | LocalImageInputItem;
-/**
  * A kind of input a model accepts.
  *
  * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
  * via the `definition` "InputModality".
  */
 export type InputModality = "text" | "image";
-/**
- * How hard a reasoning model thinks.
- *
- * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
- * via the `definition` "ReasoningEffort".
- */
-export type ReasoningEffort = "none" | "minimal" | "low" | "medium" | "high" | "xhigh";
-/**
- * What a command may touch.
- *
- * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
- * via the `definition` "SandboxMode".
- */
-export type SandboxMode = "readOnly" | "workspaceWrite" | "dangerFullAccess";
 /**
  * Whether a session is running a turn.
  *
@@ -299,6 +302,8 @@ export interface AgentServerProtocol {
   Session?: Session;
   SessionEventNotification?: SessionEventNotification;
   SessionStatus?: SessionStatus;
+  SteerParams?: SteerParams;
+  SteerResult?: SteerResult;
   SubmitParams?: SubmitParams;
   SubmitResult?: SubmitResult;
   TurnError?: TurnError;
@@ -530,10 +535,67 @@ export interface ErrorData {
  */
 export interface TurnStartedEvent {
   /**
+   * Its approval policy.
+   */
+  approvalPolicy: ApprovalPolicy;
+  /**
+   * Its working directory.
+   */
+  cwd: string;
+  /**
    * The model the turn uses.
    */
   model: string;
+  /**
+   * The reasoning effort it uses.
+   */
+  reasoningEffort: ReasoningEffort;
+  /**
+   * Its sandbox.
+   */
+  sandbox: SandboxMode;
   type: "turnStarted";
+}
+/**
+ * Steered input (`session/steer`) was added to the conversation: it goes out with the
+ * turn's next model request.
+ */
+export interface InputAddedEvent {
+  /**
+   * The input as the client sent it.
+   */
+  input: InputItem[];
+  type: "inputAdded";
+}
+/**
+ * Text.
+ */
+export interface TextInputItem {
+  /**
+   * The text.
+   */
+  text: string;
+  type: "text";
+}
+/**
+ * An image by URL (`data:` or `https:`).
+ */
+export interface ImageInputItem {
+  type: "image";
+  /**
+   * The image URL.
+   */
+  url: string;
+}
+/**
+ * An image file on the server's machine, read and sent as a `data:` URL.
+ */
+export interface LocalImageInputItem {
+  /**
+   * Path of the file (relative to the session cwd, or absolute).
+   */
+  path: string;
+  type: "localImage";
 }
 /**
  * An item began.
@@ -1127,36 +1189,6 @@ export interface ServerInfo {
   version: string;
 }
 /**
- * Text.
- */
-export interface TextInputItem {
-  /**
-   * The text.
-   */
-  text: string;
-  type: "text";
-}
-/**
- * An image by URL (`data:` or `https:`).
- */
-export interface ImageInputItem {
-  type: "image";
-  /**
-   * The image URL.
-   */
-  url: string;
-}
-/**
- * An image file on the server's machine, read and sent as a `data:` URL.
- */
-export interface LocalImageInputItem {
-  /**
-   * Path of the file (relative to the session cwd, or absolute).
-   */
-  path: string;
-  type: "localImage";
-}
-/**
  * Params of `session/interrupt`.
  *
  * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
@@ -1716,6 +1748,42 @@ export interface SessionEventNotification {
   turnId: string;
 }
 /**
+ * Params of `session/steer`: exactly one of `input` and `text`.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "SteerParams".
+ */
+export interface SteerParams {
+  /**
+   * Fails with `turnMismatch` unless this is the running turn.
+   */
+  expectedTurnId?: string | null;
+  /**
+   * The input as items.
+   */
+  input?: InputItem[] | null;
+  /**
+   * The session whose running turn gets the input.
+   */
+  sessionId: string;
+  /**
+   * The input as plain text (shorthand for one text item).
+   */
+  text?: string | null;
+}
+/**
+ * Result of `session/steer`.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "SteerResult".
+ */
+export interface SteerResult {
+  /**
+   * The running turn the input joins.
+   */
+  turnId: string;
+}
+/**
  * Params of `session/submit`: exactly one of `input` and `text`.
  *
  * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
@@ -1723,9 +1791,36 @@ export interface SessionEventNotification {
  */
 export interface SubmitParams {
   /**
+   * The approval policy for this turn and later ones.
+   */
+  approvalPolicy?: ApprovalPolicy | null;
+  /**
+   * The working directory for this turn and later ones; must exist.
+   */
+  cwd?: string | null;
+  /**
    * The user input as items.
    */
   input?: InputItem[] | null;
+  /**
+   * The model for this turn and later ones (also stored as the session's).
+   */
+  model?: string | null;
+  /**
+   * A JSON Schema (an object) the final message must match; this turn only. Sent upstream
+   * as `text.format` `{"type":"json_schema","name":"output","schema":…,"strict":true}`.
+   */
+  outputSchema?: {
+    [k: string]: unknown | undefined;
+  };
+  /**
+   * The reasoning effort for this turn and later ones.
+   */
+  reasoningEffort?: ReasoningEffort | null;
+  /**
+   * The sandbox for this turn and later ones.
+   */
+  sandbox?: SandboxMode | null;
   /**
    * The session to run the turn in; absent creates a session with defaults.
    */
