@@ -62,11 +62,26 @@ pub fn bundle() -> Value {
     })
 }
 
-/// The bundle as the text written to disk (pretty, with a final newline).
+/// The bundle as the text written to disk (pretty, keys sorted, with a final newline). Keys are
+/// sorted here rather than left to `serde_json::Map`, whose order depends on whether some crate
+/// in the build enables serde_json's `preserve_order` (the ACP SDK does).
 pub fn bundle_text() -> String {
-    let mut text = serde_json::to_string_pretty(&bundle()).unwrap_or_default();
+    let mut text = serde_json::to_string_pretty(&sorted(bundle())).unwrap_or_default();
     text.push('\n');
     text
+}
+
+/// `value` with the keys of every object in sorted order.
+fn sorted(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
 }
 
 /// Writes the bundle into `dir` (created if missing).

@@ -3,7 +3,7 @@
 //! Data flows one way through the modules, top to bottom; no module imports one above it:
 //!
 //! ```text
-//! api/               the method table: params in, domain calls, results out
+//! api/ acp/          two front doors: the native method table; the ACP profile
 //! session/ auth/     the domain: sessions and turns; credentials, refresh, login
 //! model/ tools/      the Responses client; shell, patch, plan, approvals, sandbox
 //! rpc/               generic JSON-RPC 2.0 (knows no method names)
@@ -11,6 +11,7 @@
 //! ```
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod acp;
 pub mod api;
 pub mod auth;
 pub mod config;

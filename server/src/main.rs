@@ -75,6 +75,8 @@ enum Command {
     },
     /// Run one prompt through a server child process and print the conversation.
     Exec(exec::ExecArgs),
+    /// Serve the Agent Client Protocol (ACP) on stdin/stdout, for ACP editors such as Zed.
+    Acp,
     /// MCP servers configured in config.toml.
     Mcp {
         #[command(subcommand)]
@@ -119,6 +121,7 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         None | Some(Command::Schema { .. }) => runtime.block_on(serve(config, cli.framing)),
+        Some(Command::Acp) => runtime.block_on(serve_acp(config)),
         Some(Command::Exec(args)) => {
             runtime.block_on(exec::run(&args, cli.home.as_deref(), &cli.overrides))
         }
@@ -253,6 +256,19 @@ async fn serve(config: Config, framing: FramingChoice) -> ExitCode {
     signals.abort();
     // Every MCP server (and whatever it started) goes with the server, however it stopped.
     mcp.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+/// The ACP profile: same home, config and auth; only the wire differs.
+async fn serve_acp(config: Config) -> ExitCode {
+    let http = match api::http_client() {
+        Ok(http) => http,
+        Err(err) => return fail(&format!("cannot build the HTTP client: {err}")),
+    };
+    let stop = CancellationToken::new();
+    let signals = stop_on_signal(stop.clone());
+    agent_server::acp::serve(config, http, stop).await;
+    signals.abort();
     ExitCode::SUCCESS
 }
 

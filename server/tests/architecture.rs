@@ -6,7 +6,8 @@
 //!   front door (`api`, `acp`), and `model` does not import `session`;
 //! - the two front doors (`api`, `acp`) do not import each other;
 //! - `transport` imports no `rpc`, and `config` none of the above;
-//! - only `store/` names a database crate and only `mcp/` names `rmcp`;
+//! - only `store/` names a database crate, only `mcp/` names `rmcp`, and only `acp/` names the
+//!   ACP SDK (`agent_client_protocol`);
 //! - the `schema` crate does not depend on the server.
 //!
 //! Every `crate::…` path is read (also inside `use crate::{a, b}` groups and in expressions),
@@ -46,8 +47,12 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
 ];
 
 /// `(crate name as written in code, the only module that may name it)`.
-const CONFINED_CRATES: &[(&str, &str)] =
-    &[("rusqlite", "store"), ("sqlx", "store"), ("rmcp", "mcp")];
+const CONFINED_CRATES: &[(&str, &str)] = &[
+    ("rusqlite", "store"),
+    ("sqlx", "store"),
+    ("rmcp", "mcp"),
+    ("agent_client_protocol", "acp"),
+];
 
 /// One offence: which file names which module it must not.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

@@ -110,6 +110,11 @@ impl AuthFile {
 
 /// What reading `auth.json` found.
 #[derive(Debug, Clone)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "read once per use and never stored in bulk; the size comes from serde_json's \
+              `preserve_order` maps, which the ACP SDK turns on for the whole build"
+)]
 pub(crate) enum Stored {
     /// There is no file.
     Missing,

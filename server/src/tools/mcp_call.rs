@@ -259,9 +259,14 @@ mod tests {
             structured_content: Some(json!({"answer": 42})),
             is_error: false,
         };
+        // Non-text content is passed as its JSON, keys in the order the server sent them (the
+        // build's serde_json keeps insertion order: the ACP SDK turns `preserve_order` on).
+        let output = model_output(&result);
+        let (text, json_part) = output.split_once('\n').unwrap();
+        assert_eq!(text, "first");
         assert_eq!(
-            model_output(&result),
-            "first\n{\"data\":\"AA==\",\"mimeType\":\"image/png\",\"type\":\"image\"}"
+            serde_json::from_str::<serde_json::Value>(json_part).unwrap(),
+            json!({"type": "image", "data": "AA==", "mimeType": "image/png"})
         );
         let only_structured = McpToolCallResult {
             content: vec![],
