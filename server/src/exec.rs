@@ -116,6 +116,24 @@ fn opening_request(args: &ExecArgs, cwd: &Path, settings: &Value) -> Value {
     }
 }
 
+/// The settings `exec` gives the session it opens (or resumes).
+fn session_settings(args: &ExecArgs) -> Value {
+    let mut settings = json!({});
+    if let Some(policy) = &args.approval_policy {
+        settings["approvalPolicy"] = json!(policy);
+    }
+    settings
+}
+
+/// The session id in the reply to `session/new` (a `Session`) or `session/resume` (a
+/// `{session, turns}`).
+fn opened_session_id(result: &Value) -> Value {
+    match &result["sessionId"] {
+        Value::Null => result["session"]["sessionId"].clone(),
+        id => id.clone(),
+    }
+}
+
 async fn drive(args: &ExecArgs, home: Option<&Path>, overrides: &[String]) -> anyhow::Result<bool> {
     let Child {
         process: mut child,
@@ -126,10 +144,7 @@ async fn drive(args: &ExecArgs, home: Option<&Path>, overrides: &[String]) -> an
         Some(dir) => dir.clone(),
         None => std::env::current_dir()?,
     };
-    let mut settings = json!({});
-    if let Some(policy) = &args.approval_policy {
-        settings["approvalPolicy"] = json!(policy);
-    }
+    let settings = session_settings(args);
     let requests = [
         json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"clientInfo":{"name":"agent-server-exec","version":env!("CARGO_PKG_VERSION")}}}),
         opening_request(args, &cwd, &settings),
@@ -162,13 +177,7 @@ async fn drive(args: &ExecArgs, home: Option<&Path>, overrides: &[String]) -> an
             continue;
         }
         if message["id"] == json!(OPEN_ID) {
-            let result = &message["result"];
-            let id = result["sessionId"].clone();
-            let id = if id.is_null() {
-                result["session"]["sessionId"].clone()
-            } else {
-                id
-            };
+            let id = opened_session_id(&message["result"]);
             session_id = id.as_str().map(str::to_string);
             let submit = json!({"jsonrpc":"2.0","id":3,"method":"session/submit","params":{"sessionId":id,"text":args.prompt}});
             stdin.write_all(format!("{submit}\n").as_bytes()).await?;

@@ -836,3 +836,58 @@ async fn the_store_is_private_to_its_user() {
         assert_eq!(mode(&file), 0o600, "{}", file.display());
     }
 }
+
+#[tokio::test]
+async fn per_turn_settings_are_stored_and_a_resumed_session_goes_on_with_them() {
+    let upstream = hello_upstream().await;
+    let home = tempfile::tempdir().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let sub = cwd.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let mut first = spawn_in(&upstream, home.path()).await;
+    let session = new_session(&mut first, json!({"cwd": cwd.path()})).await;
+    let reply = first
+        .request_raw(
+            "session/submit",
+            Some(
+                json!({"sessionId": session, "text": "switch", "model": "gpt-5",
+                        "reasoningEffort": "high", "approvalPolicy": "never",
+                        "sandbox": "readOnly", "cwd": "sub"}),
+            ),
+        )
+        .await;
+    let turn = reply["result"]["turnId"].as_str().unwrap().to_string();
+    assert_eq!(
+        completion(&turn_events(&mut first, &turn).await)["status"],
+        "completed"
+    );
+    stop(first).await;
+
+    let mut second = spawn_in(&upstream, home.path()).await;
+    let read = result(&mut second, "session/read", json!({"sessionId": session})).await;
+    let expected = (
+        json!("gpt-5"),
+        json!("never"),
+        json!("readOnly"),
+        json!(sub.display().to_string()),
+    );
+    let shown = |s: &Value| {
+        (
+            s["model"].clone(),
+            s["approvalPolicy"].clone(),
+            s["sandbox"].clone(),
+            s["cwd"].clone(),
+        )
+    };
+    assert_eq!(shown(&read["session"]), expected);
+    let resumed = result(&mut second, "session/resume", json!({"sessionId": session})).await;
+    assert_eq!(shown(&resumed["session"]), expected);
+    let events = run_turn(&mut second, &session, "and on").await;
+    assert_eq!(events[0]["event"]["type"], "turnStarted");
+    assert_eq!(events[0]["event"]["reasoningEffort"], "high");
+    assert_eq!(events[0]["event"]["cwd"], json!(sub.display().to_string()));
+    let requests = responses_requests(&upstream).await;
+    let last = requests.last().unwrap();
+    assert_eq!(last["model"], "gpt-5");
+    assert_eq!(last["reasoning"]["effort"], "high");
+}
