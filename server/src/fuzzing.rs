@@ -14,6 +14,9 @@ use crate::model::sse_decode::{Decoder, Event};
 use crate::tools::patch::{HunkLine, Patch, PatchOp};
 use crate::transport::{FramingChoice, Inbound, MessageReader};
 
+mod rpc;
+pub use rpc::rpc;
+
 /// Chunk sizes derived from one seed byte, so the fuzzer explores how input is split into reads.
 fn chunk_sizes(seed: u8) -> impl Iterator<Item = usize> {
     let mut state = u32::from(seed) | 1;
