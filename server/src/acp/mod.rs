@@ -142,7 +142,17 @@ pub(crate) fn error(kind: ErrorKind, message: impl Into<String>) -> agent_client
 pub(crate) fn session_error(err: SessionError) -> agent_client_protocol::Error {
     let message = err.to_string();
     match err {
-        SessionError::NotFound(_) => error(ErrorKind::SessionNotFound, message),
+        SessionError::NotFound(_) | SessionError::NotLoaded(_) => {
+            error(ErrorKind::SessionNotFound, message)
+        }
+        SessionError::InUse { pid, .. } => {
+            let mut data = serde_json::json!({ "kind": ErrorKind::SessionInUse });
+            if let Some(pid) = pid {
+                data["pid"] = pid.into();
+            }
+            agent_client_protocol::Error::new(ErrorKind::SessionInUse.code(), message).data(data)
+        }
+        SessionError::Store(_) => error(ErrorKind::StoreUnavailable, message),
         SessionError::TurnNotFound(_) => error(ErrorKind::TurnNotFound, message),
         SessionError::AuthRequired(_) => error(ErrorKind::AuthRequired, message),
         // ACP has no steering; kept for completeness of the mapping.
