@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use agent_server_tests::schema::lifecycle::{EmptyParams, EmptyResult};
+use agent_server_tests::schema::lifecycle::EmptyResult;
 use agent_server_tests::schema::methods::{Interrupt, ListSessions};
-use agent_server_tests::schema::session::{InterruptParams, SessionStatus};
+use agent_server_tests::schema::session::{InterruptParams, ListSessionsParams, SessionStatus};
 use agent_server_tests::turns::{
     default_turn_started, just_events, normalize_ids, session_in, submit, turn_events,
 };
@@ -379,7 +379,9 @@ async fn interrupt_while_an_approval_is_pending_withdraws_it() {
     server
         .respond(ask["id"].clone(), json!({"decision": "approve"}))
         .await;
-    let listed = server.request::<ListSessions>(EmptyParams {}).await;
+    let listed = server
+        .request::<ListSessions>(ListSessionsParams::default())
+        .await;
     assert_eq!(
         listed.map(|l| l.sessions.into_iter().map(|s| s.status).collect::<Vec<_>>()),
         Ok(vec![SessionStatus::Idle])
