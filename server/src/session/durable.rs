@@ -348,8 +348,9 @@ impl Sessions {
     pub fn read(&self, id: &str, with_turns: bool) -> Result<SessionWithTurns, SessionError> {
         check_id(id)?;
         let err = |e| SessionError::store(id, e);
-        let (session, store, live) = match self.find(id) {
-            Some(loaded) => (info(&loaded), self.store_of(&loaded)?, true),
+        let loaded = self.find(id);
+        let (session, store, live) = match &loaded {
+            Some(loaded) => (info(loaded), self.store_of(loaded)?, true),
             None => {
                 let store = self.disk(id)?;
                 let row = store
@@ -367,6 +368,9 @@ impl Sessions {
         };
         if !live {
             recovery::present(&mut turns);
+        }
+        if let Some(recorder) = loaded.as_ref().and_then(|s| s.recorder.as_ref()) {
+            recorder.overlay(&mut turns);
         }
         Ok(SessionWithTurns { session, turns })
     }
