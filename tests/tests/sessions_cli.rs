@@ -386,10 +386,13 @@ async fn exec_prints_the_session_id_and_resume_and_last_continue_the_stored_conv
     assert!(out.stdout.contains("assistant: answer 3"), "{}", out.stdout);
     assert_eq!(printed_session_id(&out), first);
 
+    // `--last` finds the directory however it is spelled.
+    std::fs::create_dir(cwd_a.path().join("sub")).unwrap();
+    let spelled = format!("{dir_a}/sub/..");
     let out = cli(
         home.path(),
         &upstream,
-        &["exec", "--last", "--cd", &dir_a, "third question"],
+        &["exec", "--last", "--cd", &spelled, "third question"],
     )
     .await;
     assert!(out.status.success(), "{}", out.stderr);
