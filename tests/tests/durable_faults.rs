@@ -14,7 +14,7 @@ use agent_server_tests::upstream::{
 };
 use agent_server_tests::{TestServer, fixture};
 use pretty_assertions::assert_eq;
-use rustix::process::{Pid, Resource, Rlimit, prlimit};
+use rustix::process::{Pid, Resource, Rlimit, getrlimit, prlimit};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer};
@@ -43,26 +43,19 @@ async fn stop(mut server: TestServer) {
 
 /// Sets the soft file-size limit of `pid` (`None`: back to the hard limit).
 fn limit_file_size(pid: u32, bytes: Option<u64>) {
-    let pid = Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
-    let current = prlimit(
-        Some(pid),
-        Resource::Fsize,
-        Rlimit {
-            current: None,
-            maximum: None,
-        },
-    );
-    // Reading first: prlimit with a new value replaces both limits.
-    let hard = current.unwrap().maximum;
-    prlimit(
-        Some(pid),
-        Resource::Fsize,
-        Rlimit {
-            current: bytes.or(hard),
-            maximum: hard,
-        },
-    )
-    .unwrap();
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .unwrap_or_else(|| panic!("pid {pid} is not a process id"));
+    // The server inherited this process's limits; keep the hard one, set the soft one.
+    let hard = getrlimit(Resource::Fsize).maximum;
+    let new = Rlimit {
+        current: bytes.or(hard),
+        maximum: hard,
+    };
+    if let Err(e) = prlimit(Some(pid), Resource::Fsize, new) {
+        panic!("cannot set the file-size limit of {pid:?}: {e}");
+    }
 }
 
 async fn wait_for_requests(upstream: &MockServer, n: usize) {
@@ -232,19 +225,6 @@ async fn a_home_where_the_store_cannot_be_created_is_named_and_the_rest_still_wo
     assert_eq!(std::fs::read_to_string(&dir).unwrap(), "not a directory\n");
 }
 
-/// Sends every request at once and returns the replies in request order.
-async fn burst(server: &mut TestServer, requests: &[(&str, Value)]) -> Vec<Value> {
-    let mut ids = Vec::new();
-    for (method, params) in requests {
-        ids.push(server.send_request(method, Some(params.clone())).await);
-    }
-    let mut replies = Vec::new();
-    for id in ids {
-        replies.push(server.wait_for_response(id).await);
-    }
-    replies
-}
-
 fn results(replies: &[Value]) -> Vec<&Value> {
     replies
         .iter()
@@ -258,9 +238,9 @@ fn results(replies: &[Value]) -> Vec<&Value> {
 fn stored_ids(list: &Value) -> BTreeSet<String> {
     list["sessions"]
         .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["sessionId"].as_str().unwrap().to_string())
+        .into_iter()
+        .flatten()
+        .map(|s| s["sessionId"].as_str().unwrap_or_default().to_string())
         .collect()
 }
 
