@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use agent_server_tests::TestServer;
+use agent_server_tests::schema::methods::ListSessions;
 use agent_server_tests::turns::{
     api_key_builder, completion, environment_message, new_session, submit, turn_events,
     user_text_message,
@@ -52,8 +53,11 @@ async fn run_turn(server: &mut TestServer, session: &str, text: &str) {
 }
 
 async fn instruction_sources(server: &mut TestServer) -> Value {
-    let listed = server.request_raw("session/list", Some(json!({}))).await;
-    listed["result"]["sessions"][0]["instructionSources"].clone()
+    let listed = server
+        .request::<ListSessions>(Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("session/list failed: {e:?}"));
+    json!(listed.sessions[0].instruction_sources)
 }
 
 #[tokio::test]
