@@ -133,6 +133,7 @@ async fn a_long_conversation_over_the_auto_limit_is_compacted_before_the_next_re
     .await;
     let cwd = tempfile::tempdir().unwrap();
     let mut server = api_key_builder(&upstream)
+        .home_file("AGENTS.md", "global rules")
         .args(["-c", "model_auto_compact_token_limit=100000"])
         .spawn()
         .await;
@@ -144,21 +145,31 @@ async fn a_long_conversation_over_the_auto_limit_is_compacted_before_the_next_re
     let events = just_events(&run_turn(&mut server, &session, "two").await);
     let requests = responses_requests(&upstream).await;
     assert_eq!(requests.len(), 3, "answer, summary, answer");
+    let instructions = user_text_message(&format!(
+        "# AGENTS.md instructions for {}\n\n<INSTRUCTIONS>\nglobal rules\n</INSTRUCTIONS>",
+        cwd.path().display()
+    ));
     let env = environment_message(cwd.path(), "untrusted", "workspaceWrite");
     // The summary request: the whole history, then the instruction.
-    let history = [env.clone(), user_text_message("one"), assistant(&long)];
+    let history = [
+        instructions.clone(),
+        env.clone(),
+        user_text_message("one"),
+        assistant(&long),
+    ];
     let summary_input = requests[1]["input"].as_array().unwrap();
-    assert_eq!(summary_input[..3], history[..]);
+    assert_eq!(summary_input[..4], history[..]);
     assert!(
-        is_summary_request(&summary_input[3]),
+        is_summary_request(&summary_input[4]),
         "{}",
-        summary_input[3]
+        summary_input[4]
     );
-    assert_eq!(summary_input.len(), 4);
+    assert_eq!(summary_input.len(), 5);
     // The next request: context, recent user messages, the summary, then the new input.
     assert_eq!(
         requests[2]["input"],
         json!([
+            instructions,
             env,
             user_text_message("one"),
             summary_message("SUMMARY: the user said one"),
@@ -181,7 +192,7 @@ async fn a_long_conversation_over_the_auto_limit_is_compacted_before_the_next_re
     let requests = responses_requests(&upstream).await;
     assert_eq!(requests.len(), 4);
     assert_eq!(
-        requests[3]["input"][2],
+        requests[3]["input"][3],
         summary_message("SUMMARY: the user said one")
     );
 }
