@@ -16,7 +16,11 @@ faults injected, and the server's RSS, open fds and threads sampled over time; "
 the last sample with the one taken when 20 % of the turns were done (after warm-up).
 
 `--stored` runs the sessions durable (the default of a 1.1 server); without it every session is
-created with `"ephemeral": true`. Only the Python 3 standard library is used. Linux only.
+created with `"ephemeral": true`. `--session-turns K` closes each session (`session/close`) after
+K turns and goes on in a new one, so the history the server holds stays bounded: RSS that still
+grows then is not the workload. The "hist" column is that history as the server last sent it
+upstream: the sum, over the sessions still open, of their latest request body. Only the Python 3
+standard library is used. Linux only.
 """
 
 import argparse
@@ -95,6 +99,28 @@ class Upstream(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self.lock = threading.Lock()
         self.count = 0
         self.faults = {"500": 0, "429": 0, "abort": 0}
+        # Latest request body size per open conversation (keyed by its first prompt).
+        self.history = {}
+
+    def history_bytes(self):
+        with self.lock:
+            return sum(self.history.values())
+
+    def forget(self, key):
+        with self.lock:
+            self.history.pop(key, None)
+
+
+def first_prompt(items):
+    """The conversation's first soak prompt (`session I turn T`), which names it."""
+    for item in items:
+        content = item.get("content")
+        if isinstance(content, list):
+            for part in content:
+                text = part.get("text", "") if isinstance(part, dict) else ""
+                if text.startswith("session "):
+                    return text
+    return ""
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -112,6 +138,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             n = server.count
         # The turn's second request ends with the command's output; every other one asks anew.
         items = body.get("input", [])
+        with server.lock:
+            server.history[first_prompt(items)] = length
         has_output = bool(items) and items[-1].get("type") == "function_call_output"
         payload = answer_body(n) if has_output else tool_call_body(n)
         fault = None
@@ -158,7 +186,9 @@ def proc_sample(pid):
 
 
 class Soak:
-    def __init__(self, args, upstream_uri, home):
+    def __init__(self, args, upstream, home):
+        upstream_uri = f"http://127.0.0.1:{upstream.server_address[1]}"
+        self.upstream = upstream
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI")}
         env.update({"OPENAI_API_KEY": "soak", "OPENAI_BASE_URL": f"{upstream_uri}/v1", "RUST_LOG": "error"})
         self.proc = subprocess.Popen(
@@ -229,11 +259,25 @@ class Soak:
                     if event:
                         event.set()
 
-    def run_session(self, index):
+    def open_session(self):
         params = {} if self.args.stored else {"ephemeral": True}
         reply = self.request("session/new", params)
-        session = reply["result"]["sessionId"]
+        if "result" not in reply:
+            raise RuntimeError(f"session/new failed: {reply}")
+        return reply["result"]["sessionId"]
+
+    def run_session(self, index):
+        session = self.open_session()
+        first = f"session {index} turn 0"
         for turn in range(self.args.turns):
+            if self.args.session_turns and turn and turn % self.args.session_turns == 0:
+                reply = self.request("session/close", {"sessionId": session})
+                if "result" not in reply:
+                    with self.lock:
+                        self.problems.append(f"session/close failed: {reply}")
+                self.upstream.forget(first)
+                session = self.open_session()
+                first = f"session {index} turn {turn}"
             done = threading.Event()
             reply = self.request("session/submit", {"sessionId": session, "text": f"session {index} turn {turn}"})
             turn_id = reply["result"]["turnId"]
@@ -256,6 +300,8 @@ def main():
     parser.add_argument("--turns", type=int, default=50)
     parser.add_argument("--fault-every", type=int, default=25, help="inject a fault every N requests (0: none)")
     parser.add_argument("--stored", action="store_true", help="durable sessions instead of ephemeral ones")
+    parser.add_argument("--session-turns", type=int, default=0,
+                        help="close each session after this many turns and go on in a new one (0: never)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     args.binary = os.path.abspath(args.binary)
@@ -265,7 +311,7 @@ def main():
     upstream = Upstream(args.fault_every)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     home = tempfile.mkdtemp(prefix="soak-")
-    soak = Soak(args, f"http://127.0.0.1:{upstream.server_address[1]}", home)
+    soak = Soak(args, upstream, home)
     init = soak.request("initialize", {"clientInfo": {"name": "soak"}})
     assert "result" in init, init
     total = args.sessions * args.turns
@@ -277,10 +323,10 @@ def main():
     while any(w.is_alive() for w in workers):
         with soak.lock:
             done = soak.turns_done
-        samples.append((time.monotonic() - start, done) + proc_sample(soak.proc.pid))
+        samples.append((time.monotonic() - start, done) + proc_sample(soak.proc.pid) + (upstream.history_bytes(),))
         time.sleep(1)
     elapsed = time.monotonic() - start
-    samples.append((elapsed, soak.turns_done) + proc_sample(soak.proc.pid))
+    samples.append((elapsed, soak.turns_done) + proc_sample(soak.proc.pid) + (upstream.history_bytes(),))
     soak.proc.stdin.close()
     soak.proc.wait(timeout=30)
     upstream.shutdown()
@@ -292,6 +338,7 @@ def main():
         "sessions": args.sessions,
         "turns_per_session": args.turns,
         "mode": "stored" if args.stored else "ephemeral",
+        "session_turns": args.session_turns or args.turns,
         "turns_completed": soak.turns_done,
         "events": soak.events,
         "seconds": round(elapsed, 1),
@@ -301,6 +348,8 @@ def main():
         "rss_mib_after_warmup": round(warm[2] / 2**20, 1),
         "rss_mib_end": round(last[2] / 2**20, 1),
         "rss_mib_peak": round(peak_rss / 2**20, 1),
+        "history_mib_after_warmup": round(warm[5] / 2**20, 2),
+        "history_mib_end": round(last[5] / 2**20, 2),
         "fds_after_warmup": warm[3],
         "fds_end": last[3],
         "threads_after_warmup": warm[4],
@@ -311,10 +360,10 @@ def main():
     if args.json:
         print(json.dumps(figures, indent=2))
     else:
-        print(f"{'t (s)':>7} {'turns':>6} {'RSS MiB':>8} {'fds':>5} {'threads':>7}")
+        print(f"{'t (s)':>7} {'turns':>6} {'RSS MiB':>8} {'hist MiB':>8} {'fds':>5} {'threads':>7}")
         step = max(1, len(samples) // 15)
         for s in samples[::step] + ([samples[-1]] if (len(samples) - 1) % step else []):
-            print(f"{s[0]:7.1f} {s[1]:6d} {s[2] / 2**20:8.1f} {s[3]:5d} {s[4]:7d}")
+            print(f"{s[0]:7.1f} {s[1]:6d} {s[2] / 2**20:8.1f} {s[5] / 2**20:8.2f} {s[3]:5d} {s[4]:7d}")
         for key, value in figures.items():
             print(f"{key}: {value}")
     ok = not soak.problems and soak.turns_done == total and soak.proc.returncode == 0

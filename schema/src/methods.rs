@@ -14,9 +14,11 @@ use crate::mcp::{McpListParams, McpListResult, McpServerStatusNotification};
 use crate::models::ListModelsResult;
 use crate::rpc::{CancelRequestParams, CancelledNotificationParams};
 use crate::session::{
-    CloseSessionParams, CompactParams, CompactResult, InterruptParams, ListSessionsResult,
-    NewSessionParams, RequestApprovalParams, RequestApprovalResult, Session,
-    SessionEventNotification, SteerParams, SteerResult, SubmitParams, SubmitResult,
+    CloseSessionParams, CompactParams, CompactResult, ForkSessionParams, InterruptParams,
+    ListSessionsParams, ListSessionsResult, NewSessionParams, ReadSessionParams,
+    RequestApprovalParams, RequestApprovalResult, ResumeSessionParams, Session,
+    SessionEventNotification, SessionIdParams, SessionWithTurns, SetTitleParams, SteerParams,
+    SteerResult, SubmitParams, SubmitResult,
 };
 
 /// A request: a wire name with its params and result types.
@@ -114,10 +116,24 @@ requests! {
     Steer = "session/steer", ClientToServer, SteerParams => SteerResult;
     /// `session/interrupt`: end the running turn (and queued ones without `turnId`).
     Interrupt = "session/interrupt", ClientToServer, InterruptParams => EmptyResult;
-    /// `session/list`: every open session.
-    ListSessions = "session/list", ClientToServer, EmptyParams => ListSessionsResult;
-    /// `session/close`: interrupt and forget a session.
+    /// `session/list`: the sessions loaded here, or with `stored` a page of the store.
+    ListSessions = "session/list", ClientToServer, ListSessionsParams => ListSessionsResult;
+    /// `session/close`: interrupt and unload a session (it stays stored).
     CloseSession = "session/close", ClientToServer, CloseSessionParams => EmptyResult;
+    /// `session/read`: a stored (or loaded) session and its turns; loads nothing.
+    ReadSession = "session/read", ClientToServer, ReadSessionParams => SessionWithTurns;
+    /// `session/resume`: load a stored session into this process.
+    ResumeSession = "session/resume", ClientToServer, ResumeSessionParams => SessionWithTurns;
+    /// `session/fork`: a new stored session holding a copy of another's turns.
+    ForkSession = "session/fork", ClientToServer, ForkSessionParams => SessionWithTurns;
+    /// `session/archive`: hide a session from `session/list {stored}` (closing it here first).
+    ArchiveSession = "session/archive", ClientToServer, SessionIdParams => EmptyResult;
+    /// `session/unarchive`: show an archived session again.
+    UnarchiveSession = "session/unarchive", ClientToServer, SessionIdParams => EmptyResult;
+    /// `session/delete`: remove a session from the store for good (closing it here first).
+    DeleteSession = "session/delete", ClientToServer, SessionIdParams => EmptyResult;
+    /// `session/setTitle`: set a session's title.
+    SetSessionTitle = "session/setTitle", ClientToServer, SetTitleParams => EmptyResult;
     /// `mcp/list`: the MCP servers (configured, or of one session), their status and tools.
     McpList = "mcp/list", ClientToServer, McpListParams => McpListResult;
     /// `model/list`: the models a client may pick.

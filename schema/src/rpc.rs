@@ -37,6 +37,10 @@ pub enum ErrorKind {
     LoginRequired,
     /// Work stayed piled up; retry later (-32001).
     Overloaded,
+    /// The session is loaded by another live process (-32002); `data.pid` names it.
+    SessionInUse,
+    /// The session store cannot be opened or written; the message names the file (-32603).
+    StoreUnavailable,
     /// The login callback port is taken (-32010).
     LoginPortInUse,
     /// Another login is in progress (-32010).
@@ -64,7 +68,8 @@ impl ErrorKind {
             | ErrorKind::SessionNotFound
             | ErrorKind::UnsupportedProtocolVersion
             | ErrorKind::TurnNotFound => -32602,
-            ErrorKind::Internal => -32603,
+            ErrorKind::Internal | ErrorKind::StoreUnavailable => -32603,
+            ErrorKind::SessionInUse => -32002,
             ErrorKind::Cancelled => -32800,
             ErrorKind::AuthRequired | ErrorKind::LoginRequired => -32000,
             ErrorKind::Overloaded => -32001,
@@ -89,6 +94,8 @@ impl ErrorKind {
             ErrorKind::UnsupportedProtocolVersion => "unsupportedProtocolVersion",
             ErrorKind::TurnNotFound => "turnNotFound",
             ErrorKind::Internal => "internal",
+            ErrorKind::SessionInUse => "sessionInUse",
+            ErrorKind::StoreUnavailable => "storeUnavailable",
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::AuthRequired => "authRequired",
             ErrorKind::LoginRequired => "loginRequired",
@@ -117,6 +124,9 @@ pub struct ErrorData {
     /// For `unsupportedProtocolVersion`: the versions the server speaks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub supported: Option<Vec<u32>>,
+    /// For `sessionInUse`: the process id of the process that has the session loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
 }
 
 impl ErrorData {
@@ -127,6 +137,7 @@ impl ErrorData {
             field: None,
             expected: None,
             supported: None,
+            pid: None,
         }
     }
 }

@@ -77,10 +77,90 @@ pub struct Session {
     pub created_at: String,
     /// Whether a turn is running.
     pub status: SessionStatus,
+    /// The session's title: the first line of its first user text (cut at 80 characters) until
+    /// set with `session/setTitle`; `null` before the first turn.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// When the session last changed: created, a turn started or ended, retitled (RFC 3339).
+    #[serde(default)]
+    pub updated_at: String,
+    /// Whether the session is kept in memory only and never written to the store.
+    #[serde(default)]
+    pub ephemeral: bool,
+    /// Whether the session is archived (hidden from `session/list {stored}` by default).
+    #[serde(default)]
+    pub archived: bool,
+    /// Whether the session is loaded in this process (it takes `session/submit` here).
+    #[serde(default)]
+    pub loaded: bool,
+    /// The session and turn this session was forked from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forked_from: Option<ForkedFrom>,
+    /// How many turns the session has (including a running one).
+    #[serde(default)]
+    pub turn_count: u64,
     /// The project instruction files (`AGENTS.md` and the like) the session sends the model,
     /// as absolute paths in the order they are joined; empty until the first turn starts.
     #[serde(default)]
     pub instruction_sources: Vec<String>,
+}
+
+/// Where a forked session came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForkedFrom {
+    /// The source session.
+    pub session_id: String,
+    /// The last turn of the source that the fork holds.
+    pub turn_id: String,
+}
+
+/// The state of a stored turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum StoredTurnStatus {
+    /// The turn is running in a live process.
+    InProgress,
+    /// The model answered without further tool calls.
+    Completed,
+    /// Interrupted, or its process stopped while it ran.
+    Interrupted,
+    /// Ended by an error (see `error`).
+    Failed,
+}
+
+impl From<TurnStatus> for StoredTurnStatus {
+    fn from(status: TurnStatus) -> Self {
+        match status {
+            TurnStatus::Completed => StoredTurnStatus::Completed,
+            TurnStatus::Interrupted => StoredTurnStatus::Interrupted,
+            TurnStatus::Failed => StoredTurnStatus::Failed,
+        }
+    }
+}
+
+/// One stored turn: its input and every item in its completed form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Turn {
+    /// The turn's id.
+    pub turn_id: String,
+    /// How it ended, or `inProgress` while it runs.
+    pub status: StoredTurnStatus,
+    /// The user input that started it.
+    pub input: Vec<InputItem>,
+    /// Its items, as sent in `itemCompleted`, in order.
+    pub items: Vec<Item>,
+    /// Its token usage.
+    pub usage: Usage,
+    /// Why it failed or was cut short.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<TurnError>,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// When it ended (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
 }
 
 /// Params of `session/new`; every field defaults from `config.toml`.
@@ -108,10 +188,125 @@ pub struct NewSessionParams {
     /// Reasoning effort (default `medium`; `none` sends no `reasoning`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning_effort: Option<ReasoningEffort>,
+    /// Keep the session in memory only, never in the store (default: the `ephemeral` config key,
+    /// else false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ephemeral: Option<bool>,
     /// MCP servers for this session, added to the configured ones (the same name replaces a
     /// configured server). They start in the background; `session/new` does not wait.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mcp_servers: Option<Vec<crate::mcp::McpServerSpec>>,
+}
+
+/// Settings `session/resume` and `session/fork` may change; they become the session's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionOverrides {
+    /// Working directory. Must exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// Model name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Approval policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_policy: Option<ApprovalPolicy>,
+    /// Sandbox mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<SandboxMode>,
+    /// Text appended to the server's base instructions (replaces the session's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+    /// Reasoning effort.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<ReasoningEffort>,
+}
+
+/// Params of `session/list`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListSessionsParams {
+    /// List the store (every process's sessions) instead of the sessions loaded here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored: Option<bool>,
+    /// Where the previous page ended (its `nextCursor`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// Page size, 1..500 (default 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// Only sessions with exactly this cwd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// List archived sessions instead of the others (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived: Option<bool>,
+    /// Only sessions whose title or any user text contains this (case-insensitive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<String>,
+}
+
+/// Params of `session/read`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadSessionParams {
+    /// The session.
+    pub session_id: String,
+    /// Include the turns (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turns: Option<bool>,
+}
+
+/// Params of `session/resume`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResumeSessionParams {
+    /// The stored session to load into this process.
+    pub session_id: String,
+    /// Settings to change.
+    #[serde(flatten)]
+    pub overrides: SessionOverrides,
+}
+
+/// Params of `session/fork`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForkSessionParams {
+    /// The session to copy from.
+    pub session_id: String,
+    /// The last turn to copy (default: every turn).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn_id: Option<String>,
+    /// Settings of the new session that differ from the source's.
+    #[serde(flatten)]
+    pub overrides: SessionOverrides,
+}
+
+/// Result of `session/read`, `session/resume` and `session/fork`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SessionWithTurns {
+    /// The session.
+    pub session: Session,
+    /// Its turns, oldest first.
+    pub turns: Vec<Turn>,
+}
+
+/// Params naming one session (`session/archive`, `session/unarchive`, `session/delete`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionIdParams {
+    /// The session.
+    pub session_id: String,
+}
+
+/// Params of `session/setTitle`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SetTitleParams {
+    /// The session.
+    pub session_id: String,
+    /// The new title.
+    pub title: String,
 }
 
 /// One piece of user input.
@@ -221,9 +416,13 @@ pub struct InterruptParams {
 
 /// Result of `session/list`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct ListSessionsResult {
-    /// Every open session, oldest first.
+    /// The loaded sessions, oldest first; with `stored`, a page of the store, newest first.
     pub sessions: Vec<Session>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
 }
 
 /// Params of `session/compact`.
@@ -489,6 +688,8 @@ pub enum TurnErrorKind {
     RateLimited,
     /// Another HTTP or stream failure, a connection failure, or retries exhausted.
     Upstream,
+    /// The session store could not be written (disk full, read-only home, locked or broken file).
+    StoreUnavailable,
     /// The turn was interrupted.
     Interrupted,
     /// A bug or unexpected failure inside the server.

@@ -385,6 +385,8 @@ pub struct Config {
     pub reasoning_effort: ReasoningEffort,
     /// Default timeout of a shell command in milliseconds.
     pub shell_timeout_ms: u64,
+    /// Sessions are ephemeral (never stored) unless `session/new` says otherwise.
+    pub ephemeral: bool,
     /// The most a model may ask for as a command's `timeout_ms` (default one hour); larger
     /// values are capped and the model is told.
     pub shell_max_timeout_ms: u64,
@@ -464,6 +466,7 @@ struct FileConfig {
     originator: Option<String>,
     reasoning_effort: Option<ReasoningEffort>,
     shell_timeout_ms: Option<u64>,
+    ephemeral: Option<bool>,
     #[serde(default)]
     mcp_servers: BTreeMap<String, McpServerEntry>,
     shell_max_timeout_ms: Option<u64>,
@@ -652,6 +655,7 @@ impl Config {
                 .unwrap_or_else(|| "agent-server".to_string()),
             reasoning_effort: file.reasoning_effort.unwrap_or(ReasoningEffort::Medium),
             shell_timeout_ms: file.shell_timeout_ms.unwrap_or(60_000),
+            ephemeral: file.ephemeral.unwrap_or(false),
             shell_max_timeout_ms: file.shell_max_timeout_ms.unwrap_or(3_600_000),
             env_api_key: env.var("OPENAI_API_KEY").map(crate::secret::Secret::new),
             env_openai_base_url: env.var("OPENAI_BASE_URL"),

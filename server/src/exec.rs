@@ -24,6 +24,23 @@ pub struct ExecArgs {
     /// Approval policy for this run (untrusted, onFailure, never).
     #[arg(long)]
     approval_policy: Option<String>,
+    /// Continue this stored session instead of starting a new one.
+    #[arg(long, value_name = "SESSION_ID", conflicts_with = "last")]
+    resume: Option<String>,
+    /// Continue the newest stored session of the working directory.
+    #[arg(long)]
+    last: bool,
+}
+
+/// The request id of the request that opens the session (`session/new` or `session/resume`).
+const OPEN_ID: i64 = 2;
+/// The request id of the `session/list` that finds the newest session for `--last`.
+const LIST_ID: i64 = 5;
+
+fn resume_request(id: &str, settings: &Value) -> Value {
+    let mut params = settings.clone();
+    params["sessionId"] = json!(id);
+    json!({"jsonrpc":"2.0","id":OPEN_ID,"method":"session/resume","params":params})
 }
 
 /// Runs the prompt; exit status 0 when the turn completed, 1 otherwise.
@@ -84,17 +101,37 @@ fn spawn_server(home: Option<&Path>, overrides: &[String]) -> anyhow::Result<Chi
     })
 }
 
-/// The `session/new` params: the cwd (given or current) and the approval policy if given.
-fn session_params(args: &ExecArgs) -> anyhow::Result<Value> {
-    let cwd = match &args.cwd {
-        Some(dir) => dir.clone(),
-        None => std::env::current_dir()?,
-    };
-    let mut session = json!({"cwd": cwd.display().to_string()});
-    if let Some(policy) = &args.approval_policy {
-        session["approvalPolicy"] = json!(policy);
+/// The request that opens the session: `session/new`, `session/resume`, or for `--last` the
+/// `session/list` that finds it.
+fn opening_request(args: &ExecArgs, cwd: &Path, settings: &Value) -> Value {
+    match (&args.resume, args.last) {
+        (Some(id), _) => resume_request(id, settings),
+        (None, true) => json!({"jsonrpc":"2.0","id":LIST_ID,"method":"session/list","params":{
+            "stored": true, "cwd": cwd.display().to_string(), "limit": 1}}),
+        (None, false) => {
+            let mut params = settings.clone();
+            params["cwd"] = json!(cwd.display().to_string());
+            json!({"jsonrpc":"2.0","id":OPEN_ID,"method":"session/new","params":params})
+        }
     }
-    Ok(session)
+}
+
+/// The settings `exec` gives the session it opens (or resumes).
+fn session_settings(args: &ExecArgs) -> Value {
+    let mut settings = json!({});
+    if let Some(policy) = &args.approval_policy {
+        settings["approvalPolicy"] = json!(policy);
+    }
+    settings
+}
+
+/// The session id in the reply to `session/new` (a `Session`) or `session/resume` (a
+/// `{session, turns}`).
+fn opened_session_id(result: &Value) -> Value {
+    match &result["sessionId"] {
+        Value::Null => result["session"]["sessionId"].clone(),
+        id => id.clone(),
+    }
 }
 
 async fn drive(args: &ExecArgs, home: Option<&Path>, overrides: &[String]) -> anyhow::Result<bool> {
@@ -103,9 +140,14 @@ async fn drive(args: &ExecArgs, home: Option<&Path>, overrides: &[String]) -> an
         mut stdin,
         mut lines,
     } = spawn_server(home, overrides)?;
+    let cwd = match &args.cwd {
+        Some(dir) => dir.clone(),
+        None => std::env::current_dir()?,
+    };
+    let settings = session_settings(args);
     let requests = [
         json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"clientInfo":{"name":"agent-server-exec","version":env!("CARGO_PKG_VERSION")}}}),
-        json!({"jsonrpc":"2.0","id":2,"method":"session/new","params":session_params(args)?}),
+        opening_request(args, &cwd, &settings),
     ];
     for request in &requests {
         stdin.write_all(format!("{request}\n").as_bytes()).await?;
@@ -113,6 +155,7 @@ async fn drive(args: &ExecArgs, home: Option<&Path>, overrides: &[String]) -> an
     let mut out = std::io::stdout().lock();
     let mut printer = Printer::default();
     let mut completed = None;
+    let mut session_id = None;
     while let Some(line) = lines.next_line().await? {
         let message: Value = serde_json::from_str(&line)?;
         if let Some(error) = message.get("error") {
@@ -122,9 +165,21 @@ async fn drive(args: &ExecArgs, home: Option<&Path>, overrides: &[String]) -> an
                 error["message"]
             );
         }
-        if message["id"] == json!(2) {
-            let session_id = message["result"]["sessionId"].clone();
-            let submit = json!({"jsonrpc":"2.0","id":3,"method":"session/submit","params":{"sessionId":session_id,"text":args.prompt}});
+        if message["id"] == json!(LIST_ID) {
+            let Some(id) = message["result"]["sessions"][0]["sessionId"].as_str() else {
+                anyhow::bail!(
+                    "no stored session in {}; run exec without --last to start one",
+                    cwd.display()
+                );
+            };
+            let resume = resume_request(id, &settings);
+            stdin.write_all(format!("{resume}\n").as_bytes()).await?;
+            continue;
+        }
+        if message["id"] == json!(OPEN_ID) {
+            let id = opened_session_id(&message["result"]);
+            session_id = id.as_str().map(str::to_string);
+            let submit = json!({"jsonrpc":"2.0","id":3,"method":"session/submit","params":{"sessionId":id,"text":args.prompt}});
             stdin.write_all(format!("{submit}\n").as_bytes()).await?;
             continue;
         }
@@ -149,6 +204,10 @@ async fn drive(args: &ExecArgs, home: Option<&Path>, overrides: &[String]) -> an
         .await?;
     drop(stdin);
     let _ = child.wait().await;
+    if let Some(id) = &session_id {
+        // stdout is the conversation; the id goes to stderr so scripts can pick it up apart.
+        let _ = writeln!(std::io::stderr(), "session id: {id}");
+    }
     match completed {
         Some(status) => Ok(status == TurnStatus::Completed),
         None => anyhow::bail!("the server stopped before the turn completed"),

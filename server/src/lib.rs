@@ -5,6 +5,7 @@
 //! ```text
 //! api/               the method table: params in, domain calls, results out
 //! session/ auth/     the domain: sessions and turns; credentials, refresh, login
+//! store/             durable sessions (SQLite): the only module that knows there is a database
 //! model/ tools/      the Responses client; shell, patch, plan, approvals, sandbox
 //! rpc/               generic JSON-RPC 2.0 (knows no method names)
 //! transport/ config  framing and stdio; configuration
@@ -22,5 +23,6 @@ pub mod model;
 pub mod rpc;
 pub mod secret;
 pub(crate) mod session;
+pub(crate) mod store;
 pub mod tools;
 pub mod transport;

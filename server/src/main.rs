@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use agent_server::api::{self, App, AppHooks};
+use agent_server::api::{self, App, AppHooks, sessions_cli};
 use agent_server::auth::AuthSettings;
 use agent_server::auth::cli::{self, AuthCommand};
 use agent_server::config::{self, Config, ProcessEnv};
@@ -38,6 +38,9 @@ struct Cli {
     /// Write logs to this file instead of stderr.
     #[arg(long, global = true)]
     log_file: Option<PathBuf>,
+    /// New sessions are kept in memory only, never stored (like `-c ephemeral=true`).
+    #[arg(long, global = true)]
+    ephemeral: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -75,6 +78,9 @@ enum Command {
     },
     /// Run one prompt through a server child process and print the conversation.
     Exec(exec::ExecArgs),
+    /// List, show, export or delete stored sessions.
+    #[command(subcommand)]
+    Sessions(sessions_cli::SessionsCommand),
     /// MCP servers configured in config.toml.
     Mcp {
         #[command(subcommand)]
@@ -93,7 +99,10 @@ enum McpCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if cli.ephemeral {
+        cli.overrides.push("ephemeral=true".into());
+    }
     if let Err(err) = init_logging(cli.log_level.as_deref(), cli.log_file.as_deref()) {
         return fail(&format!("cannot start logging: {err}"));
     }
@@ -110,6 +119,10 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(err) => return fail(&err.to_string()),
     };
+    let command = match cli.command.take() {
+        Some(Command::Sessions(command)) => return sessions_cli::run(command, config),
+        other => other,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -117,7 +130,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(err) => return fail(&format!("cannot start the async runtime: {err}")),
     };
-    let code = match cli.command {
+    let code = match command {
         None | Some(Command::Schema { .. }) => runtime.block_on(serve(config, cli.framing)),
         Some(Command::Exec(args)) => {
             runtime.block_on(exec::run(&args, cli.home.as_deref(), &cli.overrides))
@@ -142,6 +155,7 @@ fn main() -> ExitCode {
         Some(Command::Status { json }) => {
             runtime.block_on(auth_command(AuthCommand::Status { json }, &config))
         }
+        Some(Command::Sessions(_)) => ExitCode::SUCCESS,
         Some(Command::Mcp {
             command: McpCommand::List { json },
         }) => runtime.block_on(mcp_list(&config, json)),
@@ -245,12 +259,14 @@ async fn serve(config: Config, framing: FramingChoice) -> ExitCode {
     connection
         .run(
             api::methods(Arc::clone(&app)),
-            Arc::new(AppHooks(app)),
+            Arc::new(AppHooks(Arc::clone(&app))),
             tokio::io::stdin(),
             Box::new(std::io::stdout()),
         )
         .await;
     signals.abort();
+    // Every turn has ended: leave the store's file whole for the next process.
+    app.sessions.flush_store();
     // Every MCP server (and whatever it started) goes with the server, however it stopped.
     mcp.shutdown().await;
     ExitCode::SUCCESS

@@ -14,7 +14,7 @@ fn list_sessions(id: Value) -> Value {
 }
 
 fn no_sessions() -> Value {
-    json!({"sessions": []})
+    json!({"sessions": [], "nextCursor": null})
 }
 
 /// The contract's `AuthStatus` in a home with no credentials and no OpenAI env.

@@ -133,7 +133,10 @@ async fn initialize_is_optional_but_must_come_first() {
     let reply = server.request_raw("session/list", None).await;
     assert_eq!(
         reply,
-        ok_reply(reply["id"].clone(), json!({"sessions": []}))
+        ok_reply(
+            reply["id"].clone(),
+            json!({"sessions": [], "nextCursor": null})
+        )
     );
     server.send_json(contract_initialize(9)).await;
     assert_eq!(

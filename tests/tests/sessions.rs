@@ -6,10 +6,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use agent_server_tests::replies::{MESSAGE, kind_error, redact};
-use agent_server_tests::schema::lifecycle::{EmptyParams, EmptyResult};
+use agent_server_tests::schema::lifecycle::EmptyResult;
 use agent_server_tests::schema::methods::{CloseSession, Interrupt, ListSessions, NewSession};
 use agent_server_tests::schema::rpc::RpcError;
-use agent_server_tests::schema::session::{CloseSessionParams, InterruptParams, NewSessionParams};
+use agent_server_tests::schema::session::{
+    CloseSessionParams, InterruptParams, ListSessionsParams, NewSessionParams,
+};
 use agent_server_tests::turns::{
     api_key_builder, completion, conversation_input, default_turn_started, just_events,
     new_session, normalize_ids, server_cwd, submit, turn_events,
@@ -710,16 +712,19 @@ async fn session_list_shows_running_then_idle_once_turn_completed_is_seen() {
     let info = as_json(reply).unwrap();
     let session = info["sessionId"].as_str().unwrap().to_owned();
     let mut expected = info.clone();
+    let shown = |info: &Value| {
+        let mut shown = info.clone();
+        shown["createdAt"] = json!("<time>");
+        shown["updatedAt"] = json!("<time>");
+        shown["sessionId"] = json!("<id>");
+        shown
+    };
     assert_eq!(
-        {
-            let mut shown = info.clone();
-            shown["createdAt"] = json!("<time>");
-            shown["sessionId"] = json!("<id>");
-            shown
-        },
+        shown(&info),
         json!({"sessionId": "<id>", "cwd": cwd.path(), "model": "gpt-5-codex", "modelProvider": "openai",
                "approvalPolicy": "untrusted", "sandbox": "workspaceWrite", "createdAt": "<time>", "status": "idle",
-               "instructionSources": []})
+               "title": null, "updatedAt": "<time>", "ephemeral": false, "archived": false, "loaded": true,
+               "turnCount": 0, "instructionSources": []})
     );
     let turn = submit(&mut server, &session, "hi").await;
     server
@@ -727,17 +732,31 @@ async fn session_list_shows_running_then_idle_once_turn_completed_is_seen() {
             p["turnId"] == turn && p["event"]["type"] == "turnStarted"
         })
         .await;
-    let listed = as_json(server.request::<ListSessions>(EmptyParams {}).await);
+    let listed = as_json(
+        server
+            .request::<ListSessions>(ListSessionsParams::default())
+            .await,
+    );
     expected["status"] = json!("running");
-    assert_eq!(listed, Ok(json!({"sessions": [expected.clone()]})));
+    expected["title"] = json!("hi");
+    expected["turnCount"] = json!(1);
+    let listed = listed.unwrap();
+    assert_eq!(shown(&listed["sessions"][0]), shown(&expected));
+    assert_eq!(listed["sessions"].as_array().map(Vec::len), Some(1));
+    assert_eq!(listed["nextCursor"], Value::Null);
     turn_events(&mut server, &turn).await;
-    let listed = as_json(server.request::<ListSessions>(EmptyParams {}).await);
+    let listed = as_json(
+        server
+            .request::<ListSessions>(ListSessionsParams::default())
+            .await,
+    );
     expected["status"] = json!("idle");
-    assert_eq!(listed, Ok(json!({"sessions": [expected]})));
+    let listed = listed.unwrap();
+    assert_eq!(shown(&listed["sessions"][0]), shown(&expected));
 }
 
 #[tokio::test]
-async fn session_close_interrupts_the_running_turn_and_forgets_the_session() {
+async fn session_close_interrupts_the_running_turn_and_unloads_the_session() {
     let upstream = stalled_upstream().await;
     let mut server = api_key_builder(&upstream).spawn().await;
     let session = new_session(&mut server, json!({})).await;
@@ -755,8 +774,12 @@ async fn session_close_interrupts_the_running_turn_and_forgets_the_session() {
         completion(&turn_events(&mut server, &turn).await)["status"],
         "interrupted"
     );
-    let listed = as_json(server.request::<ListSessions>(EmptyParams {}).await);
-    assert_eq!(listed, Ok(json!({"sessions": []})));
+    let listed = as_json(
+        server
+            .request::<ListSessions>(ListSessionsParams::default())
+            .await,
+    );
+    assert_eq!(listed, Ok(json!({"sessions": [], "nextCursor": null})));
     for (method, params) in [
         (
             "session/submit",

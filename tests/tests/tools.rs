@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use agent_server_tests::schema::lifecycle::{EmptyParams, EmptyResult};
+use agent_server_tests::schema::lifecycle::EmptyResult;
 use agent_server_tests::schema::methods::{Interrupt, ListSessions};
-use agent_server_tests::schema::session::{InterruptParams, SessionStatus};
+use agent_server_tests::schema::session::{InterruptParams, ListSessionsParams, SessionStatus};
 use agent_server_tests::turns::{
     api_key_builder, default_turn_started, initialize, just_events, new_session, normalize_ids,
     submit, turn_events,
@@ -425,7 +425,9 @@ async fn interrupt_while_an_approval_is_pending_withdraws_it() {
     server
         .respond(ask["id"].clone(), json!({"decision": "approve"}))
         .await;
-    let listed = server.request::<ListSessions>(EmptyParams {}).await;
+    let listed = server
+        .request::<ListSessions>(ListSessionsParams::default())
+        .await;
     assert_eq!(
         listed.map(|l| l.sessions.into_iter().map(|s| s.status).collect::<Vec<_>>()),
         Ok(vec![SessionStatus::Idle])

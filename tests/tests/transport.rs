@@ -22,7 +22,7 @@ fn list_sessions(id: Value) -> Value {
 }
 
 fn no_sessions() -> Value {
-    json!({"sessions": []})
+    json!({"sessions": [], "nextCursor": null})
 }
 
 fn line(message: &Value) -> String {

@@ -39,7 +39,9 @@ from .protocol import (
     EmptyResult,
     InitializeParams,
     InitializeResult,
+    ForkSessionParams,
     InterruptParams,
+    ListSessionsParams,
     ListModelsResult,
     SteerParams,
     SteerResult,
@@ -52,10 +54,15 @@ from .protocol import (
     RateLimitsParams,
     RateLimitsResult,
     NewSessionParams,
+    ReadSessionParams,
     RequestApprovalParams,
     RequestApprovalResult,
+    ResumeSessionParams,
     Session,
     SessionEventNotification,
+    SessionIdParams,
+    SessionWithTurns,
+    SetTitleParams,
     SubmitParams,
     SubmitResult,
     TurnCompletedEvent,
@@ -375,18 +382,45 @@ class AgentServerClient:
         like a submit) whose events carry the ``contextSummary`` item and ``contextCompacted``."""
         return cast(CompactResult, await self.request("session/compact", params))
 
-    async def list_sessions(self) -> ListSessionsResult:
-        """``session/list``."""
-        return cast(ListSessionsResult, await self.request("session/list", {}))
+    async def list_sessions(self, params: Optional[ListSessionsParams] = None) -> ListSessionsResult:
+        """``session/list``: the sessions loaded here, or with ``stored`` a page of the store."""
+        return cast(ListSessionsResult, await self.request("session/list", params or {}))
 
     async def list_models(self) -> ListModelsResult:
         """``model/list``: the built-in catalog, ``[models.<id>]`` tables and what providers list."""
         return cast(ListModelsResult, await self.request("model/list", {}))
 
     async def close_session(self, params: CloseSessionParams) -> EmptyResult:
-        """``session/close``."""
+        """``session/close``: unloads the session (it stays stored)."""
         return cast(EmptyResult, await self.request("session/close", params))
 
+    async def read_session(self, params: ReadSessionParams) -> SessionWithTurns:
+        """``session/read``: a stored or loaded session and its turns; loads nothing."""
+        return cast(SessionWithTurns, await self.request("session/read", params))
+
+    async def resume_session(self, params: ResumeSessionParams) -> SessionWithTurns:
+        """``session/resume``: loads a stored session into this server."""
+        return cast(SessionWithTurns, await self.request("session/resume", params))
+
+    async def fork_session(self, params: ForkSessionParams) -> SessionWithTurns:
+        """``session/fork``: a new stored session holding the turns up to ``turnId``."""
+        return cast(SessionWithTurns, await self.request("session/fork", params))
+
+    async def archive_session(self, params: SessionIdParams) -> EmptyResult:
+        """``session/archive``: hides the session from ``session/list {stored}``."""
+        return cast(EmptyResult, await self.request("session/archive", params))
+
+    async def unarchive_session(self, params: SessionIdParams) -> EmptyResult:
+        """``session/unarchive``."""
+        return cast(EmptyResult, await self.request("session/unarchive", params))
+
+    async def delete_session(self, params: SessionIdParams) -> EmptyResult:
+        """``session/delete``: removes the session from the store for good."""
+        return cast(EmptyResult, await self.request("session/delete", params))
+
+    async def set_session_title(self, params: SetTitleParams) -> EmptyResult:
+        """``session/setTitle``."""
+        return cast(EmptyResult, await self.request("session/setTitle", params))
     async def mcp_list(self, params: Optional[McpListParams] = None) -> McpListResult:
         """``mcp/list``: the MCP servers (the configured ones, plus a session's own with
         ``sessionId``), their status and the tools the model is offered. Status changes arrive

@@ -42,6 +42,8 @@ __all__ = [
     "FileChange",
     "FileChangeItem",
     "FileChangeKind",
+    "ForkSessionParams",
+    "ForkedFrom",
     "Framing",
     "ImageInputItem",
     "InitializeParams",
@@ -55,6 +57,7 @@ __all__ = [
     "ItemStartedEvent",
     "ItemStatus",
     "ListModelsResult",
+    "ListSessionsParams",
     "ListSessionsResult",
     "LocalImageInputItem",
     "LoginApiKeyParams",
@@ -86,11 +89,13 @@ __all__ = [
     "RateLimitsParams",
     "RateLimitsResult",
     "RateLimitsUpdatedEvent",
+    "ReadSessionParams",
     "ReasoningDeltaEvent",
     "ReasoningEffort",
     "ReasoningItem",
     "RequestApprovalParams",
     "RequestApprovalResult",
+    "ResumeSessionParams",
     "RetryingEvent",
     "RpcError",
     "SERVER_NOTIFICATIONS",
@@ -102,14 +107,19 @@ __all__ = [
     "ServerRequestMethod",
     "Session",
     "SessionEventNotification",
+    "SessionIdParams",
     "SessionStatus",
+    "SessionWithTurns",
+    "SetTitleParams",
     "SteerParams",
     "SteerResult",
+    "StoredTurnStatus",
     "SubmitParams",
     "SubmitResult",
     "TextInputItem",
     "TokenUsageEvent",
     "ToolCallItem",
+    "Turn",
     "TurnCompletedEvent",
     "TurnError",
     "TurnErrorKind",
@@ -140,7 +150,7 @@ CancelLoginStatus = Literal["cancelled", "notFound"]
 CommandStream = Literal["stdout", "stderr"]
 
 #: The normative `data.kind` of an error; each kind belongs to exactly one JSON-RPC code.
-ErrorKind = Literal["parseError", "invalidRequest", "messageTooLarge", "alreadyInitialized", "initializeNotFirst", "methodNotFound", "invalidParams", "sessionNotFound", "unsupportedProtocolVersion", "turnNotFound", "internal", "cancelled", "authRequired", "loginRequired", "overloaded", "loginPortInUse", "loginInProgress", "deviceCodeUnavailable", "noRunningTurn", "turnMismatch"]
+ErrorKind = Literal["parseError", "invalidRequest", "messageTooLarge", "alreadyInitialized", "initializeNotFirst", "methodNotFound", "invalidParams", "sessionNotFound", "unsupportedProtocolVersion", "turnNotFound", "internal", "cancelled", "authRequired", "loginRequired", "overloaded", "sessionInUse", "storeUnavailable", "loginPortInUse", "loginInProgress", "deviceCodeUnavailable", "noRunningTurn", "turnMismatch"]
 
 #: What a file change does to one file.
 FileChangeKind = Literal["add", "delete", "update"]
@@ -175,8 +185,11 @@ SandboxMode = Literal["readOnly", "workspaceWrite", "dangerFullAccess"]
 #: Whether a session is running a turn.
 SessionStatus = Literal["idle", "running"]
 
+#: The state of a stored turn.
+StoredTurnStatus = Literal["inProgress", "completed", "interrupted", "failed"]
+
 #: Why a turn failed.
-TurnErrorKind = Literal["authRequired", "loginRequired", "unauthorized", "usageLimitReached", "quotaExceeded", "contextWindowExceeded", "rateLimited", "upstream", "interrupted", "internal"]
+TurnErrorKind = Literal["authRequired", "loginRequired", "unauthorized", "usageLimitReached", "quotaExceeded", "contextWindowExceeded", "rateLimited", "upstream", "storeUnavailable", "interrupted", "internal"]
 
 #: How a turn ended.
 TurnStatus = Literal["completed", "interrupted", "failed"]
@@ -299,6 +312,8 @@ class ErrorData(_ErrorDataRequired, total=False):
     expected: str | None
     #: For `invalidParams`: the path of the offending field (e.g. `input[0].type`), when known.
     field: str | None
+    #: For `sessionInUse`: the process id of the process that has the session loaded.
+    pid: int | None
     #: For `unsupportedProtocolVersion`: the versions the server speaks.
     supported: list[int] | None
 
@@ -448,6 +463,37 @@ class FileChange(TypedDict):
     kind: FileChangeKind
     #: The file's path.
     path: str
+
+
+class _ForkSessionParamsRequired(TypedDict):
+    #: The session to copy from.
+    sessionId: str
+
+
+class ForkSessionParams(_ForkSessionParamsRequired, total=False):
+    """Params of `session/fork`."""
+    #: Approval policy.
+    approvalPolicy: ApprovalPolicy | None
+    #: Working directory. Must exist.
+    cwd: str | None
+    #: Text appended to the server's base instructions (replaces the session's own).
+    instructions: str | None
+    #: Model name.
+    model: str | None
+    #: Reasoning effort.
+    reasoningEffort: ReasoningEffort | None
+    #: Sandbox mode.
+    sandbox: SandboxMode | None
+    #: The last turn to copy (default: every turn).
+    turnId: str | None
+
+
+class ForkedFrom(TypedDict):
+    """Where a forked session came from."""
+    #: The source session.
+    sessionId: str
+    #: The last turn of the source that the fork holds.
+    turnId: str
 
 
 class InitializeParams(TypedDict, total=False):
@@ -616,10 +662,31 @@ class ListModelsResult(TypedDict):
     models: list[Model]
 
 
-class ListSessionsResult(TypedDict):
-    """Result of `session/list`."""
-    #: Every open session, oldest first.
+class ListSessionsParams(TypedDict, total=False):
+    """Params of `session/list`."""
+    #: List archived sessions instead of the others (default false).
+    archived: bool | None
+    #: Where the previous page ended (its `nextCursor`).
+    cursor: str | None
+    #: Only sessions with exactly this cwd.
+    cwd: str | None
+    #: Page size, 1..500 (default 50).
+    limit: int | None
+    #: Only sessions whose title or any user text contains this (case-insensitive).
+    search: str | None
+    #: List the store (every process's sessions) instead of the sessions loaded here.
+    stored: bool | None
+
+
+class _ListSessionsResultRequired(TypedDict):
+    #: The loaded sessions, oldest first; with `stored`, a page of the store, newest first.
     sessions: list[Session]
+
+
+class ListSessionsResult(_ListSessionsResultRequired, total=False):
+    """Result of `session/list`."""
+    #: Pass as `cursor` for the next page; `null` on the last page.
+    nextCursor: str | None
 
 
 class LoginApiKeyParams(TypedDict):
@@ -804,6 +871,9 @@ class NewSessionParams(TypedDict, total=False):
     approvalPolicy: ApprovalPolicy | None
     #: Working directory (default: the server's working directory). Must exist.
     cwd: str | None
+    #: Keep the session in memory only, never in the store (default: the `ephemeral` config key,
+    #: else false).
+    ephemeral: bool | None
     #: Text appended to the server's base instructions.
     instructions: str | None
     #: MCP servers for this session, added to the configured ones (the same name replaces a
@@ -887,6 +957,17 @@ class RateLimitsResult(TypedDict, total=False):
     secondary: RateLimitWindow | None
 
 
+class _ReadSessionParamsRequired(TypedDict):
+    #: The session.
+    sessionId: str
+
+
+class ReadSessionParams(_ReadSessionParamsRequired, total=False):
+    """Params of `session/read`."""
+    #: Include the turns (default true).
+    turns: bool | None
+
+
 class _RequestApprovalParamsRequired(TypedDict):
     #: The item (already announced with `itemStarted`).
     itemId: str
@@ -920,6 +1001,27 @@ class RequestApprovalResult(TypedDict):
     """Result of `session/requestApproval`."""
     #: The decision.
     decision: ApprovalDecision
+
+
+class _ResumeSessionParamsRequired(TypedDict):
+    #: The stored session to load into this process.
+    sessionId: str
+
+
+class ResumeSessionParams(_ResumeSessionParamsRequired, total=False):
+    """Params of `session/resume`."""
+    #: Approval policy.
+    approvalPolicy: ApprovalPolicy | None
+    #: Working directory. Must exist.
+    cwd: str | None
+    #: Text appended to the server's base instructions (replaces the session's own).
+    instructions: str | None
+    #: Model name.
+    model: str | None
+    #: Reasoning effort.
+    reasoningEffort: ReasoningEffort | None
+    #: Sandbox mode.
+    sandbox: SandboxMode | None
 
 
 class RpcError(TypedDict):
@@ -969,9 +1071,24 @@ class _SessionRequired(TypedDict):
 
 class Session(_SessionRequired, total=False):
     """A conversation with the agent in one working directory."""
+    #: Whether the session is archived (hidden from `session/list {stored}` by default).
+    archived: bool
+    #: Whether the session is kept in memory only and never written to the store.
+    ephemeral: bool
+    #: The session and turn this session was forked from.
+    forkedFrom: ForkedFrom | None
     #: The project instruction files (`AGENTS.md` and the like) the session sends the model,
     #: as absolute paths in the order they are joined; empty until the first turn starts.
     instructionSources: list[str]
+    #: Whether the session is loaded in this process (it takes `session/submit` here).
+    loaded: bool
+    #: The session's title: the first line of its first user text (cut at 80 characters) until
+    #: set with `session/setTitle`; `null` before the first turn.
+    title: str | None
+    #: How many turns the session has (including a running one).
+    turnCount: int
+    #: When the session last changed: created, a turn started or ended, retitled (RFC 3339).
+    updatedAt: str
 
 
 class SessionEventNotification(TypedDict):
@@ -984,6 +1101,28 @@ class SessionEventNotification(TypedDict):
     sessionId: str
     #: The turn.
     turnId: str
+
+
+class SessionIdParams(TypedDict):
+    """Params naming one session (`session/archive`, `session/unarchive`, `session/delete`)."""
+    #: The session.
+    sessionId: str
+
+
+class SessionWithTurns(TypedDict):
+    """Result of `session/read`, `session/resume` and `session/fork`."""
+    #: The session.
+    session: Session
+    #: Its turns, oldest first.
+    turns: list[Turn]
+
+
+class SetTitleParams(TypedDict):
+    """Params of `session/setTitle`."""
+    #: The session.
+    sessionId: str
+    #: The new title.
+    title: str
 
 
 class _SteerParamsRequired(TypedDict):
@@ -1036,6 +1175,29 @@ class SubmitResult(TypedDict):
     sessionId: str
     #: The new turn's id.
     turnId: str
+
+
+class _TurnRequired(TypedDict):
+    #: The user input that started it.
+    input: list[InputItem]
+    #: Its items, as sent in `itemCompleted`, in order.
+    items: list[Item]
+    #: When it started (RFC 3339).
+    startedAt: str
+    #: How it ended, or `inProgress` while it runs.
+    status: StoredTurnStatus
+    #: The turn's id.
+    turnId: str
+    #: Its token usage.
+    usage: Usage
+
+
+class Turn(_TurnRequired, total=False):
+    """One stored turn: its input and every item in its completed form."""
+    #: When it ended (RFC 3339).
+    completedAt: str | None
+    #: Why it failed or was cut short.
+    error: TurnError | None
 
 
 class _TurnErrorRequired(TypedDict):
@@ -1103,8 +1265,15 @@ CLIENT_REQUESTS: dict[str, tuple[str, str]] = {
     "session/submit": ("SubmitParams", "SubmitResult"),
     "session/steer": ("SteerParams", "SteerResult"),
     "session/interrupt": ("InterruptParams", "EmptyResult"),
-    "session/list": ("EmptyParams", "ListSessionsResult"),
+    "session/list": ("ListSessionsParams", "ListSessionsResult"),
     "session/close": ("CloseSessionParams", "EmptyResult"),
+    "session/read": ("ReadSessionParams", "SessionWithTurns"),
+    "session/resume": ("ResumeSessionParams", "SessionWithTurns"),
+    "session/fork": ("ForkSessionParams", "SessionWithTurns"),
+    "session/archive": ("SessionIdParams", "EmptyResult"),
+    "session/unarchive": ("SessionIdParams", "EmptyResult"),
+    "session/delete": ("SessionIdParams", "EmptyResult"),
+    "session/setTitle": ("SetTitleParams", "EmptyResult"),
     "mcp/list": ("McpListParams", "McpListResult"),
     "model/list": ("EmptyParams", "ListModelsResult"),
     "session/compact": ("CompactParams", "CompactResult"),
@@ -1124,6 +1293,13 @@ ClientRequestMethod = Literal[
     "session/interrupt",
     "session/list",
     "session/close",
+    "session/read",
+    "session/resume",
+    "session/fork",
+    "session/archive",
+    "session/unarchive",
+    "session/delete",
+    "session/setTitle",
     "mcp/list",
     "model/list",
     "session/compact",

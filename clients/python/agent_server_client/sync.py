@@ -26,7 +26,9 @@ from .protocol import (
     EmptyResult,
     InitializeParams,
     InitializeResult,
+    ForkSessionParams,
     InterruptParams,
+    ListSessionsParams,
     ListModelsResult,
     SteerParams,
     SteerResult,
@@ -39,8 +41,13 @@ from .protocol import (
     RateLimitsParams,
     RateLimitsResult,
     NewSessionParams,
+    ReadSessionParams,
+    ResumeSessionParams,
     Session,
     SessionEventNotification,
+    SessionIdParams,
+    SessionWithTurns,
+    SetTitleParams,
     SubmitParams,
     SubmitResult,
     TurnCompletedEvent,
@@ -128,8 +135,8 @@ class SyncClient:
     def compact(self, params: CompactParams) -> CompactResult:
         return self._run(self._client.compact(params))
 
-    def list_sessions(self) -> ListSessionsResult:
-        return self._run(self._client.list_sessions())
+    def list_sessions(self, params: Optional[ListSessionsParams] = None) -> ListSessionsResult:
+        return self._run(self._client.list_sessions(params))
 
     def steer(self, params: SteerParams) -> SteerResult:
         return self._run(self._client.steer(params))
@@ -140,6 +147,26 @@ class SyncClient:
     def close_session(self, params: CloseSessionParams) -> EmptyResult:
         return self._run(self._client.close_session(params))
 
+    def read_session(self, params: ReadSessionParams) -> SessionWithTurns:
+        return self._run(self._client.read_session(params))
+
+    def resume_session(self, params: ResumeSessionParams) -> SessionWithTurns:
+        return self._run(self._client.resume_session(params))
+
+    def fork_session(self, params: ForkSessionParams) -> SessionWithTurns:
+        return self._run(self._client.fork_session(params))
+
+    def archive_session(self, params: SessionIdParams) -> EmptyResult:
+        return self._run(self._client.archive_session(params))
+
+    def unarchive_session(self, params: SessionIdParams) -> EmptyResult:
+        return self._run(self._client.unarchive_session(params))
+
+    def delete_session(self, params: SessionIdParams) -> EmptyResult:
+        return self._run(self._client.delete_session(params))
+
+    def set_session_title(self, params: SetTitleParams) -> EmptyResult:
+        return self._run(self._client.set_session_title(params))
     def mcp_list(self, params: Optional[McpListParams] = None) -> McpListResult:
         return self._run(self._client.mcp_list(params))
 

@@ -138,7 +138,7 @@ def test_wrong_params_unknown_methods_and_unknown_sessions(home: Path) -> None:
             with pytest.raises(AgentServerError) as unknown:
                 await client.request("no/such", {})
             assert (unknown.value.code, unknown.value.kind) == (-32601, "methodNotFound")
-            assert await client.list_sessions() == {"sessions": []}
+            assert await client.list_sessions() == {"sessions": [], "nextCursor": None}
             models = (await client.list_models())["models"]
             codex = next(m for m in models if m["id"] == "gpt-5-codex")
             assert {k: v for k, v in codex.items() if k != "description"} == {
@@ -192,12 +192,18 @@ def test_new_list_and_close_sessions(home: Path, workdir: Path) -> None:
                 "sandbox": "readOnly",
                 "createdAt": session["createdAt"],
                 "status": "idle",
+                "title": None,
+                "updatedAt": session["updatedAt"],
+                "ephemeral": False,
+                "archived": False,
+                "loaded": True,
+                "turnCount": 0,
                 "instructionSources": [],
             }
             datetime.fromisoformat(session["createdAt"].replace("Z", "+00:00"))
-            assert await client.list_sessions() == {"sessions": [session]}
+            assert await client.list_sessions() == {"sessions": [session], "nextCursor": None}
             assert await client.close_session({"sessionId": session["sessionId"]}) == {}
-            assert await client.list_sessions() == {"sessions": []}
+            assert await client.list_sessions() == {"sessions": [], "nextCursor": None}
 
     run(body())
 
@@ -210,7 +216,7 @@ def test_a_cancelled_request_leaves_the_connection_usable(home: Path) -> None:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            assert await client.list_sessions() == {"sessions": []}
+            assert await client.list_sessions() == {"sessions": [], "nextCursor": None}
 
     run(body())
 
@@ -256,7 +262,7 @@ def test_sync_client(home: Path) -> None:
         result = client.initialize({"clientInfo": CLIENT_INFO})
         assert result["capabilities"] == {"approvals": False, "framing": "ndjson"}
         assert client.auth_status() == LOGGED_OUT
-        assert client.list_sessions() == {"sessions": []}
+        assert client.list_sessions() == {"sessions": [], "nextCursor": None}
         with pytest.raises(AgentServerError) as caught:
             client.close_session({"sessionId": "no-such-session"})
         assert caught.value.kind == "sessionNotFound"

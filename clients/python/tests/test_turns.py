@@ -9,7 +9,9 @@ import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from agent_server_client import AgentServerClient, SyncClient
+import pytest
+
+from agent_server_client import AgentServerClient, AgentServerError, SyncClient
 from support import FIXTURES_DIR, MockUpstream, run, server_bin, server_env
 
 TEXT_ANSWER_USAGE = {
@@ -147,7 +149,19 @@ def test_submit_and_wait_streams_a_text_answer(home: Path, workdir: Path, upstre
                 for e in events
                 if e["event"]["type"] == "itemCompleted" and e["event"]["item"]["type"] == "agentMessage"
             ] == ["Hello there!"]
-            assert await client.list_sessions() == {"sessions": [{**session, "status": "idle"}]}
+            listed = await client.list_sessions()
+            assert listed == {
+                "sessions": [
+                    {
+                        **session,
+                        "status": "idle",
+                        "title": "say hello",
+                        "turnCount": 1,
+                        "updatedAt": listed["sessions"][0]["updatedAt"],
+                    }
+                ],
+                "nextCursor": None,
+            }
 
         assert len(upstream.requests) == 1
         request = upstream.requests[0]
@@ -335,3 +349,53 @@ def test_replayed_transcript_with_the_sync_client(home: Path) -> None:
         )
         assert done == TEXT_ANSWER_DONE
         assert deltas == ["Hello", " there!"]
+
+
+def test_stored_sessions_resume_fork_archive_and_delete(home: Path, workdir: Path, upstream_factory: Any) -> None:
+    upstream = upstream_factory("text_answer.sse", "text_answer.sse")
+
+    async def body() -> None:
+        async with client_with(home, upstream) as client:
+            await client.initialize()
+            session = await client.new_session({"cwd": str(workdir)})
+            sid = session["sessionId"]
+            first: List[Dict[str, Any]] = []
+            await client.submit_and_wait({"sessionId": sid, "text": "First question"}, on_event=first.append)
+            page = await client.list_sessions({"stored": True, "search": "first QUESTION"})
+            assert [(s["sessionId"], s["title"], s["turnCount"]) for s in page["sessions"]] == [(sid, "First question", 1)]
+            assert page["nextCursor"] is None
+            assert await client.set_session_title({"sessionId": sid, "title": "Renamed"}) == {}
+            read = await client.read_session({"sessionId": sid})
+            assert read["session"]["title"] == "Renamed"
+            turn_id = read["turns"][0]["turnId"]
+            assert [(t["status"], [i["type"] for i in t["items"]]) for t in read["turns"]] == [
+                ("completed", ["reasoning", "agentMessage"])
+            ]
+            await client.close_session({"sessionId": sid})
+            with pytest.raises(AgentServerError) as caught:
+                await client.submit({"sessionId": sid, "text": "not loaded"})
+            assert caught.value.kind == "sessionNotFound"
+            resumed = await client.resume_session({"sessionId": sid})
+            assert (resumed["session"]["loaded"], len(resumed["turns"])) == (True, 1)
+            second: List[Dict[str, Any]] = []
+            await client.submit_and_wait({"sessionId": sid, "text": "second"}, on_event=second.append)
+            assert second[0]["seq"] == first[-1]["seq"] + 1
+            fork = await client.fork_session({"sessionId": sid, "turnId": turn_id})
+            assert fork["session"]["forkedFrom"] == {"sessionId": sid, "turnId": turn_id}
+            assert [t["turnId"] for t in fork["turns"]] == [turn_id]
+            fid = fork["session"]["sessionId"]
+            assert await client.archive_session({"sessionId": fid}) == {}
+            archived = await client.list_sessions({"stored": True, "archived": True})
+            assert [s["sessionId"] for s in archived["sessions"]] == [fid]
+            assert await client.unarchive_session({"sessionId": fid}) == {}
+            assert await client.delete_session({"sessionId": fid}) == {}
+            with pytest.raises(AgentServerError) as gone:
+                await client.read_session({"sessionId": fid})
+            assert gone.value.kind == "sessionNotFound"
+
+        # The resumed turn sent the first turn's history upstream (after the environment
+        # message, which is not repeated).
+        types = [i["type"] for i in upstream.requests[1]["body"]["input"]]
+        assert types == ["message", "message", "reasoning", "message", "message"]
+
+    run(body())

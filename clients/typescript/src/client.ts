@@ -42,7 +42,9 @@ import type {
   ErrorData,
   InitializeParams,
   InitializeResult,
+  ForkSessionParams,
   InterruptParams,
+  ListSessionsParams,
   ListModelsResult,
   SteerParams,
   SteerResult,
@@ -55,10 +57,15 @@ import type {
   RateLimitsParams,
   RateLimitsResult,
   NewSessionParams,
+  ReadSessionParams,
   RequestApprovalParams,
   RequestApprovalResult,
+  ResumeSessionParams,
   Session,
   SessionEventNotification,
+  SessionIdParams,
+  SessionWithTurns,
+  SetTitleParams,
   SubmitParams,
   SubmitResult,
   TurnCompletedEvent,
@@ -406,9 +413,9 @@ export class AgentServerClient {
     return this.request("session/compact", params, options);
   }
 
-  /** `session/list`. */
-  listSessions(options?: RequestOptions): Promise<ListSessionsResult> {
-    return this.request("session/list", {}, options);
+  /** `session/list`: the sessions loaded here, or with `stored: true` a page of the store. */
+  listSessions(params: ListSessionsParams = {}, options?: RequestOptions): Promise<ListSessionsResult> {
+    return this.request("session/list", params, options);
   }
 
   /** `model/list`: the built-in catalog, `[models.<id>]` tables and what providers list. */
@@ -416,9 +423,44 @@ export class AgentServerClient {
     return this.request("model/list", {}, options);
   }
 
-  /** `session/close`. */
+  /** `session/close`: unloads the session (it stays stored). */
   closeSession(params: CloseSessionParams, options?: RequestOptions): Promise<EmptyResult> {
     return this.request("session/close", params, options);
+  }
+
+  /** `session/read`: a stored or loaded session and its turns; loads nothing. */
+  readSession(params: ReadSessionParams, options?: RequestOptions): Promise<SessionWithTurns> {
+    return this.request("session/read", params, options);
+  }
+
+  /** `session/resume`: loads a stored session into this server. */
+  resumeSession(params: ResumeSessionParams, options?: RequestOptions): Promise<SessionWithTurns> {
+    return this.request("session/resume", params, options);
+  }
+
+  /** `session/fork`: a new stored session holding the turns up to `turnId`. */
+  forkSession(params: ForkSessionParams, options?: RequestOptions): Promise<SessionWithTurns> {
+    return this.request("session/fork", params, options);
+  }
+
+  /** `session/archive`: hides the session from `session/list {stored}`. */
+  archiveSession(params: SessionIdParams, options?: RequestOptions): Promise<EmptyResult> {
+    return this.request("session/archive", params, options);
+  }
+
+  /** `session/unarchive`. */
+  unarchiveSession(params: SessionIdParams, options?: RequestOptions): Promise<EmptyResult> {
+    return this.request("session/unarchive", params, options);
+  }
+
+  /** `session/delete`: removes the session from the store for good. */
+  deleteSession(params: SessionIdParams, options?: RequestOptions): Promise<EmptyResult> {
+    return this.request("session/delete", params, options);
+  }
+
+  /** `session/setTitle`. */
+  setSessionTitle(params: SetTitleParams, options?: RequestOptions): Promise<EmptyResult> {
+    return this.request("session/setTitle", params, options);
   }
 
   /**

@@ -117,7 +117,7 @@ test("aborting a request sends $/cancelRequest and settles with the server's rep
   });
   peer.listen();
   const controller = new AbortController();
-  const pending = client.listSessions({ signal: controller.signal }).catch((e: unknown) => e);
+  const pending = client.listSessions({}, { signal: controller.signal }).catch((e: unknown) => e);
   await received;
   controller.abort();
   const error = await pending;
@@ -281,6 +281,13 @@ test("every client → server request of the schema has a typed wrapper", async 
     "session/interrupt": () => client.interrupt({ sessionId: "s" }),
     "session/list": () => client.listSessions(),
     "session/close": () => client.closeSession({ sessionId: "s" }),
+    "session/read": () => client.readSession({ sessionId: "s" }),
+    "session/resume": () => client.resumeSession({ sessionId: "s" }),
+    "session/fork": () => client.forkSession({ sessionId: "s" }),
+    "session/archive": () => client.archiveSession({ sessionId: "s" }),
+    "session/unarchive": () => client.unarchiveSession({ sessionId: "s" }),
+    "session/delete": () => client.deleteSession({ sessionId: "s" }),
+    "session/setTitle": () => client.setSessionTitle({ sessionId: "s", title: "t" }),
     "mcp/list": () => client.mcpList(),
     "model/list": () => client.listModels(),
     "session/steer": () => client.steer({ sessionId: "s", text: "x" }),

@@ -260,7 +260,7 @@ test("model/list answers the built-in catalog with the configured default", TIME
 test("session/list starts empty and unknown sessions are sessionNotFound", TIMEOUT, async () => {
   const { client, cleanup } = await startServer();
   try {
-    assert.deepEqual(await client.listSessions(), { sessions: [] });
+    assert.deepEqual(await client.listSessions(), { sessions: [], nextCursor: null });
     for (const call of [
       () => client.closeSession({ sessionId: "no-such-session" }),
       () => client.interrupt({ sessionId: "no-such-session" }),
@@ -280,17 +280,17 @@ test("a request cancelled before it is answered still settles exactly once", TIM
     const controller = new AbortController();
     controller.abort();
     // The server may finish first (a normal result) or honour the cancel (-32800).
-    const outcome = await client.listSessions({ signal: controller.signal }).then(
+    const outcome = await client.listSessions({}, { signal: controller.signal }).then(
       (result) => result,
       (error: unknown) => (error instanceof AgentServerError ? [error.code, error.kind] : error),
     );
     assert.ok(
-      JSON.stringify(outcome) === JSON.stringify({ sessions: [] }) ||
+      JSON.stringify(outcome) === JSON.stringify({ sessions: [], nextCursor: null }) ||
         JSON.stringify(outcome) === JSON.stringify([-32800, "cancelled"]),
       `unexpected outcome ${JSON.stringify(outcome)}`,
     );
     // The connection is still usable afterwards.
-    assert.deepEqual(await client.listSessions(), { sessions: [] });
+    assert.deepEqual(await client.listSessions(), { sessions: [], nextCursor: null });
   } finally {
     await cleanup();
   }
@@ -321,12 +321,18 @@ test("session/new, session/list and session/close keep the books", TIMEOUT, asyn
       sandbox: "readOnly",
       createdAt: session.createdAt,
       status: "idle",
+      title: null,
+      updatedAt: session.updatedAt,
+      ephemeral: false,
+      archived: false,
+      loaded: true,
+      turnCount: 0,
       instructionSources: [],
     });
     assert.ok(!Number.isNaN(Date.parse(session.createdAt)), `createdAt ${session.createdAt} is RFC 3339`);
-    assert.deepEqual(await client.listSessions(), { sessions: [session] });
+    assert.deepEqual(await client.listSessions(), { sessions: [session], nextCursor: null });
     assert.deepEqual(await client.closeSession({ sessionId: session.sessionId }), {});
-    assert.deepEqual(await client.listSessions(), { sessions: [] });
+    assert.deepEqual(await client.listSessions(), { sessions: [], nextCursor: null });
   } finally {
     await cleanup();
   }

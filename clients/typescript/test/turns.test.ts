@@ -15,6 +15,7 @@ import type {
   TurnCompletedEvent,
   Usage,
 } from "../src/index.js";
+import { AgentServerError } from "../src/index.js";
 import { fixturesDir, MockUpstream, startServer, tempDir, type Harness } from "./harness.js";
 
 const TIMEOUT = { timeout: 60_000 };
@@ -122,7 +123,54 @@ test("submitAndWait streams a text answer and resolves with its turnCompleted", 
     assert.equal(request.headers.authorization, "Bearer test");
     assert.equal(request.headers["session_id"], session.sessionId);
     assert.deepEqual([request.body.model, request.body.stream], ["gpt-5-codex", true]);
-    assert.deepEqual(await client.listSessions(), { sessions: [{ ...session, status: "idle" }] });
+    const listed = await client.listSessions();
+    assert.deepEqual(listed, {
+      sessions: [{ ...session, status: "idle", title: "say hello", turnCount: 1, updatedAt: listed.sessions[0]!.updatedAt }],
+      nextCursor: null,
+    });
+  });
+});
+
+test("stored sessions: list, read, retitle, close, resume with seq going on, fork, archive, delete", TIMEOUT, async () => {
+  await withUpstream(["text_answer.sse", "text_answer.sse", "text_answer.sse"], false, async ({ client }, upstream, cwd) => {
+    const session = await client.newSession({ cwd });
+    const first: SessionEventNotification[] = [];
+    await client.submitAndWait({ sessionId: session.sessionId, text: "first question" }, { onEvent: (n) => first.push(n) });
+    const id = session.sessionId;
+
+    const page = await client.listSessions({ stored: true, cwd, search: "FIRST" });
+    assert.deepEqual(page.sessions.map((s) => [s.sessionId, s.title, s.turnCount, s.loaded]), [[id, "first question", 1, true]]);
+    assert.equal(page.nextCursor, null);
+    assert.deepEqual(await client.setSessionTitle({ sessionId: id, title: "Renamed" }), {});
+    const read = await client.readSession({ sessionId: id });
+    assert.equal(read.session.title, "Renamed");
+    assert.deepEqual(read.turns.map((t) => [t.status, t.input, t.items.map((i) => i.type)]), [
+      ["completed", [{ type: "text", text: "first question" }], ["reasoning", "agentMessage"]],
+    ]);
+
+    await client.closeSession({ sessionId: id });
+    const submitted = await client.submit({ sessionId: id, text: "no" }).catch((e: unknown) => e);
+    assert.ok(submitted instanceof AgentServerError && submitted.kind === "sessionNotFound", String(submitted));
+    const resumed = await client.resumeSession({ sessionId: id });
+    assert.deepEqual([resumed.session.loaded, resumed.turns.length], [true, 1]);
+    const second: SessionEventNotification[] = [];
+    await client.submitAndWait({ sessionId: id, text: "second" }, { onEvent: (n) => second.push(n) });
+    assert.equal(second[0]!.seq, first.at(-1)!.seq + 1);
+    // The resumed conversation sent the first turn's history upstream (after the environment
+    // message, which is not repeated).
+    const input = upstream.requests[1]!.body.input as Array<Record<string, unknown>>;
+    assert.deepEqual(input.map((i) => i.type), ["message", "message", "reasoning", "message", "message"]);
+
+    const fork = await client.forkSession({ sessionId: id, turnId: read.turns[0]!.turnId });
+    assert.deepEqual(fork.session.forkedFrom, { sessionId: id, turnId: read.turns[0]!.turnId });
+    assert.equal(fork.turns.length, 1);
+    assert.deepEqual(await client.archiveSession({ sessionId: fork.session.sessionId }), {});
+    const archived = await client.listSessions({ stored: true, archived: true });
+    assert.deepEqual(archived.sessions.map((s) => s.sessionId), [fork.session.sessionId]);
+    assert.deepEqual(await client.unarchiveSession({ sessionId: fork.session.sessionId }), {});
+    assert.deepEqual(await client.deleteSession({ sessionId: fork.session.sessionId }), {});
+    const gone = await client.readSession({ sessionId: fork.session.sessionId }).catch((e: unknown) => e);
+    assert.ok(gone instanceof AgentServerError && gone.kind === "sessionNotFound", String(gone));
   });
 });
 

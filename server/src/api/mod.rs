@@ -6,6 +6,7 @@ mod lifecycle;
 mod mcp;
 mod models;
 mod session;
+pub mod sessions_cli;
 
 use std::sync::Arc;
 

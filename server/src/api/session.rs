@@ -4,14 +4,16 @@ use std::sync::Arc;
 
 use agent_server_schema::lifecycle::EmptyResult;
 use agent_server_schema::methods::{
-    CloseSession, Compact, Interrupt, ListSessions, NewSession, Notification as _, RequestApproval,
-    SessionEvent, Steer, Submit,
+    ArchiveSession, CloseSession, Compact, DeleteSession, ForkSession, Interrupt, ListSessions,
+    NewSession, Notification as _, ReadSession, RequestApproval, ResumeSession, SessionEvent,
+    SetSessionTitle, Steer, Submit, UnarchiveSession,
 };
 use agent_server_schema::rpc::ErrorKind;
 use agent_server_schema::session::{
-    CloseSessionParams, CompactParams, CompactResult, InterruptParams, ListSessionsResult,
-    NewSessionParams, RequestApprovalParams, SessionEventNotification, SteerParams, SteerResult,
-    SubmitParams, SubmitResult,
+    CloseSessionParams, CompactParams, CompactResult, ForkSessionParams, InterruptParams,
+    ListSessionsParams, ListSessionsResult, NewSessionParams, ReadSessionParams,
+    RequestApprovalParams, ResumeSessionParams, SessionEventNotification, SessionIdParams,
+    SetTitleParams, SteerParams, SteerResult, SubmitParams, SubmitResult,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -23,7 +25,15 @@ impl From<SessionError> for RpcError {
     fn from(err: SessionError) -> Self {
         let message = err.to_string();
         match err {
-            SessionError::NotFound(_) => RpcError::new(ErrorKind::SessionNotFound, message),
+            SessionError::NotFound(_) | SessionError::NotLoaded(_) => {
+                RpcError::new(ErrorKind::SessionNotFound, message)
+            }
+            SessionError::InUse { pid, .. } => {
+                let mut err = RpcError::new(ErrorKind::SessionInUse, message);
+                err.data.pid = pid;
+                err
+            }
+            SessionError::Store(_) => RpcError::new(ErrorKind::StoreUnavailable, message),
             SessionError::TurnNotFound(_) => RpcError::new(ErrorKind::TurnNotFound, message),
             SessionError::AuthRequired(_) => RpcError::new(ErrorKind::AuthRequired, message),
             SessionError::Steer(SteerError::NoRunningTurn) => {
@@ -64,9 +74,11 @@ pub fn register(table: &mut MethodTable<App>) {
             .interrupt(&params.session_id, params.turn_id.as_deref())?;
         Ok(EmptyResult {})
     });
-    table.add::<ListSessions, _, _>(|app: Arc<App>, _params, _| async move {
+    table.add::<ListSessions, _, _>(|app: Arc<App>, params: ListSessionsParams, _| async move {
+        let (sessions, next_cursor) = app.sessions.list_page(&params)?;
         Ok(ListSessionsResult {
-            sessions: app.sessions.list(),
+            sessions,
+            next_cursor,
         })
     });
     table.add::<Compact, _, _>(|app: Arc<App>, params: CompactParams, request| async move {
@@ -77,6 +89,48 @@ pub fn register(table: &mut MethodTable<App>) {
     });
     table.add::<CloseSession, _, _>(|app: Arc<App>, params: CloseSessionParams, _| async move {
         app.sessions.close(&params.session_id).await?;
+        Ok(EmptyResult {})
+    });
+    register_stored(table);
+}
+
+/// The methods of stored sessions (contract section 8).
+fn register_stored(table: &mut MethodTable<App>) {
+    table.add::<ReadSession, _, _>(|app: Arc<App>, params: ReadSessionParams, _| async move {
+        Ok(app
+            .sessions
+            .read(&params.session_id, params.turns.unwrap_or(true))?)
+    });
+    table.add::<ResumeSession, _, _>(|app: Arc<App>, params: ResumeSessionParams, _| async move {
+        Ok(app
+            .sessions
+            .resume(&params.session_id, &params.overrides)
+            .await?)
+    });
+    table.add::<ForkSession, _, _>(|app: Arc<App>, params: ForkSessionParams, _| async move {
+        Ok(app
+            .sessions
+            .fork(
+                &params.session_id,
+                params.turn_id.as_deref(),
+                &params.overrides,
+            )
+            .await?)
+    });
+    table.add::<ArchiveSession, _, _>(|app: Arc<App>, params: SessionIdParams, _| async move {
+        app.sessions.set_archived(&params.session_id, true).await?;
+        Ok(EmptyResult {})
+    });
+    table.add::<UnarchiveSession, _, _>(|app: Arc<App>, params: SessionIdParams, _| async move {
+        app.sessions.set_archived(&params.session_id, false).await?;
+        Ok(EmptyResult {})
+    });
+    table.add::<DeleteSession, _, _>(|app: Arc<App>, params: SessionIdParams, _| async move {
+        app.sessions.delete(&params.session_id).await?;
+        Ok(EmptyResult {})
+    });
+    table.add::<SetSessionTitle, _, _>(|app: Arc<App>, params: SetTitleParams, _| async move {
+        app.sessions.set_title(&params.session_id, &params.title)?;
         Ok(EmptyResult {})
     });
 }

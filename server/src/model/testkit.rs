@@ -200,6 +200,7 @@ pub(crate) fn config() -> Config {
         originator: "agent-server".into(),
         reasoning_effort: agent_server_schema::session::ReasoningEffort::Medium,
         shell_timeout_ms: 10_000,
+        ephemeral: false,
         mcp_servers: BTreeMap::new(),
         shell_max_timeout_ms: 3_600_000,
         env_api_key: None,

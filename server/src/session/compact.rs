@@ -39,6 +39,8 @@ impl Turn {
             }
         }
         history.push_own(message);
+        self.session
+            .record_history(&history, &self.reporter.turn_id);
         failed.map_or(Ok(()), Err)
     }
 
@@ -166,6 +168,8 @@ impl Turn {
             let mut history = self.session.history.lock().await;
             let compacted = compaction::compacted_history(context, history.items(), &summary);
             history.replace_compacted(compacted);
+            self.session
+                .replace_history(&history, &self.reporter.turn_id);
         }
         let text = compaction::summary_text(&summary);
         self.reporter.completed(Item::ContextSummary {

@@ -13,6 +13,7 @@ use agent_server_schema::session::{Event, SessionEventNotification};
 use tokio::sync::{Notify, mpsc};
 
 use super::ClientLink;
+use super::record::Recorder;
 
 /// Queued events above which [`EventSink::send`] waits. 512 events are a few hundred KiB at
 /// most, and enough to keep the writer busy while the producer is paused.
@@ -31,14 +32,26 @@ pub struct EventSink {
 }
 
 impl EventSink {
-    /// Starts the forwarder of one session's events.
-    pub fn spawn(session_id: String, link: Arc<dyn ClientLink>) -> Self {
+    /// Starts the forwarder of one session's events; its first event gets `seq` `last_seq + 1`,
+    /// and `recorder` stores what each batch completes before the batch is sent.
+    pub(crate) fn spawn(
+        session_id: String,
+        link: Arc<dyn ClientLink>,
+        last_seq: u64,
+        recorder: Option<Arc<Recorder>>,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             pending: AtomicUsize::new(0),
             drained: Notify::new(),
         });
-        tokio::spawn(forward(session_id, link, rx, Arc::clone(&shared)));
+        let forwarder = Forwarder {
+            session_id,
+            link,
+            recorder,
+            seq: last_seq,
+        };
+        tokio::spawn(forward(forwarder, rx, Arc::clone(&shared)));
         Self { tx, shared }
     }
 
@@ -78,13 +91,25 @@ impl EventSink {
 /// makes the forwarder build while keeping per-call overhead small during a burst.
 const MAX_BATCH: usize = 64;
 
-async fn forward(
+struct Forwarder {
     session_id: String,
     link: Arc<dyn ClientLink>,
+    recorder: Option<Arc<Recorder>>,
+    /// The last `seq` assigned.
+    seq: u64,
+}
+
+async fn forward(
+    forwarder: Forwarder,
     mut rx: mpsc::UnboundedReceiver<(String, Event)>,
     shared: Arc<Shared>,
 ) {
-    let mut seq = 0u64;
+    let Forwarder {
+        session_id,
+        link,
+        recorder,
+        mut seq,
+    } = forwarder;
     let mut batch: Vec<SessionEventNotification> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
@@ -101,6 +126,9 @@ async fn forward(
             }
         }
         let sent = batch.len();
+        if let Some(recorder) = &recorder {
+            recorder.before_send(&mut batch);
+        }
         if !link.send_events(&batch).await {
             tracing::debug!(%session_id, "events not delivered: the client is gone");
         }

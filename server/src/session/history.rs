@@ -39,6 +39,16 @@ pub struct NextInput {
 }
 
 impl History {
+    /// A history that goes on from stored `items` and `total` usage. A stored upstream
+    /// response is not continued across processes: the next request sends everything.
+    pub(crate) fn restored(items: Vec<ResponseItem>, total: Usage) -> Self {
+        Self {
+            items,
+            total,
+            ..Self::default()
+        }
+    }
+
     /// Adds an item the session made (user input, a tool output): it goes into the history and
     /// into the next stored request.
     pub fn push_own(&mut self, item: ResponseItem) {

@@ -64,6 +64,27 @@ pub fn to_user_message(items: &[InputItem], cwd: &Path) -> Result<ResponseItem, 
     Ok(ResponseItem::user_message(content))
 }
 
+/// The text items of an input, joined by newlines (what `session/list` searches).
+pub(crate) fn user_text(items: &[InputItem]) -> String {
+    let texts: Vec<&str> = items
+        .iter()
+        .filter_map(|item| match item {
+            InputItem::Text { text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    texts.join("\n")
+}
+
+/// Longest title made from user text, in characters.
+const TITLE_CHARS: usize = 80;
+
+/// A title from user text: its first non-blank line, cut at 80 characters.
+pub(crate) fn title_of(text: &str) -> Option<String> {
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty())?;
+    Some(line.chars().take(TITLE_CHARS).collect())
+}
+
 fn data_url(path: &str, cwd: &Path) -> Result<String, InputError> {
     let full = cwd.join(path);
     let bytes = std::fs::read(&full).map_err(|e| InputError::Unreadable {
@@ -93,6 +114,25 @@ mod tests {
     use super::*;
     use pretty_assertions::assert_eq;
     use serde_json::json;
+
+    #[test]
+    fn a_title_is_the_first_line_of_user_text_cut_at_80_characters() {
+        assert_eq!(
+            title_of("\n  Fix the build \nthen more").as_deref(),
+            Some("Fix the build")
+        );
+        let long = "é".repeat(100);
+        assert_eq!(title_of(&long).map(|t| t.chars().count()), Some(80));
+        assert_eq!(title_of(" \n "), None);
+        let items = vec![
+            InputItem::Text { text: "a".into() },
+            InputItem::Image {
+                url: "https://x".into(),
+            },
+            InputItem::Text { text: "b".into() },
+        ];
+        assert_eq!(user_text(&items), "a\nb");
+    }
 
     #[test]
     fn text_and_images_become_one_message() {

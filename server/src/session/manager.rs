@@ -1,20 +1,22 @@
-//! The set of open sessions: create, submit, interrupt, list, close, shut down.
+//! The set of sessions loaded in this process: create, submit, interrupt, list, close, shut
+//! down. Stored sessions (resume, fork, read, archive, delete) are in `durable.rs`.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use super::ClientLink;
-use super::context::agents_md::DocSettings;
-use super::context::environment::login_shell_name;
+use super::context::ContextState;
+use super::durable::{Settings, check_id};
+use super::history::History;
 use super::input::{InputError, to_user_message};
-use super::instructions::BASE_INSTRUCTIONS;
 use super::settings::{SessionSettings, TurnOverrides};
-use super::worker::{Session, SteerError, Steered, TurnInput};
+use super::worker::{Meta, Session, SteerError, Steered, TurnInput};
 use crate::config::{Config, check_http_url, check_mcp_server_name};
 use crate::gate::ReplyGate;
 use crate::mcp::{McpManager, McpServerConfig, McpTransportConfig};
 use crate::model::auth::UpstreamAuth;
-use crate::model::{ClientSettings, ModelCatalog, ModelClient, RateLimitTracker, resolve_provider};
+use crate::model::{ModelCatalog, RateLimitTracker, resolve_provider};
+use crate::store::{LazyStore, SessionRow, StoreError};
 use agent_server_schema::mcp::{McpHttpServerSpec, McpServerSpec, McpStdioServerSpec};
 use agent_server_schema::session::{
     InputItem, NewSessionParams, Session as SessionInfo, SteerParams, SubmitParams,
@@ -45,14 +47,47 @@ pub enum SessionError {
         /// What is wrong and what to do.
         message: String,
     },
+    /// The session is stored but not loaded in this process.
+    #[error("session `{0}` is not loaded in this process; load it with session/resume first")]
+    NotLoaded(String),
+    /// Another live process has the session loaded.
+    #[error(
+        "session `{id}` is loaded by another agent-server process{}; close it there (or wait for that process to end), or fork it with session/fork",
+        .pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    InUse {
+        /// The session.
+        id: String,
+        /// The other process, when known.
+        pid: Option<u32>,
+    },
+    /// The store cannot be opened, read or written.
+    #[error("{0}; sessions with ephemeral:true (or --ephemeral) work without the store")]
+    Store(StoreError),
 }
 
 impl SessionError {
-    fn invalid_params(field: &str, expected: &str, message: String) -> Self {
+    pub(crate) fn invalid_params(field: &str, expected: &str, message: String) -> Self {
         Self::InvalidParams {
             field: field.to_string(),
             expected: expected.to_string(),
             message,
+        }
+    }
+
+    /// The error of a store call about session `id`.
+    pub(crate) fn store(id: &str, err: StoreError) -> Self {
+        match err {
+            StoreError::InUse(pid) => SessionError::InUse {
+                id: id.to_string(),
+                pid,
+            },
+            StoreError::BadCursor => Self::invalid_params(
+                "cursor",
+                "a nextCursor returned by session/list",
+                err.to_string(),
+            ),
+            err => SessionError::Store(err),
         }
     }
 }
@@ -67,19 +102,36 @@ pub struct Sessions {
     open: Mutex<Vec<Arc<Session>>>,
     /// The rate limits every session's model calls record (one view per process).
     rate_limits: RateLimitTracker,
+    /// The home's store, opened on first use.
+    pub(crate) store: LazyStore,
+    /// Where ephemeral sessions keep their turns while loaded.
+    pub(crate) memory: LazyStore,
     catalog: ModelCatalog,
     /// `config.models`, shared by every session.
     model_tables: Arc<std::collections::BTreeMap<String, crate::config::ModelConfig>>,
 }
 
 impl Sessions {
-    /// An empty set of sessions.
+    /// An empty set of sessions over the home's store.
     pub fn new(
         config: Config,
         auth: Option<Arc<dyn UpstreamAuth>>,
         http: reqwest::Client,
         link: Arc<dyn ClientLink>,
         mcp: Arc<McpManager>,
+    ) -> Self {
+        let store = LazyStore::new(config.home.clone());
+        Self::with_store(config, auth, http, link, mcp, store)
+    }
+
+    /// An empty set of sessions over `store` (tests pass an in-memory one).
+    pub fn with_store(
+        config: Config,
+        auth: Option<Arc<dyn UpstreamAuth>>,
+        http: reqwest::Client,
+        link: Arc<dyn ClientLink>,
+        mcp: Arc<McpManager>,
+        store: LazyStore,
     ) -> Self {
         Self {
             catalog: ModelCatalog::new(http.clone()),
@@ -91,7 +143,45 @@ impl Sessions {
             mcp,
             open: Mutex::new(Vec::new()),
             rate_limits: RateLimitTracker::default(),
+            store,
+            memory: LazyStore::memory(),
         }
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub(crate) fn mcp(&self) -> Arc<McpManager> {
+        Arc::clone(&self.mcp)
+    }
+
+    pub(crate) fn model_tables(
+        &self,
+    ) -> Arc<std::collections::BTreeMap<String, crate::config::ModelConfig>> {
+        Arc::clone(&self.model_tables)
+    }
+
+    pub(crate) fn auth(&self) -> Option<Arc<dyn UpstreamAuth>> {
+        self.auth.clone()
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub(crate) fn link(&self) -> Arc<dyn ClientLink> {
+        Arc::clone(&self.link)
+    }
+
+    /// The session loaded here with this id, if any.
+    pub(crate) fn find(&self, id: &str) -> Option<Arc<Session>> {
+        self.lock().iter().find(|s| s.id == id).cloned()
+    }
+
+    /// Adds a loaded session.
+    pub(crate) fn insert(&self, session: Arc<Session>) {
+        self.lock().push(session);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Session>>> {
@@ -105,13 +195,23 @@ impl Sessions {
         &self.rate_limits
     }
 
-    /// Finds a session.
+    /// Finds a loaded session; a stored one that is not loaded here says to resume it.
     pub fn get(&self, id: &str) -> Result<Arc<Session>, SessionError> {
-        self.lock()
-            .iter()
-            .find(|s| s.id == id)
-            .cloned()
-            .ok_or_else(|| SessionError::NotFound(id.to_string()))
+        if let Some(session) = self.find(id) {
+            return Ok(session);
+        }
+        let stored = check_id(id).is_ok()
+            && self
+                .store
+                .get()
+                .ok()
+                .and_then(|store| store.get(id).ok().flatten())
+                .is_some();
+        if stored {
+            Err(SessionError::NotLoaded(id.to_string()))
+        } else {
+            Err(SessionError::NotFound(id.to_string()))
+        }
     }
 
     /// Creates a session; fails with `AuthRequired` when its provider needs OpenAI auth and none is available.
@@ -128,49 +228,52 @@ impl Sessions {
         if provider.needs_openai_auth() && config.sse_fixture.is_none() {
             self.check_auth().await?;
         }
-        let instructions = match params.instructions {
-            Some(extra) if !extra.trim().is_empty() => format!("{BASE_INSTRUCTIONS}\n\n{extra}"),
-            _ => BASE_INSTRUCTIONS.to_string(),
-        };
-        let settings = SessionSettings {
-            cwd,
+        let stored = Settings {
             model: params.model.unwrap_or_else(|| config.model.clone()),
-            provider_id,
+            model_provider: provider_id,
             approval_policy: params.approval_policy.unwrap_or(config.approval_policy),
             sandbox: params.sandbox.unwrap_or(config.sandbox),
             reasoning_effort: params.reasoning_effort.unwrap_or(config.reasoning_effort),
-            instructions,
-            shell_timeout: std::time::Duration::from_millis(config.shell_timeout_ms),
-            doc_settings: DocSettings {
-                home: config.home.clone(),
-                max_bytes: config.project_doc_max_bytes,
-                fallback_filenames: config.project_doc_fallback_filenames.clone(),
-            },
-            shell_name: login_shell_name(std::env::var("SHELL").ok().as_deref()),
-            model_tables: Arc::clone(&self.model_tables),
-            wire_api: provider.wire_api,
-            auto_compact_token_limit: config.model_auto_compact_token_limit,
+            instructions: params.instructions.filter(|i| !i.trim().is_empty()),
         };
-        let client = ModelClient::new(
-            ClientSettings {
-                rate_limits: self.rate_limits.clone(),
-                ..ClientSettings::from_config(config)
-            },
-            provider,
-            self.auth.clone(),
-            self.http.clone(),
-        );
+        let ephemeral = params.ephemeral.unwrap_or(config.ephemeral);
+        let lazy = if ephemeral { &self.memory } else { &self.store };
         let id = uuid::Uuid::new_v4().to_string();
-        let session = Session::new(
-            id,
-            settings,
-            Arc::new(client),
-            Arc::clone(&self.link),
-            Arc::clone(&self.mcp),
-        );
-        tracing::info!(session_id = %session.id, cwd = %session.settings().cwd.display(), "session created");
+        let store = lazy.get().map_err(|e| SessionError::store(&id, e))?;
+        let lease = store.lease(&id).map_err(|e| SessionError::store(&id, e))?;
+        let row = SessionRow {
+            id: id.clone(),
+            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            updated_at: String::new(),
+            cwd: cwd.display().to_string(),
+            title: None,
+            archived: false,
+            settings: stored.to_value(),
+            forked_from: None,
+            turn_count: 0,
+            running: false,
+            last_seq: 0,
+            context: None,
+        };
+        let row = store
+            .create(&row)
+            .map_err(|e| SessionError::store(&id, e))?;
+        let meta = Meta {
+            updated_at: row.updated_at.clone(),
+            ..Meta::default()
+        };
+        let session = self.build(
+            &row,
+            stored,
+            store,
+            lease,
+            meta,
+            History::default(),
+            ContextState::default(),
+        )?;
+        tracing::info!(session_id = %session.id, cwd = %session.settings().cwd.display(), ephemeral, "session created");
         self.mcp.start_session(&session.id, mcp_servers);
-        self.lock().push(Arc::clone(&session));
+        self.insert(Arc::clone(&session));
         Ok(session)
     }
 
@@ -219,7 +322,14 @@ impl Sessions {
             Some(session) => session,
             None => self.create(NewSessionParams::default()).await?,
         };
-        let settings = (!overrides.is_empty()).then(|| session.settings().with(overrides));
+        let settings = if overrides.is_empty() {
+            None
+        } else {
+            // Per-turn settings become the session's own, so they are stored before the turn
+            // is queued (a resumed session goes on with them).
+            self.store_overrides(&session, &overrides)?;
+            Some(session.settings().with(overrides))
+        };
         let cwd = settings
             .as_ref()
             .map_or_else(|| session.settings().cwd.clone(), |s| s.cwd.clone());
@@ -230,7 +340,13 @@ impl Sessions {
                 err.to_string(),
             )
         })?;
-        let turn_id = session.submit(TurnInput::User(message), gate, settings, output_schema);
+        let turn_id = session.submit(
+            TurnInput::User(message),
+            items,
+            gate,
+            settings,
+            output_schema,
+        );
         Ok((session.id.clone(), turn_id))
     }
 
@@ -307,7 +423,7 @@ impl Sessions {
     /// Queues a compaction of a session's conversation as a turn of its own; returns its id.
     pub fn compact(&self, session_id: &str, gate: ReplyGate) -> Result<String, SessionError> {
         let session = self.get(session_id)?;
-        Ok(session.submit(TurnInput::Compact, gate, None, None))
+        Ok(session.submit(TurnInput::Compact, Vec::new(), gate, None, None))
     }
 
     /// Interrupts a session's running turn and, without `turn_id`, every queued one.
@@ -332,7 +448,8 @@ impl Sessions {
         self.lock().iter().map(|s| info(s)).collect()
     }
 
-    /// Interrupts and forgets a session; returns once its last `turnCompleted` is sent.
+    /// Interrupts and unloads a session (it stays stored; an ephemeral one is forgotten);
+    /// returns once its last `turnCompleted` is sent and stored.
     pub async fn close(&self, id: &str) -> Result<(), SessionError> {
         let session = {
             let mut open = self.lock();
@@ -344,6 +461,7 @@ impl Sessions {
         };
         session.interrupt(None);
         session.wait_idle().await;
+        session.unload();
         self.mcp.stop_session(id).await;
         Ok(())
     }
@@ -355,6 +473,14 @@ impl Sessions {
             session.interrupt(None);
         }
         futures::future::join_all(sessions.iter().map(|s| s.wait_idle())).await;
+    }
+
+    /// Leaves the store's file whole for the next process (a checkpoint of its WAL), once every
+    /// turn has ended.
+    pub fn flush_store(&self) {
+        if let Some(store) = self.store.opened() {
+            store.checkpoint();
+        }
     }
 
     /// Waits until every session is idle with its events sent (turns run to their end).
@@ -460,7 +586,7 @@ fn turn_cwd(cwd: &str, relative_to: Option<PathBuf>) -> Result<PathBuf, SessionE
     }
 }
 
-fn session_cwd(cwd: Option<String>) -> Result<PathBuf, SessionError> {
+pub(crate) fn session_cwd(cwd: Option<String>) -> Result<PathBuf, SessionError> {
     let Some(cwd) = cwd else {
         return Ok(std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")));
     };
@@ -480,9 +606,10 @@ fn session_cwd(cwd: Option<String>) -> Result<PathBuf, SessionError> {
     Ok(path)
 }
 
-/// The wire view of a session.
+/// The wire view of a loaded session.
 pub fn info(session: &Session) -> SessionInfo {
     let settings = session.settings();
+    let meta = session.meta();
     SessionInfo {
         session_id: session.id.clone(),
         cwd: settings.cwd.display().to_string(),
@@ -492,6 +619,13 @@ pub fn info(session: &Session) -> SessionInfo {
         sandbox: settings.sandbox,
         created_at: session.created_at.clone(),
         status: session.status(),
+        title: meta.title,
+        updated_at: meta.updated_at,
+        ephemeral: session.ephemeral,
+        archived: false,
+        loaded: true,
+        forked_from: meta.forked_from,
+        turn_count: meta.turn_count,
         instruction_sources: session.instruction_sources(),
     }
 }

@@ -28,12 +28,15 @@
 
 mod compact;
 pub mod context;
+mod durable;
 mod events;
 mod history;
 mod input;
 mod instructions;
 mod items;
 mod manager;
+mod record;
+mod recovery;
 mod settings;
 #[cfg(test)]
 pub(crate) mod testing;

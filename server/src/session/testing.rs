@@ -230,6 +230,7 @@ pub(crate) fn user_text(text: &str) -> ResponseItem {
 pub(crate) async fn run_turn(session: &Arc<Session>, text: &str) -> String {
     let turn_id = session.submit(
         TurnInput::User(user_text(text)),
+        Vec::new(),
         ReplyGate::opened_now(),
         None,
         None,

@@ -287,6 +287,8 @@ impl Turn {
         let total = {
             let mut history = self.session.history.lock().await;
             history.record_response(items, response_id, &last);
+            self.session
+                .record_history(&history, &self.reporter.turn_id);
             history.total()
         };
         if usage.is_some() {
@@ -328,8 +330,10 @@ impl Turn {
                 for skipped in calls.by_ref() {
                     history.push_own(skipped.output(NOT_RUN.to_string()));
                 }
+                session.record_history(&history, &self.reporter.turn_id);
                 return Some(self.ended(TurnStatus::Interrupted, None));
             }
+            session.record_history(&history, &self.reporter.turn_id);
         }
         None
     }
@@ -367,7 +371,7 @@ pub(super) fn to_usage(u: TokenUsage) -> Usage {
 #[derive(Clone)]
 pub(super) struct Reporter {
     session: Arc<Session>,
-    turn_id: String,
+    pub(super) turn_id: String,
 }
 
 impl Reporter {

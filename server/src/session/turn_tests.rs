@@ -446,6 +446,7 @@ async fn an_interrupt_while_the_model_thinks_ends_the_turn_interrupted() {
     );
     let turn_id = session.submit(
         super::worker::TurnInput::User(user_text("hi")),
+        Vec::new(),
         crate::gate::ReplyGate::opened_now(),
         None,
         None,

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use agent_server_schema::session::{
-    Event, InputItem, SessionStatus, TurnError, TurnErrorKind, TurnStatus, Usage,
+    Event, ForkedFrom, InputItem, SessionStatus, TurnError, TurnErrorKind, TurnStatus, Usage,
 };
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -13,12 +13,14 @@ use super::context::ContextState;
 use super::context::environment::Environment;
 use super::events::EventSink;
 use super::history::History;
+use super::record::{Recorder, store_error};
 use super::settings::SessionSettings;
 use super::turn::{self, TurnOutcome};
 use super::{ClientLink, ModelLink};
 use crate::gate::ReplyGate;
 use crate::mcp::McpManager;
 use crate::model::ResponseItem;
+use crate::store::{Lease, TurnStart};
 use crate::tools::SessionApprovals;
 
 /// What a turn does.
@@ -33,6 +35,8 @@ pub(crate) enum TurnInput {
 pub(crate) struct QueuedTurn {
     pub(crate) turn_id: String,
     pub(crate) input: TurnInput,
+    /// The input as the client sent it, for the store (empty for a compaction).
+    pub(crate) user_input: Vec<InputItem>,
     pub(crate) cancel: CancellationToken,
     /// Opens once the `session/submit` reply is written; the turn's events come after it.
     pub(crate) gate: ReplyGate,
@@ -92,6 +96,13 @@ pub struct Session {
     settings: Mutex<Arc<SessionSettings>>,
     /// Creation time (RFC 3339).
     pub created_at: String,
+    /// Kept in memory only, never in the home's store.
+    pub ephemeral: bool,
+    /// Writes the session's progress to its store (`None` in unit tests of the turn engine).
+    pub(crate) recorder: Option<Arc<Recorder>>,
+    /// The exclusive lease of a stored session, held while it is loaded here.
+    pub(crate) lease: Mutex<Option<Lease>>,
+    pub(crate) meta: Mutex<Meta>,
     pub(crate) client: Arc<dyn ModelLink>,
     pub(crate) sink: EventSink,
     pub(crate) link: Arc<dyn ClientLink>,
@@ -108,9 +119,34 @@ pub struct Session {
     idle: tokio::sync::Notify,
 }
 
+/// What changes about a session besides its turns.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Meta {
+    pub(crate) title: Option<String>,
+    pub(crate) updated_at: String,
+    pub(crate) turn_count: u64,
+    pub(crate) forked_from: Option<ForkedFrom>,
+}
+
+/// How a session is loaded: its store side, what it remembers, where its `seq` goes on from.
+pub(crate) struct Loaded {
+    pub(crate) created_at: String,
+    pub(crate) recorder: Arc<Recorder>,
+    pub(crate) lease: Option<Lease>,
+    pub(crate) meta: Meta,
+    pub(crate) history: History,
+    pub(crate) context: ContextState,
+    pub(crate) last_seq: u64,
+    pub(crate) mcp: Arc<McpManager>,
+}
+
 impl Session {
-    /// A session with an empty history; `client` makes its model calls, `link` reaches the
-    /// client (its events go through a new [`EventSink`]).
+    /// A session with an empty history and no store; `client` makes its model calls, `link`
+    /// reaches the client (its events go through a new [`EventSink`]).
+    #[cfg_attr(
+        not(test),
+        allow(dead_code, reason = "the turn engine's unit tests use it")
+    )]
     pub(crate) fn new(
         id: String,
         settings: SessionSettings,
@@ -119,10 +155,14 @@ impl Session {
         mcp: Arc<McpManager>,
     ) -> Arc<Self> {
         Arc::new(Self {
-            sink: EventSink::spawn(id.clone(), Arc::clone(&link)),
+            sink: EventSink::spawn(id.clone(), Arc::clone(&link), 0, None),
             id,
             settings: Mutex::new(Arc::new(settings)),
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ephemeral: true,
+            recorder: None,
+            lease: Mutex::new(None),
+            meta: Mutex::new(Meta::default()),
             client,
             link,
             mcp,
@@ -133,6 +173,95 @@ impl Session {
             queue: Mutex::new(Queue::default()),
             idle: tokio::sync::Notify::new(),
         })
+    }
+
+    /// A session backed by a store (new, resumed or forked).
+    pub(crate) fn loaded(
+        id: String,
+        settings: SessionSettings,
+        client: Arc<dyn ModelLink>,
+        link: Arc<dyn ClientLink>,
+        loaded: Loaded,
+    ) -> Arc<Self> {
+        let recorder = Arc::clone(&loaded.recorder);
+        let sources = loaded.context.sources().to_vec();
+        Arc::new(Self {
+            sink: EventSink::spawn(
+                id.clone(),
+                Arc::clone(&link),
+                loaded.last_seq,
+                Some(Arc::clone(&recorder)),
+            ),
+            id,
+            settings: Mutex::new(Arc::new(settings)),
+            created_at: loaded.created_at,
+            ephemeral: !recorder.store().is_durable(),
+            recorder: Some(recorder),
+            lease: Mutex::new(loaded.lease),
+            meta: Mutex::new(loaded.meta),
+            client,
+            link,
+            mcp: loaded.mcp,
+            approvals: Arc::new(SessionApprovals::new()),
+            history: tokio::sync::Mutex::new(loaded.history),
+            context: tokio::sync::Mutex::new(loaded.context),
+            instruction_sources: Mutex::new(sources),
+            queue: Mutex::new(Queue::default()),
+            idle: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// The store the session is kept in (`None` only in unit tests of the turn engine).
+    pub(crate) fn store(&self) -> Option<&crate::store::Store> {
+        self.recorder.as_ref().map(|r| r.store())
+    }
+
+    /// What changes about the session besides its turns.
+    pub(crate) fn meta(&self) -> Meta {
+        self.meta
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn set_title(&self, title: String) {
+        let mut meta = self
+            .meta
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        meta.title = Some(title);
+    }
+
+    /// Stores what the history gained since it was last stored (call with the history locked,
+    /// after changing it).
+    pub(crate) fn record_history(&self, history: &History, turn_id: &str) {
+        if let Some(recorder) = &self.recorder {
+            recorder.history(history.items(), Some(turn_id));
+        }
+    }
+
+    /// Stores a history that replaced the one before (a compaction).
+    pub(crate) fn replace_history(&self, history: &History, turn_id: &str) {
+        if let Some(recorder) = &self.recorder {
+            recorder.replace_history(history.items(), Some(turn_id));
+        }
+    }
+
+    /// Lets go of the session once it is idle: releases the lease of a stored one, forgets an
+    /// ephemeral one.
+    pub(crate) fn unload(&self) {
+        let lease = self
+            .lease
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if self.ephemeral
+            && let Some(recorder) = &self.recorder
+            && let Err(err) = recorder.store().delete(&self.id, None)
+        {
+            tracing::warn!(session_id = %self.id, %err, "could not forget an ephemeral session");
+        }
+        drop(lease);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
@@ -168,9 +297,15 @@ impl Session {
             sandbox: settings.sandbox,
         };
         let mut context = self.context.lock().await;
+        let before = context.clone();
         let messages = context
             .before_turn(&settings.doc_settings, env, &settings.shell_name)
             .await;
+        if *context != before
+            && let Some(recorder) = &self.recorder
+        {
+            recorder.context(&context);
+        }
         *self
             .instruction_sources
             .lock()
@@ -193,12 +328,14 @@ impl Session {
         }
     }
 
-    /// Queues a turn; it runs after the turns before it. `settings`, when given, become the
+    /// Queues a turn; it runs after the turns before it. `user_input` is the input as the
+    /// client sent it, for the store (empty for a compaction). `settings`, when given, become the
     /// session's settings (this turn's and later ones'); `output_schema` is this turn's only.
     /// Returns the turn id.
     pub(crate) fn submit(
         self: &Arc<Self>,
         input: TurnInput,
+        user_input: Vec<InputItem>,
         gate: ReplyGate,
         settings: Option<SessionSettings>,
         output_schema: Option<Value>,
@@ -220,6 +357,7 @@ impl Session {
             queue.waiting.push_back(QueuedTurn {
                 turn_id: turn_id.clone(),
                 input,
+                user_input,
                 cancel: CancellationToken::new(),
                 gate,
                 settings,
@@ -296,6 +434,7 @@ impl Session {
         queue.waiting.push_front(QueuedTurn {
             turn_id: uuid::Uuid::new_v4().to_string(),
             input: TurnInput::User(first.message),
+            user_input: first.items,
             cancel: CancellationToken::new(),
             gate: ReplyGate::opened_now(),
             settings: self.settings(),
@@ -341,44 +480,103 @@ impl Session {
             };
             turn.gate.opened().await;
             let turn_id = turn.turn_id.clone();
+            let begun = self.begin_turn(&turn);
             self.sink.send(&turn_id, turn.settings.turn_started()).await;
-            // The turn runs in its own task so that even a panic inside it ends in a
-            // `turnCompleted`: this worker is the guard that always sends it.
-            let span = tracing::info_span!("turn", session_id = %self.id, turn_id = %turn_id);
-            let run = tracing::Instrument::instrument(turn::run(Arc::clone(&self), turn), span);
-            let outcome = match tokio::spawn(run).await {
-                Ok(outcome) => outcome,
+            let outcome = match begun {
+                Ok(()) => self.run_turn(turn).await,
                 Err(err) => {
-                    tracing::error!(session_id = %self.id, turn_id, %err, "a turn crashed");
-                    TurnOutcome::failed(
-                        TurnErrorKind::Internal,
-                        format!(
-                            "the turn crashed inside the server ({err}); submit again, and report this bug"
-                        ),
-                        Usage::default(),
-                    )
+                    self.take_store_failure();
+                    TurnOutcome {
+                        error: Some(store_error(&err)),
+                        ..TurnOutcome::failed(
+                            TurnErrorKind::StoreUnavailable,
+                            String::new(),
+                            Usage::default(),
+                        )
+                    }
                 }
             };
-            self.end_running();
-            let TurnOutcome {
-                status,
-                last_agent_message,
-                usage,
-                error,
-            } = outcome;
-            let error = error.filter(|_| status == TurnStatus::Failed);
-            self.sink
-                .send(
-                    &turn_id,
-                    Event::TurnCompleted {
-                        status,
-                        last_agent_message,
-                        usage,
-                        error,
-                    },
-                )
-                .await;
+            self.finish_turn(&turn_id, outcome).await;
         }
+    }
+
+    fn take_store_failure(&self) -> Option<crate::store::StoreError> {
+        self.recorder.as_ref().and_then(|r| r.take_failure())
+    }
+
+    /// Stores the turn's start (its input, the title of a first turn) before `turnStarted`.
+    fn begin_turn(&self, turn: &QueuedTurn) -> Result<(), crate::store::StoreError> {
+        let user_text = super::input::user_text(&turn.user_input);
+        let mut meta = self
+            .meta
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let title = match &meta.title {
+            Some(_) => None,
+            None => super::input::title_of(&user_text),
+        };
+        if let Some(recorder) = &self.recorder {
+            let start = TurnStart {
+                turn_id: turn.turn_id.clone(),
+                input: turn.user_input.clone(),
+                title: title.clone(),
+            };
+            meta.updated_at = recorder.begin_turn(&start, &user_text, turn.cancel.clone())?;
+        }
+        meta.turn_count += 1;
+        if meta.title.is_none() {
+            meta.title = title;
+        }
+        Ok(())
+    }
+
+    /// Runs the turn in its own task, so that even a panic inside it ends in a
+    /// `turnCompleted`: the worker is the guard that always sends it.
+    async fn run_turn(self: &Arc<Self>, turn: QueuedTurn) -> TurnOutcome {
+        let turn_id = turn.turn_id.clone();
+        let span = tracing::info_span!("turn", session_id = %self.id, turn_id = %turn_id);
+        let run = tracing::Instrument::instrument(turn::run(Arc::clone(self), turn), span);
+        let mut outcome = match tokio::spawn(run).await {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                tracing::error!(session_id = %self.id, turn_id, %err, "a turn crashed");
+                TurnOutcome::failed(
+                    TurnErrorKind::Internal,
+                    format!(
+                        "the turn crashed inside the server ({err}); submit again, and report this bug"
+                    ),
+                    Usage::default(),
+                )
+            }
+        };
+        if let Some(err) = self.take_store_failure() {
+            outcome.status = TurnStatus::Failed;
+            outcome.error = Some(store_error(&err));
+        }
+        outcome
+    }
+
+    /// Sends the turn's `turnCompleted` (the forwarder stores the turn's end first).
+    async fn finish_turn(&self, turn_id: &str, outcome: TurnOutcome) {
+        self.end_running();
+        let TurnOutcome {
+            status,
+            last_agent_message,
+            usage,
+            error,
+        } = outcome;
+        let error = error.filter(|_| status == TurnStatus::Failed);
+        self.sink
+            .send(
+                turn_id,
+                Event::TurnCompleted {
+                    status,
+                    last_agent_message,
+                    usage,
+                    error,
+                },
+            )
+            .await;
     }
 }
 

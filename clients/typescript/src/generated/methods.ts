@@ -12,10 +12,12 @@ import type {
   CompactResult,
   EmptyParams,
   EmptyResult,
+  ForkSessionParams,
   InitializeParams,
   InitializeResult,
   InterruptParams,
   ListModelsResult,
+  ListSessionsParams,
   ListSessionsResult,
   LoginApiKeyParams,
   LoginChatGptCompleteNotification,
@@ -27,10 +29,15 @@ import type {
   NewSessionParams,
   RateLimitsParams,
   RateLimitsResult,
+  ReadSessionParams,
   RequestApprovalParams,
   RequestApprovalResult,
+  ResumeSessionParams,
   Session,
   SessionEventNotification,
+  SessionIdParams,
+  SessionWithTurns,
+  SetTitleParams,
   SteerParams,
   SteerResult,
   SubmitParams,
@@ -54,8 +61,15 @@ export interface ClientRequests {
   "session/submit": { params: SubmitParams; result: SubmitResult };
   "session/steer": { params: SteerParams; result: SteerResult };
   "session/interrupt": { params: InterruptParams; result: EmptyResult };
-  "session/list": { params: EmptyParams; result: ListSessionsResult };
+  "session/list": { params: ListSessionsParams; result: ListSessionsResult };
   "session/close": { params: CloseSessionParams; result: EmptyResult };
+  "session/read": { params: ReadSessionParams; result: SessionWithTurns };
+  "session/resume": { params: ResumeSessionParams; result: SessionWithTurns };
+  "session/fork": { params: ForkSessionParams; result: SessionWithTurns };
+  "session/archive": { params: SessionIdParams; result: EmptyResult };
+  "session/unarchive": { params: SessionIdParams; result: EmptyResult };
+  "session/delete": { params: SessionIdParams; result: EmptyResult };
+  "session/setTitle": { params: SetTitleParams; result: EmptyResult };
   "mcp/list": { params: McpListParams; result: McpListResult };
   "model/list": { params: EmptyParams; result: ListModelsResult };
   "session/compact": { params: CompactParams; result: CompactResult };
@@ -102,6 +116,13 @@ export const CLIENT_REQUEST_METHODS: readonly ClientRequestMethod[] = [
   "session/interrupt",
   "session/list",
   "session/close",
+  "session/read",
+  "session/resume",
+  "session/fork",
+  "session/archive",
+  "session/unarchive",
+  "session/delete",
+  "session/setTitle",
   "mcp/list",
   "model/list",
   "session/compact",

@@ -71,6 +71,8 @@ export type ErrorKind =
   | "authRequired"
   | "loginRequired"
   | "overloaded"
+  | "sessionInUse"
+  | "storeUnavailable"
   | "loginPortInUse"
   | "loginInProgress"
   | "deviceCodeUnavailable"
@@ -167,6 +169,7 @@ export type TurnErrorKind =
   | "contextWindowExceeded"
   | "rateLimited"
   | "upstream"
+  | "storeUnavailable"
   | "interrupted"
   | "internal";
 /**
@@ -227,6 +230,13 @@ export type McpTransportKind = "stdio" | "http";
  * via the `definition` "McpServerSpec".
  */
 export type McpServerSpec = McpStdioServerSpec | McpHttpServerSpec;
+/**
+ * The state of a stored turn.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "StoredTurnStatus".
+ */
+export type StoredTurnStatus = "inProgress" | "completed" | "interrupted" | "failed";
 
 /**
  * The agent-server JSON-RPC protocol: every type, method and notification.
@@ -257,6 +267,8 @@ export interface AgentServerProtocol {
   Event?: Event;
   FileChange?: FileChange;
   FileChangeKind?: FileChangeKind;
+  ForkSessionParams?: ForkSessionParams;
+  ForkedFrom?: ForkedFrom;
   Framing?: Framing;
   InitializeParams?: InitializeParams;
   InitializeResult?: InitializeResult;
@@ -266,6 +278,7 @@ export interface AgentServerProtocol {
   Item?: Item;
   ItemStatus?: ItemStatus;
   ListModelsResult?: ListModelsResult;
+  ListSessionsParams?: ListSessionsParams;
   ListSessionsResult?: ListSessionsResult;
   LoginApiKeyParams?: LoginApiKeyParams;
   LoginChatGptCompleteNotification?: LoginChatGptCompleteNotification;
@@ -292,20 +305,27 @@ export interface AgentServerProtocol {
   RateLimits?: RateLimits;
   RateLimitsParams?: RateLimitsParams;
   RateLimitsResult?: RateLimitsResult;
+  ReadSessionParams?: ReadSessionParams;
   ReasoningEffort?: ReasoningEffort;
   RequestApprovalParams?: RequestApprovalParams;
   RequestApprovalResult?: RequestApprovalResult;
+  ResumeSessionParams?: ResumeSessionParams;
   RpcError?: RpcError;
   SandboxMode?: SandboxMode;
   ServerCapabilities?: ServerCapabilities;
   ServerInfo?: ServerInfo;
   Session?: Session;
   SessionEventNotification?: SessionEventNotification;
+  SessionIdParams?: SessionIdParams;
   SessionStatus?: SessionStatus;
+  SessionWithTurns?: SessionWithTurns;
+  SetTitleParams?: SetTitleParams;
   SteerParams?: SteerParams;
   SteerResult?: SteerResult;
+  StoredTurnStatus?: StoredTurnStatus;
   SubmitParams?: SubmitParams;
   SubmitResult?: SubmitResult;
+  Turn?: Turn;
   TurnError?: TurnError;
   TurnErrorKind?: TurnErrorKind;
   TurnStatus?: TurnStatus;
@@ -525,6 +545,10 @@ export interface ErrorData {
    * What kind of error this is; see the contract's error table.
    */
   kind: ErrorKind;
+  /**
+   * For `sessionInUse`: the process id of the process that has the session loaded.
+   */
+  pid?: number | null;
   /**
    * For `unsupportedProtocolVersion`: the versions the server speaks.
    */
@@ -1105,6 +1129,62 @@ export interface TurnError {
   resetsAt?: string | null;
 }
 /**
+ * Params of `session/fork`.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "ForkSessionParams".
+ */
+export interface ForkSessionParams {
+  /**
+   * Approval policy.
+   */
+  approvalPolicy?: ApprovalPolicy | null;
+  /**
+   * Working directory. Must exist.
+   */
+  cwd?: string | null;
+  /**
+   * Text appended to the server's base instructions (replaces the session's own).
+   */
+  instructions?: string | null;
+  /**
+   * Model name.
+   */
+  model?: string | null;
+  /**
+   * Reasoning effort.
+   */
+  reasoningEffort?: ReasoningEffort | null;
+  /**
+   * Sandbox mode.
+   */
+  sandbox?: SandboxMode | null;
+  /**
+   * The session to copy from.
+   */
+  sessionId: string;
+  /**
+   * The last turn to copy (default: every turn).
+   */
+  turnId?: string | null;
+}
+/**
+ * Where a forked session came from.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "ForkedFrom".
+ */
+export interface ForkedFrom {
+  /**
+   * The source session.
+   */
+  sessionId: string;
+  /**
+   * The last turn of the source that the fork holds.
+   */
+  turnId: string;
+}
+/**
  * Params of `initialize`.
  *
  * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
@@ -1261,6 +1341,38 @@ export interface Model {
   reasoningEfforts: ReasoningEffort[];
 }
 /**
+ * Params of `session/list`.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "ListSessionsParams".
+ */
+export interface ListSessionsParams {
+  /**
+   * List archived sessions instead of the others (default false).
+   */
+  archived?: boolean | null;
+  /**
+   * Where the previous page ended (its `nextCursor`).
+   */
+  cursor?: string | null;
+  /**
+   * Only sessions with exactly this cwd.
+   */
+  cwd?: string | null;
+  /**
+   * Page size, 1..500 (default 50).
+   */
+  limit?: number | null;
+  /**
+   * Only sessions whose title or any user text contains this (case-insensitive).
+   */
+  search?: string | null;
+  /**
+   * List the store (every process's sessions) instead of the sessions loaded here.
+   */
+  stored?: boolean | null;
+}
+/**
  * Result of `session/list`.
  *
  * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
@@ -1268,7 +1380,11 @@ export interface Model {
  */
 export interface ListSessionsResult {
   /**
-   * Every open session, oldest first.
+   * Pass as `cursor` for the next page; `null` on the last page.
+   */
+  nextCursor?: string | null;
+  /**
+   * The loaded sessions, oldest first; with `stored`, a page of the store, newest first.
    */
   sessions: Session[];
 }
@@ -1284,6 +1400,10 @@ export interface Session {
    */
   approvalPolicy: ApprovalPolicy;
   /**
+   * Whether the session is archived (hidden from `session/list {stored}` by default).
+   */
+  archived?: boolean;
+  /**
    * When the session was created (RFC 3339).
    */
   createdAt: string;
@@ -1292,10 +1412,22 @@ export interface Session {
    */
   cwd: string;
   /**
+   * Whether the session is kept in memory only and never written to the store.
+   */
+  ephemeral?: boolean;
+  /**
+   * The session and turn this session was forked from.
+   */
+  forkedFrom?: ForkedFrom | null;
+  /**
    * The project instruction files (`AGENTS.md` and the like) the session sends the model,
    * as absolute paths in the order they are joined; empty until the first turn starts.
    */
   instructionSources?: string[];
+  /**
+   * Whether the session is loaded in this process (it takes `session/submit` here).
+   */
+  loaded?: boolean;
   /**
    * The model used for its turns.
    */
@@ -1316,6 +1448,19 @@ export interface Session {
    * Whether a turn is running.
    */
   status: SessionStatus;
+  /**
+   * The session's title: the first line of its first user text (cut at 80 characters) until
+   * set with `session/setTitle`; `null` before the first turn.
+   */
+  title?: string | null;
+  /**
+   * How many turns the session has (including a running one).
+   */
+  turnCount?: number;
+  /**
+   * When the session last changed: created, a turn started or ended, retitled (RFC 3339).
+   */
+  updatedAt?: string;
 }
 /**
  * Params of `auth/loginApiKey`.
@@ -1571,6 +1716,11 @@ export interface NewSessionParams {
    */
   cwd?: string | null;
   /**
+   * Keep the session in memory only, never in the store (default: the `ephemeral` config key,
+   * else false).
+   */
+  ephemeral?: boolean | null;
+  /**
    * Text appended to the server's base instructions.
    */
   instructions?: string | null;
@@ -1636,6 +1786,22 @@ export interface RateLimitsResult {
    * The secondary (longer) window, e.g. a week.
    */
   secondary?: RateLimitWindow | null;
+}
+/**
+ * Params of `session/read`.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "ReadSessionParams".
+ */
+export interface ReadSessionParams {
+  /**
+   * The session.
+   */
+  sessionId: string;
+  /**
+   * Include the turns (default true).
+   */
+  turns?: boolean | null;
 }
 /**
  * Params of the server → client request `session/requestApproval`.
@@ -1704,6 +1870,42 @@ export interface RequestApprovalResult {
   decision: ApprovalDecision;
 }
 /**
+ * Params of `session/resume`.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "ResumeSessionParams".
+ */
+export interface ResumeSessionParams {
+  /**
+   * Approval policy.
+   */
+  approvalPolicy?: ApprovalPolicy | null;
+  /**
+   * Working directory. Must exist.
+   */
+  cwd?: string | null;
+  /**
+   * Text appended to the server's base instructions (replaces the session's own).
+   */
+  instructions?: string | null;
+  /**
+   * Model name.
+   */
+  model?: string | null;
+  /**
+   * Reasoning effort.
+   */
+  reasoningEffort?: ReasoningEffort | null;
+  /**
+   * Sandbox mode.
+   */
+  sandbox?: SandboxMode | null;
+  /**
+   * The stored session to load into this process.
+   */
+  sessionId: string;
+}
+/**
  * A JSON-RPC error object as the server sends it.
  *
  * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
@@ -1746,6 +1948,90 @@ export interface SessionEventNotification {
    * The turn.
    */
   turnId: string;
+}
+/**
+ * Params naming one session (`session/archive`, `session/unarchive`, `session/delete`).
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "SessionIdParams".
+ */
+export interface SessionIdParams {
+  /**
+   * The session.
+   */
+  sessionId: string;
+}
+/**
+ * Result of `session/read`, `session/resume` and `session/fork`.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "SessionWithTurns".
+ */
+export interface SessionWithTurns {
+  /**
+   * The session.
+   */
+  session: Session;
+  /**
+   * Its turns, oldest first.
+   */
+  turns: Turn[];
+}
+/**
+ * One stored turn: its input and every item in its completed form.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "Turn".
+ */
+export interface Turn {
+  /**
+   * When it ended (RFC 3339).
+   */
+  completedAt?: string | null;
+  /**
+   * Why it failed or was cut short.
+   */
+  error?: TurnError | null;
+  /**
+   * The user input that started it.
+   */
+  input: InputItem[];
+  /**
+   * Its items, as sent in `itemCompleted`, in order.
+   */
+  items: Item[];
+  /**
+   * When it started (RFC 3339).
+   */
+  startedAt: string;
+  /**
+   * How it ended, or `inProgress` while it runs.
+   */
+  status: StoredTurnStatus;
+  /**
+   * The turn's id.
+   */
+  turnId: string;
+  /**
+   * Its token usage.
+   */
+  usage: Usage;
+}
+/**
+ * Params of `session/setTitle`.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "SetTitleParams".
+ */
+export interface SetTitleParams {
+  /**
+   * The session.
+   */
+  sessionId: string;
+  /**
+   * The new title.
+   */
+  title: string;
 }
 /**
  * Params of `session/steer`: exactly one of `input` and `text`.

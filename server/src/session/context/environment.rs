@@ -8,7 +8,7 @@ use agent_server_schema::session::{ApprovalPolicy, SandboxMode};
 pub const MESSAGE_PREFIX: &str = "<environment_context>";
 
 /// The settings the environment message describes; a change in any of them resends it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Environment {
     /// The session cwd.
     pub cwd: PathBuf,

@@ -12,8 +12,10 @@ use crate::model::ResponseItem;
 use agents_md::DocSettings;
 use environment::Environment;
 
-/// What the model has been told about its context so far in one session.
-#[derive(Debug, Default)]
+/// What the model has been told about its context so far in one session; stored with the
+/// session, so a resumed one does not tell the model again.
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub(crate) struct ContextState {
     /// The cwd the project docs were last read for.
     docs_for: Option<PathBuf>,
