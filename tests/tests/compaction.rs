@@ -647,3 +647,58 @@ async fn the_auto_limit_follows_the_model_a_turn_runs_with() {
         ])
     );
 }
+
+#[tokio::test]
+async fn a_resumed_compacted_session_sends_exactly_the_compacted_history() {
+    let upstream = MockServer::start().await;
+    mount_summary(&upstream, "SUMMARY", Duration::ZERO).await;
+    mount_once(&upstream, sse_response(answer("resp_1", "first", 1_200))).await;
+    mount_once(&upstream, sse_response(answer("resp_2", "second", 10))).await;
+    mount_once(&upstream, sse_response(answer("resp_3", "third", 10))).await;
+    let home = tempfile::tempdir().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let spawn = || {
+        api_key_builder(&upstream)
+            .home(home.path())
+            .args(["-c", "model_auto_compact_token_limit=1000"])
+            .spawn()
+    };
+    let mut first = spawn().await;
+    let session = new_session(&mut first, json!({"cwd": cwd.path()})).await;
+    for text in ["one", "two"] {
+        let done = completion(&run_turn(&mut first, &session, text).await);
+        assert_eq!(done["status"], "completed", "{done}");
+    }
+    first.close_stdin().await;
+    assert!(first.wait_exit().await.success());
+
+    let mut second = spawn().await;
+    let reply = second
+        .request_raw("session/resume", Some(json!({"sessionId": session})))
+        .await;
+    // The store keeps the full turns for reading, the first answer included.
+    let turns = reply["result"]["turns"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(turns.len(), 2, "{reply}");
+    assert!(turns[0]["items"].to_string().contains("first"), "{reply}");
+    let done = completion(&run_turn(&mut second, &session, "three").await);
+    assert_eq!(done["status"], "completed", "{done}");
+    let requests = responses_requests(&upstream).await;
+    let summaries: Vec<bool> = requests.iter().map(is_summary_request).collect();
+    assert_eq!(summaries, vec![false, true, false, false]);
+    // The model gets the compacted history it had before the restart, then the new input: no
+    // context message again, nothing of what the summary replaced.
+    let env = environment_message(cwd.path(), "untrusted", "workspaceWrite");
+    let compacted = json!([env, user_text_message("one"), summary_message("SUMMARY")]);
+    let after_compacting = requests[2]["input"].as_array().cloned().unwrap_or_default();
+    assert_eq!(json!(after_compacting[..3]), compacted);
+    let mut expected = compacted.as_array().cloned().unwrap_or_default();
+    expected.extend([
+        user_text_message("two"),
+        assistant("second"),
+        user_text_message("three"),
+    ]);
+    assert_eq!(requests[3]["input"], json!(expected));
+}
