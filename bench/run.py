@@ -13,6 +13,10 @@ Benchmarks:
   events    one turn whose upstream streams N `response.output_text.delta` events; delta
             events/s reaching the client, server CPU per delta, peak RSS, every delta checked
   sessions  N idle sessions (`session/new`); RSS before and after, bytes per session
+  instructions  (not in the default set; needs valgrind) instructions executed per streamed
+            delta: the server under `valgrind --tool=callgrind` replays turns of 2,000 and
+            12,000 deltas; the difference divided by 10,000. Unlike CPU time it does not move
+            with other load on the machine.
 
 The upstream for `events` is a generated SSE transcript replayed through
 AGENT_SERVER_SSE_FIXTURE (`--upstream fixture`, the default) or a local HTTP server in this
@@ -96,7 +100,7 @@ def proc_threads_runtime_ns(pid):
 class Server:
     """One agent-server child with a raw, buffered reader over its stdout."""
 
-    def __init__(self, binary, home, env_extra=None, cwd=None):
+    def __init__(self, binary, home, env_extra=None, cwd=None, wrapper=()):
         env = {
             k: v
             for k, v in os.environ.items()
@@ -106,7 +110,7 @@ class Server:
         self.stderr_path = os.path.join(home, "stderr.log")
         self._stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(
-            [binary, "--home", home],
+            [*wrapper, binary, "--home", home],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -585,6 +589,59 @@ def bench_events(args, tmp):
     return results
 
 
+# --------------------------------------------------------------------------- 2b. instructions
+
+
+def callgrind_turn(args, tmp, deltas):
+    """Instructions the server executes (all threads) for one replayed turn of `deltas` deltas:
+    start-up, initialize, session/new, the turn, and the exit on EOF."""
+    body, _ = build_sse(deltas)
+    path = os.path.join(tmp, f"callgrind-{deltas}.sse")
+    with open(path, "wb") as f:
+        f.write(body)
+    home = tempfile.mkdtemp(prefix=f"callgrind-{deltas}-", dir=tmp)
+    out = os.path.join(home, "callgrind.out")
+    wrapper = ("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}")
+    server = Server(args.binary, home, {"AGENT_SERVER_SSE_FIXTURE": path}, wrapper=wrapper)
+    try:
+        server.initialize()
+        session = server.request(1, "session/new", {"approvalPolicy": "never", "sandbox": "readOnly"})
+        server.send(
+            {
+                "jsonrpc": "2.0",
+                "id": 2,
+                "method": "session/submit",
+                "params": {"sessionId": session["sessionId"], "text": "stream please"},
+            }
+        )
+        data = server.read_lines_until(
+            lambda buf: b'"turnCompleted"' in buf and buf.endswith(b"\n"), timeout=600
+        )
+    finally:
+        code = server.close()
+    if b'"status":"completed"' not in data.split(b'"turnCompleted"', 1)[1]:
+        raise BenchError(f"the replayed turn did not complete; stderr: {server.stderr_tail()}")
+    if code != 0:
+        raise BenchError(f"the server under valgrind exited {code}; stderr: {server.stderr_tail()}")
+    with open(out) as f:
+        for line in f:
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    raise BenchError(f"no instruction total in {out}")
+
+
+def bench_instructions(args, tmp):
+    if shutil.which("valgrind") is None:
+        raise BenchError("the instructions benchmark needs valgrind (apt-get install valgrind)")
+    small, large = 2_000, 12_000
+    counts = {n: callgrind_turn(args, tmp, n) for n in (small, large)}
+    return {
+        "deltas": [small, large],
+        "instructions": [counts[small], counts[large]],
+        "instructions_per_delta": (counts[large] - counts[small]) / (large - small),
+    }
+
+
 # --------------------------------------------------------------------------- 3. sessions
 
 
@@ -711,6 +768,10 @@ def print_table(results):
             f"{s['rss_before_mib']:.2f} / {s['rss_after_mib']:.2f}")
         row("  per idle session (KiB)", "", s["per_session_kib"], "{:.1f}")
         row("  sessions created / listed", "", 0, f"{s['created']} / {s['listed']}")
+    if "instructions" in results:
+        i = results["instructions"]
+        row("instructions per delta (callgrind, 12,000 - 2,000 deltas)", "",
+            i["instructions_per_delta"], "{:,.0f}")
 
     headers = ("measure", "value", "target", "incumbent", "")
     widths = [max(len(str(r[i])) for r in rows + [headers]) for i in range(5)]
@@ -726,13 +787,16 @@ BENCHES = {
     "pipeline": bench_pipeline,
     "events": bench_events,
     "sessions": bench_sessions,
+    "instructions": bench_instructions,
 }
+# Run when no benchmark is named; `instructions` needs valgrind and is asked for by name.
+DEFAULT_BENCHES = ["startup", "pipeline", "events", "sessions"]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("benches", nargs="*", metavar="BENCH",
-                        help="benchmarks to run: %s (default: all)" % ", ".join(BENCHES))
+                        help="benchmarks to run: %s (default: all but instructions)" % ", ".join(BENCHES))
     parser.add_argument("--binary", default=DEFAULT_BINARY, help="agent-server binary (default: target/release/agent-server)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON instead of a table")
     parser.add_argument("--spawns", type=int, default=50, help="startup: number of spawns (default 50)")
@@ -750,7 +814,7 @@ def main():
     unknown = [name for name in args.benches if name not in BENCHES]
     if unknown:
         parser.error(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHES)}")
-    selected = args.benches or list(BENCHES)
+    selected = args.benches or DEFAULT_BENCHES
     results = {"machine": machine()}
     tmp = tempfile.mkdtemp(prefix="agent-server-bench-")
     try:

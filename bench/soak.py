@@ -27,6 +27,7 @@ import argparse
 import http.server
 import json
 import os
+import shutil
 import socketserver
 import subprocess
 import sys
@@ -330,6 +331,7 @@ def main():
     soak.proc.stdin.close()
     soak.proc.wait(timeout=30)
     upstream.shutdown()
+    shutil.rmtree(home, ignore_errors=True)
 
     warm = next((s for s in samples if s[1] >= total * 0.2), samples[0])
     last = samples[-1]

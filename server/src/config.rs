@@ -595,39 +595,22 @@ impl Config {
             path: path.clone(),
             message: one_line(&e.to_string()),
         };
-        let mut table = text.parse::<toml::Table>().map_err(malformed)?;
+        let table = text.parse::<toml::Table>().map_err(malformed)?;
         // The file alone must be valid, so its errors name the file; read from the text, they
         // also name the line.
         toml::from_str::<FileConfig>(&text).map_err(malformed)?;
-        for (var, key) in [
-            ("AGENT_SERVER_AUTH_ISSUER", "auth_issuer"),
-            ("AGENT_SERVER_LOGIN_PORT", "login_callback_port"),
-        ] {
-            if let Some(value) = env.var(var) {
-                let value = match key {
-                    "login_callback_port" => {
-                        toml::Value::Integer(value.trim().parse().map_err(|_| {
-                            ConfigError::BadValue(format!(
-                                "{var}={value} is not a port number; set it to 0-65535"
-                            ))
-                        })?)
-                    }
-                    _ => toml::Value::String(value),
-                };
-                table.insert(key.to_string(), value);
-            }
-        }
-        for text in overrides {
-            let (path, value) = parse_override(text)?;
-            set_path(&mut table, &path, value)?;
-        }
-        let file = FileConfig::deserialize(toml::Value::Table(table)).map_err(|e| {
-            ConfigError::BadValue(format!(
-                "bad setting from -c or the environment: {}",
-                one_line(&e.to_string())
-            ))
-        })?;
-        let config = Self {
+        let file = layered(table, overrides, env)?;
+        Self::from_file(home, file, env, &path)
+    }
+
+    /// The configuration from the merged settings, with defaults for what they leave out.
+    fn from_file(
+        home: PathBuf,
+        file: FileConfig,
+        env: &dyn Env,
+        path: &std::path::Path,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self {
             home,
             model: file.model.unwrap_or_else(|| DEFAULT_MODEL.to_string()),
             model_provider: file.model_provider.unwrap_or_else(|| "openai".to_string()),
@@ -660,7 +643,7 @@ impl Config {
             env_api_key: env.var("OPENAI_API_KEY").map(crate::secret::Secret::new),
             env_openai_base_url: env.var("OPENAI_BASE_URL"),
             sse_fixture: env.var("AGENT_SERVER_SSE_FIXTURE"),
-            mcp_servers: mcp_servers(file.mcp_servers, &path)?,
+            mcp_servers: mcp_servers(file.mcp_servers, path)?,
             project_doc_max_bytes: file
                 .project_doc_max_bytes
                 .unwrap_or(DEFAULT_PROJECT_DOC_MAX_BYTES),
@@ -668,9 +651,45 @@ impl Config {
                 file.project_doc_fallback_filenames.unwrap_or_default(),
             )?,
             model_auto_compact_token_limit: file.model_auto_compact_token_limit,
-        };
-        Ok(config)
+        })
     }
+}
+
+/// The file's settings (`table`, already checked on its own) with the environment's and then
+/// the `-c` overrides' laid over them.
+fn layered(
+    mut table: toml::Table,
+    overrides: &[String],
+    env: &dyn Env,
+) -> Result<FileConfig, ConfigError> {
+    for (var, key) in [
+        ("AGENT_SERVER_AUTH_ISSUER", "auth_issuer"),
+        ("AGENT_SERVER_LOGIN_PORT", "login_callback_port"),
+    ] {
+        if let Some(value) = env.var(var) {
+            let value = match key {
+                "login_callback_port" => {
+                    toml::Value::Integer(value.trim().parse().map_err(|_| {
+                        ConfigError::BadValue(format!(
+                            "{var}={value} is not a port number; set it to 0-65535"
+                        ))
+                    })?)
+                }
+                _ => toml::Value::String(value),
+            };
+            table.insert(key.to_string(), value);
+        }
+    }
+    for text in overrides {
+        let (path, value) = parse_override(text)?;
+        set_path(&mut table, &path, value)?;
+    }
+    FileConfig::deserialize(toml::Value::Table(table)).map_err(|e| {
+        ConfigError::BadValue(format!(
+            "bad setting from -c or the environment: {}",
+            one_line(&e.to_string())
+        ))
+    })
 }
 
 /// The `[mcp_servers.*]` tables with their names checked.

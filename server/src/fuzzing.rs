@@ -3,7 +3,7 @@
 //! Each function takes arbitrary bytes, drives one parser or state machine of the server the way
 //! untrusted input reaches it, and panics when an invariant or an oracle disagrees, which is how
 //! the fuzzer learns of a finding. They live inside the crate so the parsers can stay private;
-//! the fuzz crate sees nothing but these functions. `fuzz/README.md` says how to run them.
+//! the fuzz crate sees nothing but these functions. `docs/ROBUSTNESS.md` says how to run them.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

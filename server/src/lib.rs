@@ -20,9 +20,12 @@ pub mod fuzzing;
 pub(crate) mod gate;
 pub mod mcp;
 pub mod model;
+pub(crate) mod process_group;
 pub mod rpc;
 pub mod secret;
 pub(crate) mod session;
 pub(crate) mod store;
-pub mod tools;
+pub(crate) mod tools;
 pub mod transport;
+
+pub use tools::prepare_process;

@@ -234,11 +234,8 @@ fn init_logging(level: Option<&str>, file: Option<&std::path::Path>) -> std::io:
 }
 
 async fn serve(config: Config, framing: FramingChoice) -> ExitCode {
-    agent_server::tools::sandbox::protect_agent_home(&config.home);
-    agent_server::tools::set_max_command_timeout(std::time::Duration::from_millis(
-        config.shell_max_timeout_ms,
-    ));
-    if let Err(err) = agent_server::tools::sandbox::make_server_unreadable() {
+    let max_command_timeout = std::time::Duration::from_millis(config.shell_max_timeout_ms);
+    if let Err(err) = agent_server::prepare_process(&config.home, max_command_timeout) {
         return fail(&format!(
             "cannot make the server's /proc entries unreadable to commands: {err}"
         ));

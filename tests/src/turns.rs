@@ -6,6 +6,9 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 use wiremock::MockServer;
 
+use crate::schema::lifecycle::{ClientCapabilities, ClientInfo, InitializeParams};
+use crate::schema::methods::{Initialize, Submit};
+use crate::schema::session::SubmitParams;
 use crate::{TestServer, TestServerBuilder};
 
 /// A builder for a server in API-key mode whose `openai` provider points at `upstream`.
@@ -18,17 +21,40 @@ pub fn api_key_builder(upstream: &MockServer) -> TestServerBuilder {
 /// Sends `initialize` with `capabilities.approvals` as given and checks it succeeded.
 pub async fn initialize(server: &mut TestServer, approvals: bool) {
     let reply = server
-        .request_raw(
-            "initialize",
-            Some(
-                json!({"clientInfo": {"name": "tests"}, "capabilities": {"approvals": approvals}}),
-            ),
-        )
+        .request::<Initialize>(InitializeParams {
+            client_info: Some(ClientInfo {
+                name: "tests".into(),
+                version: None,
+            }),
+            capabilities: ClientCapabilities { approvals },
+            ..InitializeParams::default()
+        })
         .await;
-    assert!(reply.get("result").is_some(), "initialize failed: {reply}");
+    assert!(reply.is_ok(), "initialize failed: {reply:?}");
 }
 
-/// `session/new` with `params`; returns the session id (panics on an error reply).
+/// A server in API-key mode wired to `upstream`, initialized (with `capabilities.approvals`
+/// as given), and a session in `cwd` under approval policy `policy` and sandbox mode
+/// `sandbox`; returns the server and the session id.
+pub async fn session_in(
+    upstream: &MockServer,
+    cwd: &std::path::Path,
+    approvals: bool,
+    policy: &str,
+    sandbox: &str,
+) -> (TestServer, String) {
+    let mut server = api_key_builder(upstream).spawn().await;
+    initialize(&mut server, approvals).await;
+    let session = new_session(
+        &mut server,
+        json!({"cwd": cwd, "approvalPolicy": policy, "sandbox": sandbox}),
+    )
+    .await;
+    (server, session)
+}
+
+/// `session/new` with `params`; returns the session id (panics on an error reply). The params
+/// are JSON, not `NewSessionParams`, so that a test sends exactly the object it writes.
 pub async fn new_session(server: &mut TestServer, params: Value) -> String {
     let reply = server.request_raw("session/new", Some(params)).await;
     reply["result"]["sessionId"]
@@ -40,27 +66,22 @@ pub async fn new_session(server: &mut TestServer, params: Value) -> String {
 /// `session/submit` of `text` to `session_id`; returns the turn id.
 pub async fn submit(server: &mut TestServer, session_id: &str, text: &str) -> String {
     let reply = server
-        .request_raw(
-            "session/submit",
-            Some(json!({"sessionId": session_id, "text": text})),
-        )
+        .request::<Submit>(SubmitParams {
+            session_id: Some(session_id.to_owned()),
+            text: Some(text.to_owned()),
+            ..SubmitParams::default()
+        })
         .await;
-    reply["result"]["turnId"]
-        .as_str()
-        .unwrap_or_else(|| panic!("session/submit failed: {reply}"))
-        .to_owned()
+    match reply {
+        Ok(submitted) => submitted.turn_id,
+        Err(error) => panic!("session/submit failed: {error:?}"),
+    }
 }
 
 /// `session/submit` with these params (per-turn settings and all), typed; returns the turn id
 /// (panics on an error reply).
-pub async fn submit_params(
-    server: &mut TestServer,
-    params: agent_server_schema::session::SubmitParams,
-) -> String {
-    match server
-        .request::<agent_server_schema::methods::Submit>(params)
-        .await
-    {
+pub async fn submit_params(server: &mut TestServer, params: SubmitParams) -> String {
+    match server.request::<Submit>(params).await {
         Ok(result) => result.turn_id,
         Err(err) => panic!("session/submit failed: {err:?}"),
     }

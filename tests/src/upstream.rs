@@ -124,6 +124,46 @@ pub async fn mount_sse_once(server: &MockServer, body: impl Into<String>) {
         .await;
 }
 
+/// Answers the next `POST …/responses` (once) with a response (`resp_calls`) asking for the
+/// tool calls `calls`: call id, tool name, arguments.
+pub async fn mount_calls(server: &MockServer, calls: &[(String, &str, Value)]) {
+    let mut events = vec![ev_created("resp_calls")];
+    for (id, name, arguments) in calls {
+        events.push(ev_function_call(id, name, &arguments.to_string()));
+    }
+    events.push(ev_completed("resp_calls", responses_usage(1, 0, 1, 0)));
+    mount_sse_once(server, sse(events)).await;
+}
+
+/// Answers the next `POST …/responses` (once) with a response (`resp_<call_id>`) asking for
+/// one call of tool `name` with `arguments`.
+pub async fn mount_call(server: &MockServer, call_id: &str, name: &str, arguments: &Value) {
+    mount_sse_once(
+        server,
+        sse([
+            ev_created(&format!("resp_{call_id}")),
+            ev_function_call(call_id, name, &arguments.to_string()),
+            ev_completed(&format!("resp_{call_id}"), responses_usage(1, 0, 1, 0)),
+        ]),
+    )
+    .await;
+}
+
+/// Answers every later `POST …/responses` with the final text answer `done` (response
+/// `resp_final`, message `msg_final`). Mounted after the [`mount_call`]s, it serves the
+/// requests they leave.
+pub async fn mount_answer(server: &MockServer) {
+    mount_sse(
+        server,
+        sse([
+            ev_created("resp_final"),
+            ev_message_done("msg_final", "done"),
+            ev_completed("resp_final", responses_usage(1, 0, 1, 0)),
+        ]),
+    )
+    .await;
+}
+
 /// The JSON bodies of every `…/responses` request the mock received, in order.
 pub async fn responses_requests(server: &MockServer) -> Vec<Value> {
     server

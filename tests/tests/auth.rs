@@ -5,9 +5,14 @@
 use std::os::unix::fs::PermissionsExt;
 
 use agent_server_tests::auth::ChatGptAccount;
-use agent_server_tests::schema::auth::{AuthStatusParams, LoginApiKeyParams};
+use agent_server_tests::schema::auth::{
+    AuthStatus, AuthStatusParams, CancelLoginParams, CancelLoginResult, CancelLoginStatus,
+    LoginApiKeyParams, LoginChatGptParams,
+};
 use agent_server_tests::schema::lifecycle::{EmptyParams, EmptyResult};
-use agent_server_tests::schema::methods::{AuthStatusRequest, LoginApiKey, Logout};
+use agent_server_tests::schema::methods::{
+    AuthStatusRequest, CancelLogin, LoginApiKey, LoginChatGpt, Logout,
+};
 use agent_server_tests::turns::{completion, new_session, submit, turn_events};
 use agent_server_tests::upstream::{
     ev_completed, ev_created, ev_message_done, responses_requests, responses_usage, sse,
@@ -390,25 +395,21 @@ async fn no_token_appears_in_the_trace_log() {
 
 /// Starts a login; returns `(loginId, state, callback port)`.
 async fn start_login(server: &mut TestServer) -> (String, String, u16) {
-    let reply = server
-        .request_raw("auth/loginChatGPT", Some(json!({})))
-        .await;
-    let result = &reply["result"];
-    let login_id = result["loginId"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{reply}"))
-        .to_owned();
-    let parse = |key: &str| {
-        url::Url::parse(result[key].as_str().unwrap_or_default())
-            .unwrap_or_else(|e| panic!("{key} is not a URL ({e}): {reply}"))
+    let started = server
+        .request::<LoginChatGpt>(LoginChatGptParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("auth/loginChatGPT failed: {e:?}"));
+    let parse = |key: &str, url: &Option<String>| {
+        url::Url::parse(url.as_deref().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{key} is not a URL ({e}): {started:?}"))
     };
-    let auth_url = parse("authUrl");
+    let auth_url = parse("authUrl", &started.auth_url);
     let state = auth_url
         .query_pairs()
         .find(|(k, _)| k == "state")
         .map(|(_, v)| v.into_owned())
         .unwrap_or_else(|| panic!("no state in {auth_url}"));
-    let redirect = parse("redirectUri");
+    let redirect = parse("redirectUri", &started.redirect_uri);
     assert_eq!(
         (redirect.host_str(), redirect.path()),
         (Some("localhost"), "/auth/callback")
@@ -416,7 +417,7 @@ async fn start_login(server: &mut TestServer) -> (String, String, u16) {
     let port = redirect
         .port()
         .unwrap_or_else(|| panic!("no port in {redirect}"));
-    (login_id, state, port)
+    (started.login_id, state, port)
 }
 
 #[tokio::test]
@@ -489,10 +490,16 @@ async fn cancel_login_completes_it_unsuccessfully() {
         .spawn()
         .await;
     let (login_id, _, _) = start_login(&mut server).await;
-    let reply = server
-        .request_raw("auth/cancelLogin", Some(json!({"loginId": login_id})))
-        .await;
-    assert_eq!(reply["result"], json!({"status": "cancelled"}));
+    let cancel = CancelLoginParams {
+        login_id: login_id.clone(),
+    };
+    let reply = server.request::<CancelLogin>(cancel.clone()).await;
+    assert_eq!(
+        reply,
+        Ok(CancelLoginResult {
+            status: CancelLoginStatus::Cancelled
+        })
+    );
     let complete = server
         .wait_for_notification("auth/loginChatGPTComplete", |_| true)
         .await;
@@ -503,10 +510,13 @@ async fn cancel_login_completes_it_unsuccessfully() {
         ),
         (&json!(login_id), &json!(false))
     );
-    let reply = server
-        .request_raw("auth/cancelLogin", Some(json!({"loginId": login_id})))
-        .await;
-    assert_eq!(reply["result"], json!({"status": "notFound"}));
+    let reply = server.request::<CancelLogin>(cancel).await;
+    assert_eq!(
+        reply,
+        Ok(CancelLoginResult {
+            status: CancelLoginStatus::NotFound
+        })
+    );
 }
 
 #[tokio::test]
@@ -533,15 +543,19 @@ async fn two_server_processes_sharing_a_home_refresh_once_between_them() {
         .env("AGENT_SERVER_AUTH_ISSUER", chatgpt.issuer.uri())
         .spawn()
         .await;
-    let status = json!({"includeToken": true});
+    let status = AuthStatusParams {
+        include_token: true,
+        ..AuthStatusParams::default()
+    };
     let (a, b) = tokio::join!(
-        first.request_raw("auth/status", Some(status.clone())),
-        second.request_raw("auth/status", Some(status)),
+        first.request::<AuthStatusRequest>(status.clone()),
+        second.request::<AuthStatusRequest>(status),
     );
+    let token_of = |reply: &Result<AuthStatus, _>| reply.as_ref().ok()?.auth_token.clone();
     assert_eq!(
-        (&a["result"]["authToken"], &b["result"]["authToken"]),
-        (&json!(token), &json!(token)),
-        "{a}\n{b}"
+        (token_of(&a), token_of(&b)),
+        (Some(token.clone()), Some(token)),
+        "{a:?}\n{b:?}"
     );
     let saved: Value =
         serde_json::from_str(&std::fs::read_to_string(first.home().join("auth.json")).unwrap())

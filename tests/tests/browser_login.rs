@@ -9,7 +9,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use agent_server_tests::auth::ChatGptAccount;
-use agent_server_tests::replies::ok_reply;
+use agent_server_tests::schema::auth::{AuthStatusParams, LoginChatGptParams};
+use agent_server_tests::schema::methods::{AuthStatusRequest, LoginChatGpt};
 use agent_server_tests::{SIGKILL, TestServer};
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
@@ -202,15 +203,15 @@ async fn chatgpt_login_in_a_headless_browser_lands_on_the_success_page() {
         .args(["-c", "login_callback_port=0"])
         .spawn()
         .await;
-    let reply = server
-        .request_raw("auth/loginChatGPT", Some(json!({})))
-        .await;
-    let login = &reply["result"];
-    let login_id = login["loginId"].clone();
-    let auth_url = login["authUrl"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no authUrl in {reply}"))
-        .to_owned();
+    let login = server
+        .request::<LoginChatGpt>(LoginChatGptParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("auth/loginChatGPT failed: {e:?}"));
+    let login_id = login.login_id.clone();
+    let auth_url = login
+        .auth_url
+        .clone()
+        .unwrap_or_else(|| panic!("no authUrl in {login:?}"));
     assert!(
         auth_url.starts_with(&format!("{}/oauth/authorize?", issuer.uri())),
         "the authorize URL is not on the issuer: {auth_url}"
@@ -240,13 +241,16 @@ async fn chatgpt_login_in_a_headless_browser_lands_on_the_success_page() {
         .wait_for_notification("auth/statusChanged", |_| true)
         .await;
 
-    let status = server.request_raw("auth/status", Some(json!({}))).await;
-    let last_refresh = status["result"]["lastRefresh"].clone();
+    let status = server
+        .request::<AuthStatusRequest>(AuthStatusParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("auth/status failed: {e:?}"));
+    let last_refresh = status.last_refresh.clone();
     assert!(
         last_refresh
-            .as_str()
+            .as_deref()
             .is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok()),
-        "lastRefresh is not an RFC 3339 time: {status}"
+        "lastRefresh is not an RFC 3339 time: {status:?}"
     );
     let expected_status = json!({
         "authMode": "chatgpt", "source": "authFile", "email": "browser@example.com",
@@ -254,8 +258,7 @@ async fn chatgpt_login_in_a_headless_browser_lands_on_the_success_page() {
         "requiresOpenaiAuth": true, "error": null,
     });
     assert_eq!(changed["params"], expected_status);
-    let id = status["id"].clone();
-    assert_eq!(status, ok_reply(id, expected_status));
+    assert_eq!(json!(status), expected_status);
 
     let saved: Value = serde_json::from_str(
         &std::fs::read_to_string(server.home().join("auth.json"))

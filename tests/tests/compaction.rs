@@ -4,7 +4,12 @@
 use std::time::Duration;
 
 use agent_server_tests::TestServer;
-use agent_server_tests::schema::session::{ApprovalPolicy, SubmitParams};
+use agent_server_tests::schema::lifecycle::EmptyResult;
+use agent_server_tests::schema::methods::{Compact, Interrupt};
+use agent_server_tests::schema::rpc::ErrorKind;
+use agent_server_tests::schema::session::{
+    ApprovalPolicy, CompactParams, CompactResult, InterruptParams, SubmitParams,
+};
 use agent_server_tests::turns::{
     api_key_builder, completion, environment_message, just_events, new_session, normalize_ids,
     submit, submit_params, turn_events, user_text_message,
@@ -73,13 +78,13 @@ async fn run_turn(server: &mut TestServer, session: &str, text: &str) -> Vec<Val
 }
 
 async fn compact(server: &mut TestServer, session: &str) -> String {
-    let reply = server
-        .request_raw("session/compact", Some(json!({"sessionId": session})))
-        .await;
-    reply["result"]["turnId"]
-        .as_str()
-        .unwrap_or_else(|| panic!("session/compact failed: {reply}"))
-        .to_owned()
+    let params = CompactParams {
+        session_id: session.to_owned(),
+    };
+    match server.request::<Compact>(params).await {
+        Ok(CompactResult { turn_id }) => turn_id,
+        Err(error) => panic!("session/compact failed: {error:?}"),
+    }
 }
 
 fn is_summary_request(request: &Value) -> bool {
@@ -362,10 +367,14 @@ async fn manual_compact_on_an_idle_session_with_an_empty_summary_uses_a_placehol
         ])
     );
     // An unknown session is refused.
-    let reply = server
-        .request_raw("session/compact", Some(json!({"sessionId": "nope"})))
-        .await;
-    assert_eq!(reply["error"]["data"]["kind"], "sessionNotFound", "{reply}");
+    let params = CompactParams {
+        session_id: "nope".into(),
+    };
+    let reply = server.request::<Compact>(params).await;
+    assert_eq!(
+        reply.map_err(|e| e.data.kind),
+        Err(ErrorKind::SessionNotFound)
+    );
 }
 
 #[tokio::test]
@@ -432,9 +441,12 @@ async fn interrupting_a_compaction_leaves_the_history_unchanged() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let reply = server
-        .request_raw("session/interrupt", Some(json!({"sessionId": session})))
+        .request::<Interrupt>(InterruptParams {
+            session_id: session.clone(),
+            turn_id: None,
+        })
         .await;
-    assert_eq!(reply["result"], json!({}), "{reply}");
+    assert_eq!(reply, Ok(EmptyResult {}));
     let events = normalize_ids(&json!(just_events(&turn_events(&mut server, &turn).await)));
     assert_eq!(
         events,

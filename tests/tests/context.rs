@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use agent_server_tests::TestServer;
+use agent_server_tests::schema::methods::ListSessions;
 use agent_server_tests::schema::session::{ApprovalPolicy, SandboxMode, SubmitParams};
 use agent_server_tests::turns::{
     api_key_builder, completion, environment_message, new_session, submit, submit_params,
@@ -82,8 +83,11 @@ fn text(text: &str) -> SubmitParams {
 }
 
 async fn instruction_sources(server: &mut TestServer) -> Value {
-    let listed = server.request_raw("session/list", Some(json!({}))).await;
-    listed["result"]["sessions"][0]["instructionSources"].clone()
+    let listed = server
+        .request::<ListSessions>(Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("session/list failed: {e:?}"));
+    json!(listed.sessions[0].instruction_sources)
 }
 
 #[tokio::test]

@@ -9,11 +9,17 @@ use std::time::Duration;
 
 use agent_server_tests::TestServer;
 use agent_server_tests::auth::ChatGptAccount;
-use agent_server_tests::run_to_end;
+use agent_server_tests::schema::auth::{
+    AuthStatusParams, CancelLoginParams, CancelLoginResult, CancelLoginStatus, LoginChatGptParams,
+    LoginChatGptResult, LoginFlow,
+};
+use agent_server_tests::schema::methods::{AuthStatusRequest, CancelLogin, LoginChatGpt, Method};
+use agent_server_tests::schema::rpc::RpcError;
 use agent_server_tests::turns::{completion, new_session, submit, turn_events};
 use agent_server_tests::upstream::{
     ev_completed, ev_created, ev_message_done, responses_usage, sse, sse_response,
 };
+use agent_server_tests::{decode_reply, run_to_end};
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 use wiremock::matchers::{body_json, method, path};
@@ -158,34 +164,40 @@ async fn server_for(issuer: &Issuer, extra: &[&str]) -> TestServer {
         .await
 }
 
-async fn start_device_login(server: &mut TestServer) -> Value {
+async fn start_device_login(server: &mut TestServer) -> Result<LoginChatGptResult, RpcError> {
     server
-        .request_raw("auth/loginChatGPT", Some(json!({"flow": "deviceCode"})))
+        .request::<LoginChatGpt>(LoginChatGptParams {
+            flow: LoginFlow::DeviceCode,
+        })
         .await
 }
 
 /// The login's id, after checking the whole result.
-fn check_started(reply: &Value, issuer: &Issuer, timeout_secs: i64) -> String {
-    let result = &reply["result"];
-    let login_id = result["loginId"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no loginId: {reply}"))
-        .to_owned();
-    let expires_at = result["expiresAt"]
-        .as_str()
+fn check_started(
+    reply: &Result<LoginChatGptResult, RpcError>,
+    issuer: &Issuer,
+    timeout_secs: i64,
+) -> String {
+    let started = reply
+        .as_ref()
+        .unwrap_or_else(|e| panic!("the device-code login did not start: {e:?}"));
+    let expires_at = started
+        .expires_at
+        .as_deref()
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .unwrap_or_else(|| panic!("expiresAt is not RFC 3339: {reply}"));
+        .unwrap_or_else(|| panic!("expiresAt is not RFC 3339: {started:?}"));
     let left = expires_at.timestamp() - chrono::Utc::now().timestamp();
     assert!(
         (timeout_secs - 5..=timeout_secs).contains(&left),
-        "expiresAt is {left} s away, expected about {timeout_secs}: {reply}"
+        "expiresAt is {left} s away, expected about {timeout_secs}: {started:?}"
     );
     assert_eq!(
-        result,
-        &json!({"loginId": login_id, "verificationUrl": format!("{}/codex/device", issuer.uri()),
-                "userCode": USER_CODE, "expiresAt": result["expiresAt"]})
+        json!(started),
+        json!({"loginId": started.login_id,
+               "verificationUrl": format!("{}/codex/device", issuer.uri()),
+               "userCode": USER_CODE, "expiresAt": started.expires_at})
     );
-    login_id
+    started.login_id.clone()
 }
 
 async fn completion_of(server: &mut TestServer, login_id: &str) -> Value {
@@ -240,8 +252,15 @@ async fn a_device_login_polls_through_pending_and_transient_answers_saves_and_au
     server.set_timeout(Duration::from_secs(20));
     let mut seen = Vec::new();
 
-    let reply = start_device_login(&mut server).await;
-    seen.push(reply.clone());
+    // The raw reply, so that every byte of it is checked for secrets below.
+    let params = LoginChatGptParams {
+        flow: LoginFlow::DeviceCode,
+    };
+    let raw = server
+        .request_raw(LoginChatGpt::NAME, Some(json!(params)))
+        .await;
+    seen.push(raw.clone());
+    let reply = decode_reply(LoginChatGpt::NAME, raw);
     let login_id = check_started(&reply, &issuer, 900);
     let complete = completion_of(&mut server, &login_id).await;
     seen.push(complete.clone());
@@ -347,16 +366,19 @@ async fn an_issuer_without_device_login_answers_device_code_unavailable() {
     let mut server = server_for(&issuer, &[]).await;
     let reply = start_device_login(&mut server).await;
     assert_eq!(
-        reply["error"],
-        json!({"code": -32010, "message": format!(
+        reply.as_ref().err().map(|e| json!(e)),
+        Some(json!({"code": -32010, "message": format!(
             "device-code login is not enabled for the issuer {}: use the browser login (auth/loginChatGPT without a flow, or `agent-server login`), or ask the workspace admin to enable device-code login",
             issuer.uri()
-        ), "data": {"kind": "deviceCodeUnavailable"}}),
-        "{reply}"
+        ), "data": {"kind": "deviceCodeUnavailable"}})),
+        "{reply:?}"
     );
     // The server keeps serving, and nothing was written.
-    let status = server.request_raw("auth/status", Some(json!({}))).await;
-    assert_eq!(status["result"]["authMode"], Value::Null, "{status}");
+    let status = server
+        .request::<AuthStatusRequest>(AuthStatusParams::default())
+        .await
+        .map(|status| status.auth_mode);
+    assert_eq!(status, Ok(None));
     assert!(!server.home().join("auth.json").exists());
 }
 
@@ -369,12 +391,12 @@ async fn a_garbage_user_code_answer_is_a_clear_error() {
     let mut server = server_for(&issuer, &[]).await;
     let reply = start_device_login(&mut server).await;
     assert_eq!(
-        reply["error"],
-        json!({"code": -32010, "message": format!(
+        reply.as_ref().err().map(|e| json!(e)),
+        Some(json!({"code": -32010, "message": format!(
             "the issuer answered the device-code request at {}/api/accounts/deviceauth/usercode without a device code (expected device_auth_id and user_code): try again later, or use the browser login",
             issuer.uri()
-        ), "data": {"kind": "deviceCodeUnavailable"}}),
-        "{reply}"
+        ), "data": {"kind": "deviceCodeUnavailable"}})),
+        "{reply:?}"
     );
 }
 
@@ -488,19 +510,28 @@ async fn cancel_login_ends_a_device_login_in_the_middle_of_a_poll() {
     issuer.usercode_with_interval(json!(1)).await;
     let mut server = server_for(&issuer, &[]).await;
     let login_id = login_stuck_in_a_poll(&issuer, &mut server).await;
-    let reply = server
-        .request_raw("auth/cancelLogin", Some(json!({"loginId": login_id})))
-        .await;
-    assert_eq!(reply["result"], json!({"status": "cancelled"}), "{reply}");
+    let cancel = CancelLoginParams {
+        login_id: login_id.clone(),
+    };
+    let reply = server.request::<CancelLogin>(cancel.clone()).await;
+    assert_eq!(
+        reply,
+        Ok(CancelLoginResult {
+            status: CancelLoginStatus::Cancelled
+        })
+    );
     let complete = completion_of(&mut server, &login_id).await;
     assert_eq!(
         complete,
         json!({"loginId": login_id, "success": false, "error": "the login was cancelled"})
     );
-    let again = server
-        .request_raw("auth/cancelLogin", Some(json!({"loginId": login_id})))
-        .await;
-    assert_eq!(again["result"], json!({"status": "notFound"}));
+    let again = server.request::<CancelLogin>(cancel).await;
+    assert_eq!(
+        again,
+        Ok(CancelLoginResult {
+            status: CancelLoginStatus::NotFound
+        })
+    );
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ use agent_server_tests::TestServer;
 use agent_server_tests::replies::{invalid_params, kind_error, ok_reply, redact};
 use agent_server_tests::schema::methods::{AuthStatusRequest, LoginApiKey};
 use agent_server_tests::schema::rpc::ErrorKind;
+use agent_server_tests::turns::new_session;
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 
@@ -311,9 +312,7 @@ async fn an_unknown_turn_gets_turn_not_found() {
         .env("OPENAI_API_KEY", "sk-test")
         .spawn()
         .await;
-    let session = server.request_raw("session/new", Some(json!({}))).await;
-    let session_id = session["result"]["sessionId"].clone();
-    assert!(session_id.is_string(), "{session}");
+    let session_id = new_session(&mut server, json!({})).await;
     let reply = server
         .request_raw(
             "session/interrupt",

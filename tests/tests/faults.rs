@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agent_server_tests::scripted::{Reply, ScriptedUpstream};
+use agent_server_tests::turns::{new_session, submit};
 use agent_server_tests::upstream::{
     ev_completed, ev_created, ev_function_call, ev_message_done, ev_output_text_delta,
     responses_usage, sse,
@@ -233,7 +234,7 @@ async fn run_cell(cell: Cell) -> Result<Outcome, String> {
         .spawn()
         .await;
     let mut events = Vec::new();
-    let session = new_session(&mut server).await;
+    let session = new_session(&mut server, json!({})).await;
     let first = submit(&mut server, &session, "list the files").await;
     if cell.kill_command {
         kill_marked(&cell.command[1]).await;
@@ -287,27 +288,6 @@ async fn run_cell(cell: Cell) -> Result<Outcome, String> {
     } else {
         Err(problems.join("; "))
     }
-}
-
-async fn new_session(server: &mut TestServer) -> String {
-    let reply = server.request_raw("session/new", Some(json!({}))).await;
-    reply["result"]["sessionId"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{reply}"))
-        .to_owned()
-}
-
-async fn submit(server: &mut TestServer, session: &str, text: &str) -> String {
-    let reply = server
-        .request_raw(
-            "session/submit",
-            Some(json!({"sessionId": session, "text": text})),
-        )
-        .await;
-    reply["result"]["turnId"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{reply}"))
-        .to_owned()
 }
 
 /// Collects every session event until `turn`'s `turnCompleted`, which it returns.

@@ -10,59 +10,19 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent_server_tests::TestServer;
+use agent_server_tests::schema::auth::LoginChatGptParams;
+use agent_server_tests::schema::lifecycle::EmptyResult;
+use agent_server_tests::schema::methods::{Interrupt, LoginChatGpt};
+use agent_server_tests::schema::session::InterruptParams;
 use agent_server_tests::turns::{
-    api_key_builder, initialize, just_events, new_session, submit, turn_events,
+    api_key_builder, initialize, just_events, new_session, session_in, submit, turn_events,
 };
 use agent_server_tests::upstream::{
-    ev_completed, ev_created, ev_function_call, ev_message_done, function_call_output, mount_sse,
-    mount_sse_once, responses_requests, responses_usage, sse,
+    function_call_output, mount_answer, mount_call, mount_calls, responses_requests,
 };
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 use wiremock::MockServer;
-
-/// Mounts one response asking for the tool calls `calls` (call id, tool name, arguments).
-async fn mount_calls(upstream: &MockServer, calls: &[(String, &str, Value)]) {
-    let mut events = vec![ev_created("resp_calls")];
-    for (id, name, arguments) in calls {
-        events.push(ev_function_call(id, name, &arguments.to_string()));
-    }
-    events.push(ev_completed("resp_calls", responses_usage(1, 0, 1, 0)));
-    mount_sse_once(upstream, sse(events)).await;
-}
-
-async fn mount_call(upstream: &MockServer, call_id: &str, name: &str, arguments: Value) {
-    mount_calls(upstream, &[(call_id.to_owned(), name, arguments)]).await;
-}
-
-/// Mounts the final text answer for every later request.
-async fn mount_answer(upstream: &MockServer) {
-    mount_sse(
-        upstream,
-        sse([
-            ev_created("resp_final"),
-            ev_message_done("msg_final", "done"),
-            ev_completed("resp_final", responses_usage(1, 0, 1, 0)),
-        ]),
-    )
-    .await;
-}
-
-async fn server_in(
-    upstream: &MockServer,
-    cwd: &Path,
-    policy: &str,
-    sandbox: &str,
-) -> (TestServer, String) {
-    let mut server = api_key_builder(upstream).spawn().await;
-    initialize(&mut server, true).await;
-    let session = new_session(
-        &mut server,
-        json!({"cwd": cwd, "approvalPolicy": policy, "sandbox": sandbox}),
-    )
-    .await;
-    (server, session)
-}
 
 fn add_file(path: &str, text: &str) -> Value {
     json!({"input": format!("*** Begin Patch\n*** Add File: {path}\n+{text}\n*** End Patch")})
@@ -114,7 +74,7 @@ async fn a_directory_swapped_for_a_symlink_during_the_approval_wait_is_not_writt
         &upstream,
         "call_1",
         "apply_patch",
-        add_file("sub/first.txt", "x"),
+        &add_file("sub/first.txt", "x"),
     )
     .await;
     mount_answer(&upstream).await;
@@ -122,7 +82,7 @@ async fn a_directory_swapped_for_a_symlink_during_the_approval_wait_is_not_writt
     let outside = agent_server_tests::outside_temp_dir();
     std::fs::create_dir(cwd.path().join("sub")).unwrap();
     let (mut server, session) =
-        server_in(&upstream, cwd.path(), "untrusted", "workspaceWrite").await;
+        session_in(&upstream, cwd.path(), true, "untrusted", "workspaceWrite").await;
     let turn = submit(&mut server, &session, "add").await;
     let ask = server.next_server_request().await;
     assert_eq!(
@@ -196,7 +156,7 @@ async fn patches_racing_a_symlink_exchange_never_write_outside() {
             swaps
         })
     };
-    let (mut server, session) = server_in(&upstream, &ws, "never", "workspaceWrite").await;
+    let (mut server, session) = session_in(&upstream, &ws, true, "never", "workspaceWrite").await;
     let turn = submit(&mut server, &session, "add sixty").await;
     let events = just_events(&turn_events(&mut server, &turn).await);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -220,14 +180,14 @@ async fn prompts_show_real_paths_and_session_approvals_compare_real_paths() {
         &upstream,
         "call_1",
         "apply_patch",
-        add_file("link/first.txt", "1"),
+        &add_file("link/first.txt", "1"),
     )
     .await;
     mount_call(
         &upstream,
         "call_2",
         "apply_patch",
-        add_file("link/second.txt", "2"),
+        &add_file("link/second.txt", "2"),
     )
     .await;
     mount_answer(&upstream).await;
@@ -236,7 +196,7 @@ async fn prompts_show_real_paths_and_session_approvals_compare_real_paths() {
     let outside_real = real(outside.path());
     std::os::unix::fs::symlink(outside.path(), cwd.path().join("link")).unwrap();
     let (mut server, session) =
-        server_in(&upstream, cwd.path(), "onFailure", "workspaceWrite").await;
+        session_in(&upstream, cwd.path(), true, "onFailure", "workspaceWrite").await;
     let turn = submit(&mut server, &session, "two patches").await;
     let ask = server.next_server_request().await;
     let first = outside_real.join("first.txt").display().to_string();
@@ -427,14 +387,14 @@ async fn a_known_safe_command_naming_the_agent_home_needs_approval() {
         &upstream,
         "call_1",
         "shell",
-        json!({"command": ["cat", auth]}),
+        &json!({"command": ["cat", auth]}),
     )
     .await;
     mount_call(
         &upstream,
         "call_2",
         "shell",
-        json!({"command": ["cat", "/etc/hostname"]}),
+        &json!({"command": ["cat", "/etc/hostname"]}),
     )
     .await;
     mount_answer(&upstream).await;
@@ -605,11 +565,11 @@ async fn started_command(
         upstream,
         "call_1",
         "shell",
-        json!({"command": ["sh", "-c", script]}),
+        &json!({"command": ["sh", "-c", script]}),
     )
     .await;
     mount_answer(upstream).await;
-    let (mut server, session) = server_in(upstream, cwd, "never", sandbox).await;
+    let (mut server, session) = session_in(upstream, cwd, true, "never", sandbox).await;
     let turn = submit(&mut server, &session, "start").await;
     server
         .wait_for_notification("session/event", |p| {
@@ -651,9 +611,13 @@ async fn no_descendant_of_a_command_outlives_it_its_turn_or_the_server() {
         let (mut server, session, turn) =
             started_command(&upstream, cwd.path(), sandbox, &escapees(&m, "wait")).await;
         assert!(!with_marker(&m).is_empty(), "the escapees did not start");
-        server
-            .request_raw("session/interrupt", Some(json!({"sessionId": session})))
+        let reply = server
+            .request::<Interrupt>(InterruptParams {
+                session_id: session.clone(),
+                turn_id: None,
+            })
             .await;
+        assert_eq!(reply, Ok(EmptyResult {}));
         turn_events(&mut server, &turn).await;
         assert_none_left(&m, &format!("an interrupt ({sandbox})")).await;
 
@@ -738,7 +702,8 @@ async fn known_safe_git_commands_do_not_run_programs_from_the_repository_config(
     .collect();
     mount_calls(&upstream, &calls).await;
     mount_answer(&upstream).await;
-    let (mut server, session) = server_in(&upstream, repo, "untrusted", "dangerFullAccess").await;
+    let (mut server, session) =
+        session_in(&upstream, repo, true, "untrusted", "dangerFullAccess").await;
     let turn = submit(&mut server, &session, "git").await;
     // No approval request: these are known safe.
     let events = just_events(&turn_events(&mut server, &turn).await);
@@ -765,19 +730,20 @@ async fn rg_z_in_a_cluster_needs_approval_and_a_huge_timeout_is_capped_and_said(
         &upstream,
         "call_1",
         "shell",
-        json!({"command": ["rg", "-nz", "x"]}),
+        &json!({"command": ["rg", "-nz", "x"]}),
     )
     .await;
     mount_call(
         &upstream,
         "call_2",
         "shell",
-        json!({"command": ["echo", "hi"], "timeout_ms": 9_000_000_000_u64}),
+        &json!({"command": ["echo", "hi"], "timeout_ms": 9_000_000_000_u64}),
     )
     .await;
     mount_answer(&upstream).await;
     let cwd = tempfile::tempdir().unwrap();
-    let (mut server, session) = server_in(&upstream, cwd.path(), "untrusted", "readOnly").await;
+    let (mut server, session) =
+        session_in(&upstream, cwd.path(), true, "untrusted", "readOnly").await;
     let turn = submit(&mut server, &session, "search").await;
     let ask = server.next_server_request().await;
     assert_eq!(ask["params"]["itemId"], "call_1", "{ask}");
@@ -808,10 +774,11 @@ async fn the_login_callback_server_caps_idle_connections_and_holds_both_loopback
         .args(["-c", "login_callback_port=0"])
         .spawn()
         .await;
-    let reply = server
-        .request_raw("auth/loginChatGPT", Some(json!({})))
-        .await;
-    let auth_url = url::Url::parse(reply["result"]["authUrl"].as_str().unwrap()).unwrap();
+    let started = server
+        .request::<LoginChatGpt>(LoginChatGptParams::default())
+        .await
+        .unwrap();
+    let auth_url = url::Url::parse(started.auth_url.as_deref().unwrap()).unwrap();
     let redirect = auth_url
         .query_pairs()
         .find(|(k, _)| k == "redirect_uri")

@@ -9,10 +9,12 @@ use std::time::Duration;
 use agent_server_tests::replies::{error_reply, kind_error, ok_reply, redact};
 use agent_server_tests::schema::auth::AuthStatus;
 use agent_server_tests::schema::lifecycle::{
-    ClientCapabilities, ClientInfo, Framing, InitializeParams, InitializeResult,
+    ClientCapabilities, ClientInfo, EmptyParams, Framing, InitializeParams, InitializeResult,
     ServerCapabilities, ServerInfo,
 };
-use agent_server_tests::schema::methods::Initialize;
+use agent_server_tests::schema::methods::{Initialize, Shutdown, Submit};
+use agent_server_tests::schema::session::SubmitParams;
+use agent_server_tests::turns::{new_session, submit};
 use agent_server_tests::upstream::{
     ev_completed, ev_created, ev_function_call, ev_message_done, function_call_output,
     mount_sse_once, responses_requests, responses_usage, sse, sse_response,
@@ -116,14 +118,17 @@ async fn initialize_with_empty_params_uses_the_defaults() {
 async fn initialize_with_a_nameless_version_client_info() {
     let mut server = TestServer::start().await;
     let reply = server
-        .request_raw(
-            "initialize",
-            Some(json!({"clientInfo": {"name": "script"}})),
-        )
+        .request::<Initialize>(InitializeParams {
+            client_info: Some(ClientInfo {
+                name: "script".into(),
+                version: None,
+            }),
+            ..InitializeParams::default()
+        })
         .await;
     assert_eq!(
-        reply["result"]["userAgent"],
-        json!(format!("agent-server/{VERSION} ({}) script", os_and_arch()))
+        reply.map(|r| r.user_agent),
+        Ok(format!("agent-server/{VERSION} ({}) script", os_and_arch()))
     );
 }
 
@@ -220,21 +225,12 @@ async fn upstream_asking_to_touch() -> MockServer {
 
 /// Opens an `untrusted` session in `cwd` and submits one turn.
 async fn submit_untrusted(server: &mut TestServer, cwd: &Path) {
-    let session = server
-        .request_raw(
-            "session/new",
-            Some(json!({"cwd": cwd, "approvalPolicy": "untrusted", "sandbox": "workspaceWrite"})),
-        )
-        .await;
-    let session_id = session["result"]["sessionId"].clone();
-    assert!(session_id.is_string(), "{session}");
-    let reply = server
-        .request_raw(
-            "session/submit",
-            Some(json!({"sessionId": session_id, "text": "touch it"})),
-        )
-        .await;
-    assert!(reply.get("result").is_some(), "{reply}");
+    let session = new_session(
+        server,
+        json!({"cwd": cwd, "approvalPolicy": "untrusted", "sandbox": "workspaceWrite"}),
+    )
+    .await;
+    submit(server, &session, "touch it").await;
 }
 
 fn command_item_status(message: &Value) -> Option<String> {
@@ -278,12 +274,16 @@ async fn without_the_approvals_capability_actions_needing_approval_are_declined(
     let workdir = tempfile::tempdir().unwrap();
     let mut server = server_with_upstream(&upstream).await;
     let reply = server
-        .request_raw(
-            "initialize",
-            Some(json!({"clientInfo": {"name": "script"}, "capabilities": {"approvals": false}})),
-        )
+        .request::<Initialize>(InitializeParams {
+            client_info: Some(ClientInfo {
+                name: "script".into(),
+                version: None,
+            }),
+            capabilities: ClientCapabilities { approvals: false },
+            ..InitializeParams::default()
+        })
         .await;
-    assert_eq!(reply["result"]["capabilities"]["approvals"], json!(false));
+    assert_eq!(reply.map(|r| r.capabilities.approvals), Ok(false));
     submit_untrusted(&mut server, workdir.path()).await;
     let done = server
         .wait_for_notification("session/event", |p| p["event"]["type"] == "turnCompleted")
@@ -406,8 +406,10 @@ async fn stdin_eof_ends_the_process_with_0() {
 /// Makes sure the server is up and serving (so its signal handlers are installed) before a
 /// signal is sent: an `initialize` round trip.
 async fn wait_until_serving(server: &mut TestServer) {
-    let reply = server.request_raw("initialize", Some(json!({}))).await;
-    assert!(reply.get("result").is_some(), "{reply}");
+    let reply = server
+        .request::<Initialize>(InitializeParams::default())
+        .await;
+    assert!(reply.is_ok(), "{reply:?}");
 }
 
 #[tokio::test]
@@ -455,9 +457,12 @@ async fn server_with_upstream(upstream: &MockServer) -> TestServer {
 /// Submits a turn and waits for its `turnStarted`.
 async fn start_turn(server: &mut TestServer) {
     let reply = server
-        .request_raw("session/submit", Some(json!({"text": "hello"})))
+        .request::<Submit>(SubmitParams {
+            text: Some("hello".into()),
+            ..SubmitParams::default()
+        })
         .await;
-    assert!(reply.get("result").is_some(), "{reply}");
+    assert!(reply.is_ok(), "{reply:?}");
     server
         .wait_for_notification("session/event", |p| p["event"]["type"] == "turnStarted")
         .await;
@@ -558,25 +563,16 @@ async fn tool_processes_are_killed_with_the_server() {
     )
     .await;
     let mut server = server_with_upstream(&upstream).await;
-    let session = server
-        .request_raw(
-            "session/new",
-            Some(json!({
-                "cwd": workdir.path(),
-                "approvalPolicy": "never",
-                "sandbox": "dangerFullAccess",
-            })),
-        )
-        .await;
-    let session_id = session["result"]["sessionId"].clone();
-    assert!(session_id.is_string(), "{session}");
-    let reply = server
-        .request_raw(
-            "session/submit",
-            Some(json!({"sessionId": session_id, "text": "sleep"})),
-        )
-        .await;
-    assert!(reply.get("result").is_some(), "{reply}");
+    let session = new_session(
+        &mut server,
+        json!({
+            "cwd": workdir.path(),
+            "approvalPolicy": "never",
+            "sandbox": "dangerFullAccess",
+        }),
+    )
+    .await;
+    submit(&mut server, &session, "sleep").await;
     server
         .wait_for_notification("session/event", |p| {
             p["event"]["type"] == "itemStarted" && p["event"]["item"]["type"] == "commandExecution"
@@ -591,8 +587,8 @@ async fn tool_processes_are_killed_with_the_server() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let shutdown = server.request_raw("shutdown", None).await;
-    assert_eq!(shutdown, ok_reply(shutdown["id"].clone(), Value::Null));
+    let shutdown = server.request::<Shutdown>(EmptyParams {}).await;
+    assert_eq!(shutdown, Ok(()));
     assert_eq!(server.wait_exit().await.code(), Some(0));
     let deadline = tokio::time::Instant::now() + DEFAULT_TIMEOUT;
     while marked_process_exists(&marker) {

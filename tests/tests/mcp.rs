@@ -8,43 +8,21 @@ use agent_server_tests::mcp::{
     HttpFaultServer, everything_table, fault_js, fault_table, node_server_table, processes_with,
     wait_no_processes_with,
 };
+use agent_server_tests::schema::lifecycle::EmptyParams;
+use agent_server_tests::schema::mcp::McpListParams;
+use agent_server_tests::schema::methods::{McpList, Shutdown};
+use agent_server_tests::schema::rpc::ErrorKind;
 use agent_server_tests::turns::{
     api_key_builder, initialize, just_events, new_session, submit, turn_events,
 };
 use agent_server_tests::upstream::{
-    ev_completed, ev_created, ev_function_call, ev_message_done, function_call_output, mount_sse,
+    ev_completed, ev_created, ev_message_done, function_call_output, mount_answer, mount_call,
     mount_sse_once, responses_requests, responses_usage, sse,
 };
 use agent_server_tests::{SIGTERM, TestServer};
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 use wiremock::MockServer;
-
-/// Mounts one response asking for tool `name` with `arguments` (as call `call_id`).
-async fn mount_call(upstream: &MockServer, call_id: &str, name: &str, arguments: &Value) {
-    mount_sse_once(
-        upstream,
-        sse([
-            ev_created(&format!("resp_{call_id}")),
-            ev_function_call(call_id, name, &arguments.to_string()),
-            ev_completed(&format!("resp_{call_id}"), responses_usage(1, 0, 1, 0)),
-        ]),
-    )
-    .await;
-}
-
-/// Mounts the final text answer for every later call.
-async fn mount_answer(upstream: &MockServer) {
-    mount_sse(
-        upstream,
-        sse([
-            ev_created("resp_final"),
-            ev_message_done("msg_final", "done"),
-            ev_completed("resp_final", responses_usage(1, 0, 1, 0)),
-        ]),
-    )
-    .await;
-}
 
 /// A server with `config` as its `config.toml`, initialized (with approvals), and a session
 /// under `policy`.
@@ -56,6 +34,17 @@ async fn server_with(upstream: &MockServer, config: &str, policy: &str) -> (Test
     initialize(&mut server, true).await;
     let session = new_session(&mut server, json!({"approvalPolicy": policy})).await;
     (server, session)
+}
+
+/// The answer to `mcp/list` (of `session`, or of the configured servers without one), as JSON.
+async fn mcp_list(server: &mut TestServer, session: Option<&str>) -> Value {
+    let params = McpListParams {
+        session_id: session.map(str::to_owned),
+    };
+    match server.request::<McpList>(params).await {
+        Ok(listed) => json!(listed),
+        Err(error) => panic!("mcp/list failed: {error:?}"),
+    }
 }
 
 /// The `mcpToolCall` items completed in `events`, with `durationMs` checked and removed.
@@ -418,10 +407,8 @@ async fn servers_that_cannot_start_are_reported_and_left_out_of_the_turn() {
     let mcp: Vec<&String> = names.iter().filter(|n| n.starts_with("mcp__")).collect();
     assert_eq!(mcp, vec!["mcp__good__echo"]);
 
-    let listed = server
-        .request_raw("mcp/list", Some(json!({"sessionId": session})))
-        .await;
-    let summary: Vec<Value> = listed["result"]["servers"]
+    let listed = mcp_list(&mut server, Some(&session)).await;
+    let summary: Vec<Value> = listed["servers"]
         .as_array()
         .unwrap_or_else(|| panic!("{listed}"))
         .iter()
@@ -483,10 +470,8 @@ async fn initialize_and_session_new_do_not_wait_for_servers_still_starting() {
             "args": [fault_js(), "--mode", "hang-init"]}]}),
     )
     .await;
-    let listed = server
-        .request_raw("mcp/list", Some(json!({"sessionId": session})))
-        .await;
-    let statuses: Vec<Value> = listed["result"]["servers"]
+    let listed = mcp_list(&mut server, Some(&session)).await;
+    let statuses: Vec<Value> = listed["servers"]
         .as_array()
         .unwrap_or_else(|| panic!("{listed}"))
         .iter()
@@ -546,10 +531,8 @@ async fn a_session_can_bring_its_own_http_and_stdio_servers() {
         ]
     );
     // The session's `local` replaced the configured one (no enabled_tools filter).
-    let listed = server
-        .request_raw("mcp/list", Some(json!({"sessionId": session})))
-        .await;
-    let summary: Vec<Value> = listed["result"]["servers"]
+    let listed = mcp_list(&mut server, Some(&session)).await;
+    let summary: Vec<Value> = listed["servers"]
         .as_array()
         .unwrap_or_else(|| panic!("{listed}"))
         .iter()
@@ -575,11 +558,9 @@ async fn a_session_can_bring_its_own_http_and_stdio_servers() {
             p["name"] == "local" && p.get("sessionId").is_none() && p["status"] == "ready"
         })
         .await;
-    let configured = server.request_raw("mcp/list", Some(json!({}))).await;
+    let configured = mcp_list(&mut server, None).await;
     assert_eq!(
-        configured["result"]["servers"][0]["tools"]
-            .as_array()
-            .map(Vec::len),
+        configured["servers"][0]["tools"].as_array().map(Vec::len),
         Some(1)
     );
     let ready = server
@@ -613,9 +594,14 @@ async fn bad_mcp_servers_params_and_unknown_sessions_are_invalid_params() {
         .await;
     assert_eq!(reply["error"]["data"]["field"], "mcpServers", "{reply}");
     let reply = server
-        .request_raw("mcp/list", Some(json!({"sessionId": "nope"})))
+        .request::<McpList>(McpListParams {
+            session_id: Some("nope".into()),
+        })
         .await;
-    assert_eq!(reply["error"]["data"]["kind"], "sessionNotFound", "{reply}");
+    assert_eq!(
+        reply.map_err(|e| e.data.kind),
+        Err(ErrorKind::SessionNotFound)
+    );
 }
 
 /// Starts a server whose configured fault server (and a grandchild it spawns) carry `marker`,
@@ -667,8 +653,8 @@ async fn no_mcp_process_is_left_after_an_exit_notification() {
 async fn no_mcp_process_is_left_after_shutdown() {
     let marker = marker("shutdown");
     let mut server = server_with_marked_mcp(&marker).await;
-    let reply = server.request_raw("shutdown", None).await;
-    assert_eq!(reply["result"], Value::Null, "{reply}");
+    let reply = server.request::<Shutdown>(EmptyParams {}).await;
+    assert_eq!(reply, Ok(()));
     assert!(server.wait_exit().await.success());
     wait_no_processes_with(&marker).await;
 }

@@ -1,7 +1,9 @@
 //! Section 5 of the contract end to end: the headers and body of a model call, and image inputs.
 
+use agent_server_tests::schema::methods::Submit;
+use agent_server_tests::schema::session::{InputItem, SubmitParams};
 use agent_server_tests::turns::{
-    api_key_builder, completion, conversation_input, new_session, turn_events,
+    api_key_builder, completion, conversation_input, new_session, submit, turn_events,
 };
 use agent_server_tests::upstream::{
     ev_completed, ev_created, ev_message_done, mount_sse, responses_requests, responses_usage, sse,
@@ -34,16 +36,7 @@ async fn a_model_call_carries_the_contract_headers_and_body_fields() {
         .spawn()
         .await;
     let session = new_session(&mut server, json!({})).await;
-    let reply = server
-        .request_raw(
-            "session/submit",
-            Some(json!({"sessionId": session, "text": "hi"})),
-        )
-        .await;
-    let turn = reply["result"]["turnId"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let turn = submit(&mut server, &session, "hi").await;
     assert_eq!(
         completion(&turn_events(&mut server, &turn).await)["status"],
         "completed"
@@ -128,19 +121,25 @@ async fn image_inputs_become_input_image_parts() {
     std::fs::write(&png, bytes).unwrap();
     let session = new_session(&mut server, json!({})).await;
     let reply = server
-        .request_raw(
-            "session/submit",
-            Some(json!({"sessionId": session, "input": [
-                {"type": "text", "text": "look"},
-                {"type": "image", "url": "https://example.com/a.png"},
-                {"type": "localImage", "path": png},
-            ]})),
-        )
+        .request::<Submit>(SubmitParams {
+            session_id: Some(session),
+            input: Some(vec![
+                InputItem::Text {
+                    text: "look".into(),
+                },
+                InputItem::Image {
+                    url: "https://example.com/a.png".into(),
+                },
+                InputItem::LocalImage {
+                    path: png.display().to_string(),
+                },
+            ]),
+            ..SubmitParams::default()
+        })
         .await;
-    let turn = reply["result"]["turnId"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let turn = reply
+        .unwrap_or_else(|e| panic!("session/submit failed: {e:?}"))
+        .turn_id;
     assert_eq!(
         completion(&turn_events(&mut server, &turn).await)["status"],
         "completed"

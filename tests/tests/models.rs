@@ -6,31 +6,20 @@
 use std::path::Path;
 use std::time::Duration;
 
+use agent_server_tests::schema::lifecycle::EmptyParams;
+use agent_server_tests::schema::methods::ListModels;
 use agent_server_tests::turns::{
     api_key_builder, initialize, just_events, new_session, normalize_ids, submit, turn_events,
 };
 use agent_server_tests::upstream::{
-    ev_completed, ev_created, ev_function_call, ev_message_done, mount_sse, mount_sse_once,
-    responses_requests, responses_usage, sse,
+    ev_completed, ev_created, ev_function_call, mount_answer, mount_sse_once, responses_requests,
+    responses_usage, sse,
 };
 use agent_server_tests::{TestServer, fixture};
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-/// Mounts the final text answer for every later call.
-async fn mount_answer(upstream: &MockServer) {
-    mount_sse(
-        upstream,
-        sse([
-            ev_created("resp_final"),
-            ev_message_done("msg_final", "done"),
-            ev_completed("resp_final", responses_usage(1, 0, 1, 0)),
-        ]),
-    )
-    .await;
-}
 
 /// `(type, name)` of every tool in a Responses request body.
 fn tool_shapes(body: &Value) -> Vec<(String, String)> {
@@ -94,8 +83,11 @@ async fn model_list_merges_the_catalog_the_tables_and_provider_lists_and_survive
         .await;
     // The slow provider answers after 5 s, inside the harness's 10 s bound: its model showing
     // up would mean the 2 s timeout did not cut the wait.
-    let reply = server.request_raw("model/list", Some(json!({}))).await;
-    let models = reply["result"]["models"].as_array().cloned().unwrap();
+    let listed = server
+        .request::<ListModels>(EmptyParams {})
+        .await
+        .unwrap_or_else(|e| panic!("model/list failed: {e:?}"));
+    let models: Vec<Value> = listed.models.iter().map(|m| json!(m)).collect();
     let find = |id: &str| models.iter().find(|m| m["id"] == id).cloned();
     assert_eq!(
         find("house"),
@@ -136,8 +128,8 @@ async fn model_list_merges_the_catalog_the_tables_and_provider_lists_and_survive
         server.stderr_text()
     );
     // The list is kept: a second call does not ask the provider again (`expect(1)`).
-    let again = server.request_raw("model/list", Some(json!({}))).await;
-    assert_eq!(again["result"]["models"], json!(models));
+    let again = server.request::<ListModels>(EmptyParams {}).await;
+    assert_eq!(again, Ok(listed));
     drop(server);
     local.verify().await;
 }

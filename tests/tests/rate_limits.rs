@@ -7,6 +7,8 @@
 use std::time::Duration;
 
 use agent_server_tests::auth::{ChatGptAccount, api_key_auth_json};
+use agent_server_tests::schema::auth::RateLimitsParams;
+use agent_server_tests::schema::methods::RateLimitsRequest;
 use agent_server_tests::turns::{completion, just_events, new_session, submit, turn_events};
 use agent_server_tests::upstream::{
     ev_completed, ev_created, ev_message_done, responses_usage, sse, sse_response,
@@ -115,10 +117,21 @@ async fn headers_and_the_stream_event_become_rate_limit_events_and_the_latest_is
             json!({"type": "rateLimitsUpdated", "rateLimits": after_event}),
         ]
     );
-    let reply = server.request_raw("auth/rateLimits", Some(json!({}))).await;
+    let reply = rate_limits(&mut server, false).await;
     let mut expected = after_event.clone();
     expected["error"] = Value::Null;
-    assert_eq!(reply["result"], expected, "{reply}");
+    assert_eq!(reply, expected, "{reply}");
+}
+
+/// The answer to `auth/rateLimits` (`refresh` as given), as JSON.
+async fn rate_limits(server: &mut TestServer, refresh: bool) -> Value {
+    match server
+        .request::<RateLimitsRequest>(RateLimitsParams { refresh })
+        .await
+    {
+        Ok(result) => json!(result),
+        Err(error) => panic!("auth/rateLimits failed: {error:?}"),
+    }
 }
 
 fn completion_status(events: &[Value]) -> String {
@@ -178,15 +191,14 @@ async fn rate_limits_come_from_the_usage_endpoint_with_the_login_when_none_were_
         "credits": {"hasCredits": false, "unlimited": false, "balance": "0"},
         "planType": "pro", "error": null,
     });
-    let reply = server.request_raw("auth/rateLimits", Some(json!({}))).await;
-    assert_eq!(reply["result"], expected, "{reply}");
+    let reply = rate_limits(&mut server, false).await;
+    assert_eq!(reply, expected, "{reply}");
     // Seen now: answered from memory, until a refresh is asked for.
+    // (Without params at all, as a client may send it.)
     let again = server.request_raw("auth/rateLimits", None).await;
     assert_eq!(again["result"], expected, "{again}");
-    let refreshed = server
-        .request_raw("auth/rateLimits", Some(json!({"refresh": true})))
-        .await;
-    assert_eq!(refreshed["result"], expected, "{refreshed}");
+    let refreshed = rate_limits(&mut server, true).await;
+    assert_eq!(refreshed, expected, "{refreshed}");
 }
 
 #[tokio::test]
@@ -205,11 +217,9 @@ async fn api_key_mode_answers_all_null_without_a_request() {
         ])
         .spawn()
         .await;
-    let reply = server
-        .request_raw("auth/rateLimits", Some(json!({"refresh": true})))
-        .await;
+    let reply = rate_limits(&mut server, true).await;
     assert_eq!(
-        reply["result"],
+        reply,
         json!({"primary": null, "secondary": null, "credits": null, "planType": null, "error": null})
     );
 }
@@ -233,22 +243,20 @@ async fn a_down_usage_endpoint_answers_what_is_known_with_the_error() {
         .await;
     let mut server = chatgpt_server(&upstream).await;
     let url = format!("{}/backend-api/wham/usage", upstream.uri());
-    let reply = server.request_raw("auth/rateLimits", Some(json!({}))).await;
+    let reply = rate_limits(&mut server, false).await;
     assert_eq!(
-        reply["result"],
+        reply,
         json!({"primary": null, "secondary": null, "credits": null, "planType": null,
                "error": format!("the usage endpoint {url} answered HTTP 503 Service Unavailable: try again later")})
     );
     let events = one_turn(&mut server).await;
     assert_eq!(completion_status(&events), "completed");
-    let reply = server
-        .request_raw("auth/rateLimits", Some(json!({"refresh": true})))
-        .await;
+    let reply = rate_limits(&mut server, true).await;
     let mut expected = from_headers();
     expected["error"] = json!(format!(
         "the usage endpoint {url} did not answer within 5 s: try again later"
     ));
-    assert_eq!(reply["result"], expected, "{reply}");
+    assert_eq!(reply, expected, "{reply}");
 }
 
 #[tokio::test]

@@ -7,10 +7,13 @@ use std::time::Duration;
 
 use agent_server_tests::replies::{MESSAGE, kind_error, redact};
 use agent_server_tests::schema::lifecycle::EmptyResult;
-use agent_server_tests::schema::methods::{CloseSession, Interrupt, ListSessions, NewSession};
-use agent_server_tests::schema::rpc::RpcError;
+use agent_server_tests::schema::methods::{
+    CloseSession, Interrupt, ListSessions, NewSession, Submit,
+};
+use agent_server_tests::schema::rpc::{ErrorKind, RpcError};
 use agent_server_tests::schema::session::{
-    CloseSessionParams, InterruptParams, ListSessionsParams, NewSessionParams,
+    CloseSessionParams, InputItem, InterruptParams, ListSessionsParams, NewSessionParams,
+    SubmitParams,
 };
 use agent_server_tests::turns::{
     api_key_builder, completion, conversation_input, default_turn_started, just_events,
@@ -316,12 +319,12 @@ async fn interrupt_mid_stream_completes_the_turn_interrupted() {
         .wait_for_notification("session/event", |p| p["event"]["type"] == "turnStarted")
         .await;
     let reply = server
-        .request_raw(
-            "session/interrupt",
-            Some(json!({"sessionId": session, "turnId": turn})),
-        )
+        .request::<Interrupt>(InterruptParams {
+            session_id: session.clone(),
+            turn_id: Some(turn.clone()),
+        })
         .await;
-    assert_eq!(reply["result"], json!({}), "{reply}");
+    assert_eq!(reply, Ok(EmptyResult {}));
     let events = just_events(&turn_events(&mut server, &turn).await);
     assert_eq!(
         events,
@@ -371,14 +374,14 @@ async fn interrupt_of_an_unknown_turn_is_turn_not_found() {
     let mut server = api_key_builder(&upstream).spawn().await;
     let session = new_session(&mut server, json!({})).await;
     let reply = server
-        .request_raw(
-            "session/interrupt",
-            Some(json!({"sessionId": session, "turnId": "no-such-turn"})),
-        )
+        .request::<Interrupt>(InterruptParams {
+            session_id: session,
+            turn_id: Some("no-such-turn".into()),
+        })
         .await;
     assert_eq!(
-        redact(reply.clone()),
-        kind_error(reply["id"].clone(), -32602, "turnNotFound")
+        reply.map_err(|e| (e.code, e.data.kind)),
+        Err((-32602, ErrorKind::TurnNotFound))
     );
 }
 
@@ -828,21 +831,22 @@ async fn a_missing_local_image_is_invalid_params_naming_the_path() {
     let session = new_session(&mut server, json!({})).await;
     let missing = tempfile::tempdir().unwrap().path().join("nope.png");
     let reply = server
-        .request_raw(
-            "session/submit",
-            Some(json!({"sessionId": session, "input": [{"type": "localImage", "path": missing}]})),
-        )
+        .request::<Submit>(SubmitParams {
+            session_id: Some(session),
+            input: Some(vec![InputItem::LocalImage {
+                path: missing.display().to_string(),
+            }]),
+            ..SubmitParams::default()
+        })
         .await;
-    let message = reply["error"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    assert!(message.contains(&missing.display().to_string()), "{reply}");
-    assert_eq!(reply["error"]["code"], json!(-32602), "{reply}");
+    let error = reply.expect_err("a submit of a missing image was accepted");
+    assert!(
+        error.message.contains(&missing.display().to_string()),
+        "{error:?}"
+    );
     assert_eq!(
-        reply["error"]["data"]["kind"],
-        json!("invalidParams"),
-        "{reply}"
+        (error.code, error.data.kind),
+        (-32602, ErrorKind::InvalidParams)
     );
     assert_eq!(responses_requests(&upstream).await.len(), 0);
 }

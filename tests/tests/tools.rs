@@ -2,18 +2,16 @@
 //! approvals capability, the `never` policy, `apply_patch`, `update_plan`, interrupting a
 //! pending approval, and killing a command's children on interrupt.
 
-use std::path::Path;
 use std::time::Duration;
 
 use agent_server_tests::schema::lifecycle::EmptyResult;
 use agent_server_tests::schema::methods::{Interrupt, ListSessions};
 use agent_server_tests::schema::session::{InterruptParams, ListSessionsParams, SessionStatus};
 use agent_server_tests::turns::{
-    api_key_builder, default_turn_started, initialize, just_events, new_session, normalize_ids,
-    submit, turn_events,
+    default_turn_started, just_events, normalize_ids, session_in, submit, turn_events,
 };
 use agent_server_tests::upstream::{
-    ev_completed, ev_created, ev_function_call, ev_message_done, function_call_output, mount_sse,
+    ev_completed, ev_created, ev_function_call, function_call_output, mount_answer, mount_call,
     mount_sse_once, responses_requests, responses_usage, sse,
 };
 use agent_server_tests::{DEFAULT_TIMEOUT, TestServer};
@@ -21,52 +19,8 @@ use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 use wiremock::MockServer;
 
-/// Mounts one response asking for tool `name` with `arguments` (as call `call_id`).
-async fn mount_call(upstream: &MockServer, call_id: &str, name: &str, arguments: &Value) {
-    mount_sse_once(
-        upstream,
-        sse([
-            ev_created(&format!("resp_{call_id}")),
-            ev_function_call(call_id, name, &arguments.to_string()),
-            ev_completed(&format!("resp_{call_id}"), responses_usage(1, 0, 1, 0)),
-        ]),
-    )
-    .await;
-}
-
-/// Mounts the final text answer for every later call.
-async fn mount_answer(upstream: &MockServer) {
-    mount_sse(
-        upstream,
-        sse([
-            ev_created("resp_final"),
-            ev_message_done("msg_final", "done"),
-            ev_completed("resp_final", responses_usage(1, 0, 1, 0)),
-        ]),
-    )
-    .await;
-}
-
 fn shell(script: &str) -> Value {
     json!({"command": ["sh", "-c", script]})
-}
-
-/// A server with approvals in `cwd` under policy `policy`; returns it and the session id.
-async fn server_in(
-    upstream: &MockServer,
-    cwd: &Path,
-    approvals: bool,
-    policy: &str,
-    sandbox: &str,
-) -> (TestServer, String) {
-    let mut server = api_key_builder(upstream).spawn().await;
-    initialize(&mut server, approvals).await;
-    let session = new_session(
-        &mut server,
-        json!({"cwd": cwd, "approvalPolicy": policy, "sandbox": sandbox}),
-    )
-    .await;
-    (server, session)
 }
 
 /// Replaces `durationMs` (how long a command took) with a placeholder, after checking it.
@@ -150,7 +104,7 @@ async fn an_approved_command_runs_in_the_session_cwd_and_its_output_goes_back() 
     let cwd = tempfile::tempdir().unwrap();
     let dir = cwd.path().display().to_string();
     let (mut server, session) =
-        server_in(&upstream, cwd.path(), true, "untrusted", "workspaceWrite").await;
+        session_in(&upstream, cwd.path(), true, "untrusted", "workspaceWrite").await;
     let turn = submit(&mut server, &session, "run it").await;
 
     let ask = server.next_server_request().await;
@@ -203,7 +157,7 @@ async fn decide(decision: &str) -> (Vec<Value>, MockServer, tempfile::TempDir) {
     mount_answer(&upstream).await;
     let cwd = tempfile::tempdir().unwrap_or_else(|e| panic!("no temp dir: {e}"));
     let (mut server, session) =
-        server_in(&upstream, cwd.path(), true, "untrusted", "workspaceWrite").await;
+        session_in(&upstream, cwd.path(), true, "untrusted", "workspaceWrite").await;
     let turn = submit(&mut server, &session, "write").await;
     let ask = server.next_server_request().await;
     assert_eq!(ask["params"]["itemId"], "call_1", "{ask}");
@@ -260,7 +214,7 @@ async fn approve_for_session_stops_asking_for_the_same_command() {
     mount_answer(&upstream).await;
     let cwd = tempfile::tempdir().unwrap();
     let (mut server, session) =
-        server_in(&upstream, cwd.path(), true, "untrusted", "workspaceWrite").await;
+        session_in(&upstream, cwd.path(), true, "untrusted", "workspaceWrite").await;
     let turn = submit(&mut server, &session, "twice").await;
     let ask = server.next_server_request().await;
     assert_eq!(ask["params"]["itemId"], "call_1", "{ask}");
@@ -293,7 +247,7 @@ async fn a_client_without_approvals_is_never_asked_and_the_policy_declines() {
     mount_answer(&upstream).await;
     let cwd = tempfile::tempdir().unwrap();
     let (mut server, session) =
-        server_in(&upstream, cwd.path(), false, "untrusted", "workspaceWrite").await;
+        session_in(&upstream, cwd.path(), false, "untrusted", "workspaceWrite").await;
     let turn = submit(&mut server, &session, "write").await;
     let events = just_events(&turn_events(&mut server, &turn).await);
     assert_eq!(command_items(&events)[0]["status"], "declined");
@@ -311,7 +265,7 @@ async fn policy_never_runs_without_asking() {
     mount_answer(&upstream).await;
     let cwd = tempfile::tempdir().unwrap();
     let (mut server, session) =
-        server_in(&upstream, cwd.path(), true, "never", "workspaceWrite").await;
+        session_in(&upstream, cwd.path(), true, "never", "workspaceWrite").await;
     let turn = submit(&mut server, &session, "write").await;
     let events = just_events(&turn_events(&mut server, &turn).await);
     assert_eq!(command_items(&events)[0]["status"], "completed");
@@ -331,7 +285,7 @@ async fn an_approved_patch_adds_the_file_with_a_file_change_item() {
     let cwd = tempfile::tempdir().unwrap();
     let path = cwd.path().join("notes/new.txt").display().to_string();
     let (mut server, session) =
-        server_in(&upstream, cwd.path(), true, "untrusted", "workspaceWrite").await;
+        session_in(&upstream, cwd.path(), true, "untrusted", "workspaceWrite").await;
     let turn = submit(&mut server, &session, "patch").await;
     let changes = json!([{"path": path, "kind": "add",
         "diff": "--- /dev/null\n+++ b/notes/new.txt\n@@ -0,0 +1,2 @@\n+hello\n+world\n"}]);
@@ -375,7 +329,7 @@ async fn update_plan_becomes_plan_updated() {
     mount_answer(&upstream).await;
     let cwd = tempfile::tempdir().unwrap();
     let (mut server, session) =
-        server_in(&upstream, cwd.path(), true, "untrusted", "workspaceWrite").await;
+        session_in(&upstream, cwd.path(), true, "untrusted", "workspaceWrite").await;
     let turn = submit(&mut server, &session, "plan").await;
     let events = just_events(&turn_events(&mut server, &turn).await);
     let plans: Vec<&Value> = events
@@ -402,7 +356,7 @@ async fn interrupt_while_an_approval_is_pending_withdraws_it() {
     mount_answer(&upstream).await;
     let cwd = tempfile::tempdir().unwrap();
     let (mut server, session) =
-        server_in(&upstream, cwd.path(), true, "untrusted", "workspaceWrite").await;
+        session_in(&upstream, cwd.path(), true, "untrusted", "workspaceWrite").await;
     let turn = submit(&mut server, &session, "write").await;
     let ask = server.next_server_request().await;
     let reply = server
@@ -468,7 +422,7 @@ async fn interrupt_kills_the_children_a_command_spawned() {
     mount_answer(&upstream).await;
     let cwd = tempfile::tempdir().unwrap();
     let (mut server, session) =
-        server_in(&upstream, cwd.path(), true, "never", "dangerFullAccess").await;
+        session_in(&upstream, cwd.path(), true, "never", "dangerFullAccess").await;
     let turn = submit(&mut server, &session, "sleep").await;
     let output = server
         .wait_for_notification("session/event", |p| {
@@ -477,12 +431,12 @@ async fn interrupt_kills_the_children_a_command_spawned() {
         .await;
     assert!(marked_process_exists(&marker), "{output}");
     let reply = server
-        .request_raw(
-            "session/interrupt",
-            Some(json!({"sessionId": session, "turnId": turn})),
-        )
+        .request::<Interrupt>(InterruptParams {
+            session_id: session.clone(),
+            turn_id: Some(turn.clone()),
+        })
         .await;
-    assert_eq!(reply["result"], json!({}), "{reply}");
+    assert_eq!(reply, Ok(EmptyResult {}));
     let events = just_events(&turn_events(&mut server, &turn).await);
     assert_eq!(completion_status(&events), "interrupted");
     // The kill is signalled before turnCompleted; wait (bounded) for the kernel to finish it.
@@ -522,7 +476,7 @@ async fn workspace_write_allows_writes_inside_and_blocks_writes_outside_and_the_
     mount_answer(&upstream).await;
     let cwd = tempfile::tempdir().unwrap();
     let (mut server, session) =
-        server_in(&upstream, cwd.path(), true, "never", "workspaceWrite").await;
+        session_in(&upstream, cwd.path(), true, "never", "workspaceWrite").await;
     let turn = submit(&mut server, &session, "write and connect").await;
     let events = just_events(&turn_events(&mut server, &turn).await);
     let exit_codes: Vec<Value> = command_items(&events)
@@ -558,7 +512,7 @@ async fn on_failure_asks_to_rerun_unsandboxed_after_a_sandboxed_failure() {
     mount_answer(&upstream).await;
     let cwd = tempfile::tempdir().unwrap();
     let (mut server, session) =
-        server_in(&upstream, cwd.path(), true, "onFailure", "workspaceWrite").await;
+        session_in(&upstream, cwd.path(), true, "onFailure", "workspaceWrite").await;
     let turn = submit(&mut server, &session, "write outside").await;
     // No question before the sandboxed run; one after it failed, for the same item, with a reason.
     let ask = server.next_server_request().await;
@@ -604,7 +558,7 @@ async fn after_an_abort_every_call_of_the_response_has_an_output_in_the_next_req
     mount_answer(&upstream).await;
     let cwd = tempfile::tempdir().unwrap();
     let (mut server, session) =
-        server_in(&upstream, cwd.path(), true, "untrusted", "workspaceWrite").await;
+        session_in(&upstream, cwd.path(), true, "untrusted", "workspaceWrite").await;
     let turn = submit(&mut server, &session, "two calls").await;
     let ask = server.next_server_request().await;
     assert_eq!(ask["params"]["itemId"], "call_1");

@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use agent_server_tests::auth::ChatGptAccount;
 use agent_server_tests::replies::{kind_error, ok_reply, redact};
+use agent_server_tests::schema::lifecycle::InitializeParams;
+use agent_server_tests::schema::methods::{Initialize, Submit};
+use agent_server_tests::schema::session::SubmitParams;
+use agent_server_tests::turns::{new_session, submit};
 use agent_server_tests::upstream::{
     ev_completed, ev_created, ev_function_call, ev_message_done, function_call_output, mount_sse,
     mount_sse_once, responses_requests, responses_usage, sse,
@@ -114,9 +118,15 @@ async fn bad_input_lines_do_not_swallow_the_line_after_them() {
 
 async fn initialize_framing(server: &mut TestServer) -> Value {
     let reply = server
-        .request_raw("initialize", Some(json!({"protocolVersion": 1})))
+        .request::<Initialize>(InitializeParams {
+            protocol_version: Some(1),
+            ..InitializeParams::default()
+        })
         .await;
-    reply["result"]["capabilities"]["framing"].clone()
+    match reply {
+        Ok(result) => json!(result.capabilities.framing),
+        Err(error) => panic!("initialize failed: {error:?}"),
+    }
 }
 
 #[tokio::test]
@@ -547,10 +557,13 @@ async fn session_events_arrive_in_seq_order() {
         .spawn()
         .await;
     let submitted = server
-        .request_raw("session/submit", Some(json!({"text": "say hello"})))
-        .await;
-    let session_id = submitted["result"]["sessionId"].clone();
-    assert!(session_id.is_string(), "{submitted}");
+        .request::<Submit>(SubmitParams {
+            text: Some("say hello".into()),
+            ..SubmitParams::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("session/submit failed: {e:?}"));
+    let session_id = json!(submitted.session_id);
     let mut events = Vec::new();
     loop {
         let message = server
@@ -714,25 +727,16 @@ async fn tool_processes_inherit_neither_stdin_nor_stdout() {
         .env("OPENAI_BASE_URL", upstream.uri())
         .spawn()
         .await;
-    let session = server
-        .request_raw(
-            "session/new",
-            Some(json!({
-                "cwd": workdir.path(),
-                "approvalPolicy": "never",
-                "sandbox": "dangerFullAccess",
-            })),
-        )
-        .await;
-    let session_id = session["result"]["sessionId"].clone();
-    assert!(session_id.is_string(), "{session}");
-    let submitted = server
-        .request_raw(
-            "session/submit",
-            Some(json!({"sessionId": session_id, "text": "run it"})),
-        )
-        .await;
-    assert!(submitted.get("result").is_some(), "{submitted}");
+    let session = new_session(
+        &mut server,
+        json!({
+            "cwd": workdir.path(),
+            "approvalPolicy": "never",
+            "sandbox": "dangerFullAccess",
+        }),
+    )
+    .await;
+    submit(&mut server, &session, "run it").await;
     let done = server
         .wait_for_notification("session/event", |p| p["event"]["type"] == "turnCompleted")
         .await;

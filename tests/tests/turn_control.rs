@@ -6,6 +6,9 @@
 use std::time::Duration;
 
 use agent_server_tests::TestServer;
+use agent_server_tests::schema::methods::{ListSessions, Steer};
+use agent_server_tests::schema::rpc::ErrorKind;
+use agent_server_tests::schema::session::{SteerParams, SteerResult};
 use agent_server_tests::turns::{
     api_key_builder, completion, initialize, just_events, new_session, submit, turn_events,
 };
@@ -50,6 +53,14 @@ async fn submit_with(server: &mut TestServer, session: &str, text: &str, extra: 
         .as_str()
         .unwrap_or_else(|| panic!("session/submit failed: {reply}"))
         .to_owned()
+}
+
+/// The sessions `session/list` answers, as JSON.
+async fn sessions(server: &mut TestServer) -> Vec<Value> {
+    match server.request::<ListSessions>(Default::default()).await {
+        Ok(listed) => listed.sessions.iter().map(|s| json!(s)).collect(),
+        Err(error) => panic!("session/list failed: {error:?}"),
+    }
 }
 
 /// `(model, reasoning, text)` of a request body: what the per-turn settings change upstream.
@@ -122,8 +133,8 @@ async fn overrides_apply_to_their_turn_and_persist_except_the_output_schema() {
             ),
         ]
     );
-    let list = server.request_raw("session/list", Some(json!({}))).await;
-    let info = &list["result"]["sessions"][0];
+    let list = sessions(&mut server).await;
+    let info = &list[0];
     assert_eq!(
         (
             &info["model"],
@@ -248,13 +259,8 @@ async fn unusable_overrides_are_refused_naming_the_field_before_anything_is_queu
         }
     }
     assert_eq!(responses_requests(&upstream).await, Vec::<Value>::new());
-    let list = server.request_raw("session/list", Some(json!({}))).await;
-    let statuses: Vec<&Value> = list["result"]["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| &s["status"])
-        .collect();
+    let list = sessions(&mut server).await;
+    let statuses: Vec<&Value> = list.iter().map(|s| &s["status"]).collect();
     assert_eq!(statuses, vec![&json!("idle"); 3]);
     // A listed model passes; a provider whose list cannot be had lets any model through.
     for (session, model) in [(&listing, "llama3"), (&unlisted, "anything-goes")] {
@@ -292,12 +298,19 @@ async fn steered_input_joins_the_running_turn_at_its_next_request() {
     let upstream = MockServer::start().await;
     let (mut server, session, turn) = busy_server(&upstream, "0.5").await;
     let reply = server
-        .request_raw(
-            "session/steer",
-            Some(json!({"sessionId": session, "text": "also do X", "expectedTurnId": turn})),
-        )
+        .request::<Steer>(SteerParams {
+            session_id: session.clone(),
+            text: Some("also do X".into()),
+            expected_turn_id: Some(turn.clone()),
+            ..SteerParams::default()
+        })
         .await;
-    assert_eq!(reply["result"], json!({"turnId": turn}), "{reply}");
+    assert_eq!(
+        reply,
+        Ok(SteerResult {
+            turn_id: turn.clone()
+        })
+    );
     let events = just_events(&turn_events(&mut server, &turn).await);
     let kinds: Vec<&str> = events
         .iter()
@@ -383,15 +396,15 @@ async fn steer_errors_name_the_state_or_the_field() {
     }
     completion(&turn_events(&mut server, &turn).await);
     let reply = server
-        .request_raw(
-            "session/steer",
-            Some(json!({"sessionId": session, "text": "late"})),
-        )
+        .request::<Steer>(SteerParams {
+            session_id: session.clone(),
+            text: Some("late".into()),
+            ..SteerParams::default()
+        })
         .await;
     assert_eq!(
-        (&reply["error"]["code"], &reply["error"]["data"]["kind"]),
-        (&json!(-32002), &json!("noRunningTurn")),
-        "{reply}"
+        reply.map_err(|e| (e.code, e.data.kind)),
+        Err((-32002, ErrorKind::NoRunningTurn))
     );
     // Nothing the refused steers carried reached the model.
     let bodies = responses_requests(&upstream).await;
@@ -442,8 +455,8 @@ async fn steered_input_a_racing_interrupt_left_unsent_starts_the_next_turn() {
         ]
     );
     // Exactly one turnCompleted for each turn: nothing else is left when the server exits.
-    let list = server.request_raw("session/list", Some(json!({}))).await;
-    assert_eq!(list["result"]["sessions"][0]["status"], "idle");
+    let list = sessions(&mut server).await;
+    assert_eq!(list[0]["status"], "idle");
     server.close_stdin().await;
     let rest: Vec<Value> = server
         .read_to_end()

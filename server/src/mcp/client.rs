@@ -22,8 +22,11 @@ use tokio::process::{ChildStderr, ChildStdout, Command};
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
 
-use super::process::ProcessGroup;
 use crate::config::McpTransportConfig;
+use crate::process_group::ProcessGroup;
+
+/// How long closing waits for the killed processes of a stdio server to be reaped.
+const REAP_GRACE: Duration = Duration::from_secs(2);
 
 /// The longest line read from a server's stdout or stderr; longer ones are dropped with a log
 /// line. A tool result of this size is already far past what a model can take.
@@ -200,8 +203,13 @@ impl Connection {
             .service
             .close_with_timeout(Duration::from_millis(200))
             .await;
-        if let Some(process) = self.process.take() {
-            process.wait_gone().await;
+        if let Some(process) = self.process.take()
+            && !process.wait_gone(REAP_GRACE).await
+        {
+            tracing::warn!(
+                pgid = ?process.id(),
+                "processes of a killed MCP server are still not reaped"
+            );
         }
     }
 }

@@ -18,7 +18,6 @@ pub mod cli;
 mod client;
 mod manager;
 pub mod naming;
-mod process;
 
 pub use crate::config::{McpServerConfig, McpTransportConfig};
 pub use client::{CallError, ListedTool};

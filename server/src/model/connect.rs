@@ -54,12 +54,40 @@ pub(crate) async fn open(
         Ok(creds) => creds,
         Err(failure) => return Attempt::Failed(failure),
     };
-    let mode = creds.as_ref().map(|c| c.mode);
-    let url = match endpoint(provider, mode, &shared.settings.chatgpt_base_url) {
-        Ok(url) => url,
-        Err(error) => return Attempt::Failed(Failure::Fatal(error)),
+    let response = match send(shared, request, creds.as_ref()).await {
+        Ok(response) => response,
+        Err(failure) => return Attempt::Failed(failure),
     };
-    let (bearer, account_id) = auth_parts(provider, creds.as_ref());
+    let limits = super::rate_limits::from_headers(response.headers());
+    if response.status().is_success() {
+        let events = parse(provider.wire_api, response.bytes_stream());
+        return Attempt::Open(match limits {
+            // Announced first, so a turn shows them even if the stream then fails.
+            Some(limits) => futures::stream::once(async { Ok(ResponseEvent::RateLimits(limits)) })
+                .chain(events)
+                .boxed(),
+            None => events,
+        });
+    }
+    if let Some(limits) = &limits {
+        // A failed answer's limits matter most (a usage limit): keep them for the error.
+        shared.settings.rate_limits.record(limits);
+    }
+    refused(shared, response, creds).await
+}
+
+/// Sends the request (URL, headers and body for the provider and the credentials) and waits
+/// for the response head.
+async fn send(
+    shared: &Shared,
+    request: &ModelRequest,
+    creds: Option<&UpstreamCredentials>,
+) -> Result<reqwest::Response, Failure> {
+    let provider = &shared.provider;
+    let mode = creds.map(|c| c.mode);
+    let url =
+        endpoint(provider, mode, &shared.settings.chatgpt_base_url).map_err(Failure::Fatal)?;
+    let (bearer, account_id) = auth_parts(provider, creds);
     let headers = headers(
         provider,
         &HeaderInputs {
@@ -83,38 +111,29 @@ pub(crate) async fn open(
     // the connection and never answers is as stuck as one that stops streaming.
     let idle = provider.stream_idle_timeout;
     let send = shared.http.post(url).headers(headers).json(&body).send();
-    let response = match tokio::time::timeout(idle, send).await {
-        Err(_elapsed) => {
-            return Attempt::Failed(Failure::retryable(&format!(
-                "the model endpoint did not answer within {} ms",
-                idle.as_millis()
-            )));
-        }
-        Ok(Err(err)) => {
-            return Attempt::Failed(Failure::retryable(&format!(
-                "could not reach the model endpoint: {}",
-                error_chain(&err.without_url())
-            )));
-        }
-        Ok(Ok(response)) => response,
-    };
+    match tokio::time::timeout(idle, send).await {
+        Err(_elapsed) => Err(Failure::retryable(&format!(
+            "the model endpoint did not answer within {} ms",
+            idle.as_millis()
+        ))),
+        Ok(Err(err)) => Err(Failure::retryable(&format!(
+            "could not reach the model endpoint: {}",
+            error_chain(&err.without_url())
+        ))),
+        Ok(Ok(response)) => Ok(response),
+    }
+}
+
+/// What a non-2xx answer means: a 401 to these credentials, or a classified failure (from the
+/// error body, the status and a retry delay the headers suggest).
+async fn refused(
+    shared: &Shared,
+    response: reqwest::Response,
+    creds: Option<UpstreamCredentials>,
+) -> Attempt {
     let status = response.status();
-    let limits = super::rate_limits::from_headers(response.headers());
-    if status.is_success() {
-        let events = parse(provider.wire_api, response.bytes_stream());
-        return Attempt::Open(match limits {
-            // Announced first, so a turn shows them even if the stream then fails.
-            Some(limits) => futures::stream::once(async { Ok(ResponseEvent::RateLimits(limits)) })
-                .chain(events)
-                .boxed(),
-            None => events,
-        });
-    }
-    if let Some(limits) = &limits {
-        // A failed answer's limits matter most (a usage limit): keep them for the error.
-        shared.settings.rate_limits.record(limits);
-    }
     let hint = delay_from_headers(response.headers(), Utc::now());
+    let idle = shared.provider.stream_idle_timeout;
     let text = match tokio::time::timeout(idle, response.text()).await {
         Ok(Ok(text)) => text,
         _ => String::new(),
@@ -122,7 +141,7 @@ pub(crate) async fn open(
     let details = ErrorDetails::from_body(&text, Utc::now());
     if status.as_u16() == 401 {
         return Attempt::Unauthorized {
-            rejected: creds.filter(|_| provider.bearer.is_none()),
+            rejected: creds.filter(|_| shared.provider.bearer.is_none()),
             message: details.message().unwrap_or("no error message").to_string(),
         };
     }

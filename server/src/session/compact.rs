@@ -9,7 +9,7 @@ use futures::StreamExt;
 
 use super::context::compaction::{self, SUMMARY_PROMPT};
 use super::items::new_item_id;
-use super::turn::{Turn, TurnOutcome, next_request, to_usage};
+use super::turn::{Turn, TurnOutcome, next_request, retrying, to_usage};
 use crate::model::{
     ModelError, ModelRequest, ResponseEvent, ResponseItem, TokenUsage, context_window,
 };
@@ -207,13 +207,7 @@ impl Turn {
                 } => {
                     // What the failed attempt said is void; the new attempt starts over.
                     text.clear();
-                    let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-                    let event = Event::Retrying {
-                        attempt,
-                        max_attempts,
-                        delay_ms,
-                        message,
-                    };
+                    let event = retrying(attempt, max_attempts, delay, message);
                     self.reporter.send(event).await;
                 }
                 _ => {}

@@ -226,13 +226,7 @@ impl Turn {
                 } => {
                     // What the failed attempt started ends as it stood; the new one starts afresh.
                     self.end_open_items(tracker.abandon());
-                    let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-                    let event = Event::Retrying {
-                        attempt,
-                        max_attempts,
-                        delay_ms,
-                        message,
-                    };
+                    let event = retrying(attempt, max_attempts, delay, message);
                     self.reporter.send(event).await;
                     continue;
                 }
@@ -354,6 +348,22 @@ impl Turn {
             ModelError::Interrupted => self.ended(TurnStatus::Interrupted, None),
             _ => self.ended(TurnStatus::Failed, Some(err.to_turn_error())),
         }
+    }
+}
+
+/// The `retrying` event for the model client's retry `attempt` of `max_attempts`, starting
+/// after `delay`.
+pub(super) fn retrying(
+    attempt: u32,
+    max_attempts: u32,
+    delay: std::time::Duration,
+    message: String,
+) -> Event {
+    Event::Retrying {
+        attempt,
+        max_attempts,
+        delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+        message,
     }
 }
 

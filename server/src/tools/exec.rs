@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::output::{HeadTail, Utf8Chunks};
 use super::sandbox::{Confinement, SandboxError, SandboxPolicy};
+use crate::process_group::ProcessGroup;
 
 /// The exit code reported for a command killed at its timeout (as `timeout(1)` does).
 pub const TIMEOUT_EXIT_CODE: i32 = 124;
@@ -178,7 +179,7 @@ pub async fn execute(
             source,
         })?;
     let (output, duration) = (pump.finish(), started.elapsed());
-    group.wait_gone().await;
+    reap(&group).await;
     Ok(ExecOutput {
         ending: ending.unwrap_or(Ending::Cancelled),
         output,
@@ -321,70 +322,9 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or(-1)
 }
 
-/// The command's process group, killed as a whole, also when the future running the command is
-/// dropped.
-#[derive(Debug)]
-pub(crate) struct ProcessGroup {
-    pgid: Option<i32>,
-}
-
-impl ProcessGroup {
-    fn new(pid: Option<u32>) -> Self {
-        Self {
-            pgid: pid.and_then(|p| i32::try_from(p).ok()).filter(|p| *p > 0),
-        }
+/// Waits (at most [`REAP_GRACE`]) until no process of the command's group is left.
+async fn reap(group: &ProcessGroup) {
+    if !group.wait_gone(REAP_GRACE).await {
+        tracing::warn!(pgid = ?group.id(), "processes of a killed command are still not reaped");
     }
-
-    /// SIGKILL to every process of the group.
-    fn kill(&self) {
-        if let Some(pgid) = self.pgid {
-            signal_group(pgid, libc::SIGKILL);
-        }
-    }
-
-    /// Waits until no process of the group exists any more (see [`wait_group_gone`]).
-    async fn wait_gone(&self) {
-        if let Some(pgid) = self.pgid
-            && !wait_group_gone(pgid).await
-        {
-            tracing::warn!(pgid, "processes of a killed command are still not reaped");
-        }
-    }
-}
-
-/// Kills group `pgid` until none of its processes exists any more, zombies included (their new
-/// parent, usually init, reaps them; nothing signals that, so this polls), for at most
-/// [`REAP_GRACE`]. Returns whether the group is gone.
-pub(crate) async fn wait_group_gone(pgid: i32) -> bool {
-    let give_up = Instant::now() + REAP_GRACE;
-    let mut pause = Duration::from_millis(1);
-    while group_exists(pgid) {
-        if Instant::now() >= give_up {
-            return false;
-        }
-        signal_group(pgid, libc::SIGKILL);
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(50));
-    }
-    true
-}
-
-impl Drop for ProcessGroup {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-#[allow(
-    unsafe_code,
-    reason = "kill(2) on a process group has no safe wrapper in std; it takes two integers"
-)]
-fn signal_group(pgid: i32, signal: i32) -> bool {
-    // SAFETY: kill takes plain integers and touches no memory.
-    unsafe { libc::kill(-pgid, signal) == 0 }
-}
-
-/// Whether any process (zombies included) is still in group `pgid`.
-pub(crate) fn group_exists(pgid: i32) -> bool {
-    signal_group(pgid, 0) || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }

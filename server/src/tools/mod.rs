@@ -24,8 +24,9 @@
 //!   without asking) or, for a file change, approves later file changes under the session cwd.
 //! - Commands run in their own process group with stdin closed and without credential-like
 //!   environment variables; the model gets `Exit code: N\nWall time: S seconds\nOutput:\n…`
-//!   with output over [`MAX_OUTPUT_BYTES`] or [`MAX_OUTPUT_LINES`] cut in the middle. A timeout,
-//!   an interrupt (`ToolContext::cancel`) or dropping the future kills the whole group.
+//!   with output over [`output::MAX_OUTPUT_BYTES`] or [`output::MAX_OUTPUT_LINES`] cut in the
+//!   middle. A timeout, an interrupt (`ToolContext::cancel`) or dropping the future kills the
+//!   whole group.
 
 mod approval;
 pub mod decision;
@@ -53,10 +54,22 @@ use tokio_util::sync::CancellationToken;
 
 pub use approval::{ApprovalReply, ApprovalRequest, McpApprovalDetails, SessionApprovals};
 pub use mcp_call::run as run_mcp_call;
-pub use output::{MAX_OUTPUT_BYTES, MAX_OUTPUT_LINES};
 pub use shell::set_max_command_timeout;
 pub use shell_command::login_shell;
-pub use spec::{APPLY_PATCH_GRAMMAR, tool_specs};
+pub use spec::tool_specs;
+
+/// Sets up, once at start-up, what the tools need for the whole process: the agent home
+/// (`home`) recorded so that commands never see it, the cap on a command's `timeout_ms`, and
+/// the server's own `/proc` entries made unreadable to the commands it runs. An error means the
+/// last could not be done; the server must not serve then.
+pub fn prepare_process(
+    home: &std::path::Path,
+    max_command_timeout: Duration,
+) -> std::io::Result<()> {
+    sandbox::protect_agent_home(home);
+    set_max_command_timeout(max_command_timeout);
+    sandbox::make_server_unreadable()
+}
 
 /// How tools reach the client; the session implements it.
 #[async_trait::async_trait]

@@ -47,26 +47,51 @@ pub fn tool_specs(shapes: ToolShapes) -> Vec<Value> {
 }
 
 fn shell_command() -> Value {
+    shell_function(
+        "shell_command",
+        "Runs a shell command and returns its exit code, wall time and combined stdout/stderr \
+            (long output is cut in the middle). `command` is one string run by the user's \
+            login shell (`<shell> -lc <command>`), so pipes, redirection and globs work.",
+        json!({
+            "type": "string",
+            "description": "The shell script to run, e.g. \"ls -la | head\"."
+        }),
+    )
+}
+
+fn shell() -> Value {
+    shell_function(
+        "shell",
+        "Runs a command and returns its exit code, wall time and combined stdout/stderr (long \
+            output is cut in the middle). `command` is an argv list, run without a shell: use \
+            [\"bash\", \"-lc\", \"<script>\"] for pipes, redirection or globs.",
+        json!({
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "The program and its arguments, e.g. [\"ls\", \"-la\"]."
+        }),
+    )
+}
+
+/// What both shell tools tell the model after saying what `command` is.
+const SHELL_GUIDANCE: &str = "The command runs in the session's working directory unless \
+    `workdir` is given; stdin is closed, so never run anything interactive. Prefer `rg` over \
+    `grep` and read files with `sed -n 'A,Bp' FILE` or `cat`. Do not edit files with shell \
+    commands: use the apply_patch tool. The command may be sandboxed (no network, writes only \
+    in the workspace) and may need the user's approval; if it is declined, do not retry it.";
+
+/// A shell tool as a JSON function: `lead` says what it does and what `command` (whose
+/// schema is `command`) is; `workdir` and `timeout_ms` are the same for both.
+fn shell_function(name: &str, lead: &str, command: Value) -> Value {
     json!({
         "type": "function",
-        "name": "shell_command",
-        "description": "Runs a shell command and returns its exit code, wall time and combined \
-            stdout/stderr (long output is cut in the middle). `command` is one string run by \
-            the user's login shell (`<shell> -lc <command>`), so pipes, redirection and globs \
-            work. The command runs in the session's working directory unless `workdir` is \
-            given; stdin is closed, so never run anything interactive. Prefer `rg` over `grep` \
-            and read files with `sed -n 'A,Bp' FILE` or `cat`. Do not edit files with shell \
-            commands: use the apply_patch tool. The command may be sandboxed (no network, \
-            writes only in the workspace) and may need the user's approval; if it is \
-            declined, do not retry it.",
+        "name": name,
+        "description": format!("{lead} {SHELL_GUIDANCE}"),
         "strict": false,
         "parameters": {
             "type": "object",
             "properties": {
-                "command": {
-                    "type": "string",
-                    "description": "The shell script to run, e.g. \"ls -la | head\"."
-                },
+                "command": command,
                 "workdir": {
                     "type": "string",
                     "description": "Directory to run in, relative to the session's working \
@@ -101,45 +126,6 @@ fn apply_patch_custom() -> Value {
             "type": "grammar",
             "syntax": "lark",
             "definition": APPLY_PATCH_GRAMMAR
-        }
-    })
-}
-
-fn shell() -> Value {
-    json!({
-        "type": "function",
-        "name": "shell",
-        "description": "Runs a command and returns its exit code, wall time and combined \
-            stdout/stderr (long output is cut in the middle). `command` is an argv list, run \
-            without a shell: use [\"bash\", \"-lc\", \"<script>\"] for pipes, redirection or \
-            globs. The command runs in the session's working directory unless `workdir` is \
-            given; stdin is closed, so never run anything interactive. Prefer `rg` over `grep` \
-            and read files with `sed -n 'A,Bp' FILE` or `cat`. Do not edit files with shell \
-            commands: use the apply_patch tool. The command may be sandboxed (no network, \
-            writes only in the workspace) and may need the user's approval; if it is \
-            declined, do not retry it.",
-        "strict": false,
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "command": {
-                    "type": "array",
-                    "items": {"type": "string"},
-                    "description": "The program and its arguments, e.g. [\"ls\", \"-la\"]."
-                },
-                "workdir": {
-                    "type": "string",
-                    "description": "Directory to run in, relative to the session's working \
-                        directory (default: that directory)."
-                },
-                "timeout_ms": {
-                    "type": "number",
-                    "description": "Kill the command after this many milliseconds (default: \
-                        the session's shell timeout)."
-                }
-            },
-            "required": ["command"],
-            "additionalProperties": false
         }
     })
 }

@@ -14,8 +14,8 @@ use pretty_assertions::assert_eq;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::exec::{group_exists, wait_group_gone};
 use super::*;
+use crate::process_group::{group_exists, wait_group_gone};
 
 /// What the host saw, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -770,7 +770,7 @@ async fn dropping_a_running_call_kills_the_whole_process_group() {
 
     // The processes were killed when the call was dropped; their parent reaps them.
     let pgid = printed_pgid(&host);
-    assert_eq!(wait_group_gone(pgid).await, true);
+    assert_eq!(wait_group_gone(pgid, Duration::from_secs(10)).await, true);
     assert_eq!(group_exists(pgid), false);
 }
 

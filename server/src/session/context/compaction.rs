@@ -3,6 +3,7 @@
 //! The new history is the instructions and environment context, then the most recent user
 //! messages up to [`RECENT_USER_TOKENS`] (estimated at [`BYTES_PER_TOKEN`]), then the summary.
 
+use crate::model::item::output_text;
 use crate::model::{ContentItem, ResponseItem, Role};
 
 use super::{agents_md, environment};
@@ -93,13 +94,7 @@ pub fn assistant_text(item: &ResponseItem) -> String {
     else {
         return String::new();
     };
-    content
-        .iter()
-        .filter_map(|part| match part {
-            ContentItem::OutputText { text, .. } => Some(text.as_str()),
-            _ => None,
-        })
-        .collect()
+    output_text(content)
 }
 
 /// Whether `item` is one of the server's own messages (instructions, environment, summary)

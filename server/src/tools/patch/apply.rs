@@ -348,58 +348,7 @@ fn apply_chunks(text: &str, chunks: &[Chunk], path: &Path) -> Result<String, App
     let mut replacements: Vec<Replacement> = Vec::new();
     let mut cursor = 0;
     for chunk in chunks {
-        if let Some(context) = &chunk.context {
-            match seek(&lines, std::slice::from_ref(context), cursor, false) {
-                Some(at) => cursor = at + 1,
-                None => {
-                    return Err(ApplyError::ContextNotFound {
-                        path: path.display().to_string(),
-                        lines: format!("@@ {context}"),
-                    });
-                }
-            }
-        }
-        let mut hunk: &[HunkLine] = &chunk.lines;
-        let old_len = |hunk: &[HunkLine]| {
-            hunk.iter()
-                .filter(|l| !matches!(l, HunkLine::Add(_)))
-                .count()
-        };
-        if old_len(hunk) == 0 {
-            // Pure insertion: after the context line when there is one, else at the end.
-            let at = if chunk.context.is_some() {
-                cursor
-            } else {
-                lines.len()
-            };
-            replacements.push((
-                at,
-                0,
-                replacement(hunk, &[]),
-                replacement_endings(hunk, &[], newline),
-            ));
-            continue;
-        }
-        let mut found = seek(&lines, &expected(hunk), cursor, chunk.end_of_file);
-        // A hunk ending in an empty context line often stands for the file's final newline.
-        if found.is_none() && hunk.last() == Some(&HunkLine::Context(String::new())) {
-            hunk = &hunk[..hunk.len() - 1];
-            found = seek(&lines, &expected(hunk), cursor, chunk.end_of_file);
-        }
-        let Some(at) = found else {
-            let mut shown = String::new();
-            if let Some(context) = &chunk.context {
-                shown.push_str(&format!("@@ {context}\n"));
-            }
-            for line in chunk.old_lines() {
-                shown.push_str(&line);
-                shown.push('\n');
-            }
-            return Err(ApplyError::ContextNotFound {
-                path: path.display().to_string(),
-                lines: shown.trim_end_matches('\n').to_owned(),
-            });
-        };
+        let (at, hunk, next) = locate(&lines, chunk, cursor, path)?;
         let len = old_len(hunk);
         replacements.push((
             at,
@@ -407,7 +356,7 @@ fn apply_chunks(text: &str, chunks: &[Chunk], path: &Path) -> Result<String, App
             replacement(hunk, &lines[at..at + len]),
             replacement_endings(hunk, &endings[at..at + len], newline),
         ));
-        cursor = at + len;
+        cursor = next;
     }
 
     // Later replacements first, so earlier indices stay valid.
@@ -422,6 +371,71 @@ fn apply_chunks(text: &str, chunks: &[Chunk], path: &Path) -> Result<String, App
         out.push_str(ending.unwrap_or(newline));
     }
     Ok(out)
+}
+
+/// How many lines of the file a hunk replaces (its context and removed lines).
+fn old_len(hunk: &[HunkLine]) -> usize {
+    hunk.iter()
+        .filter(|l| !matches!(l, HunkLine::Add(_)))
+        .count()
+}
+
+/// Where `chunk` applies, searching from line `cursor` on: the first line it replaces, the
+/// hunk lines to apply there (without a trailing empty context line that only stood for the
+/// file's final newline), and where the search for the next chunk starts. A pure insertion
+/// goes after its `@@` context line when it has one, else at the end of the file.
+fn locate<'c>(
+    lines: &[String],
+    chunk: &'c Chunk,
+    mut cursor: usize,
+    path: &Path,
+) -> Result<(usize, &'c [HunkLine], usize), ApplyError> {
+    if let Some(context) = &chunk.context {
+        match seek(lines, std::slice::from_ref(context), cursor, false) {
+            Some(at) => cursor = at + 1,
+            None => {
+                return Err(ApplyError::ContextNotFound {
+                    path: path.display().to_string(),
+                    lines: format!("@@ {context}"),
+                });
+            }
+        }
+    }
+    let mut hunk: &[HunkLine] = &chunk.lines;
+    if old_len(hunk) == 0 {
+        let at = if chunk.context.is_some() {
+            cursor
+        } else {
+            lines.len()
+        };
+        return Ok((at, hunk, cursor));
+    }
+    let mut found = seek(lines, &expected(hunk), cursor, chunk.end_of_file);
+    // A hunk ending in an empty context line often stands for the file's final newline.
+    if found.is_none() && hunk.last() == Some(&HunkLine::Context(String::new())) {
+        hunk = &hunk[..hunk.len() - 1];
+        found = seek(lines, &expected(hunk), cursor, chunk.end_of_file);
+    }
+    match found {
+        Some(at) => Ok((at, hunk, at + old_len(hunk))),
+        None => Err(not_found(chunk, path)),
+    }
+}
+
+/// The error for a hunk whose lines are not in the file: the lines it looked for.
+fn not_found(chunk: &Chunk, path: &Path) -> ApplyError {
+    let mut shown = String::new();
+    if let Some(context) = &chunk.context {
+        shown.push_str(&format!("@@ {context}\n"));
+    }
+    for line in chunk.old_lines() {
+        shown.push_str(&line);
+        shown.push('\n');
+    }
+    ApplyError::ContextNotFound {
+        path: path.display().to_string(),
+        lines: shown.trim_end_matches('\n').to_owned(),
+    }
 }
 
 /// The lines of `text` without their endings, and each line's ending (`None` for a last line

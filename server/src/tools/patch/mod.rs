@@ -4,8 +4,10 @@ mod apply;
 pub(crate) mod nofollow;
 mod parser;
 
-pub use apply::{ApplyError, ChangeKind, Plan, PlannedChange, plan, resolve};
-pub use parser::{Chunk, HunkLine, ParseError, Patch, PatchOp, parse};
+pub use apply::{ChangeKind, Plan, plan, resolve};
+pub use parser::parse;
+#[cfg(feature = "fuzzing")]
+pub use parser::{HunkLine, Patch, PatchOp};
 
 /// Finds a patch given as a command: `["apply_patch", PATCH]`, `["applypatch", PATCH]`, or a
 /// shell script `apply_patch <<'EOF' … EOF` (optionally after `cd DIR &&`) run by `bash -lc`.
@@ -67,6 +69,7 @@ fn from_heredoc(script: &str) -> Option<(String, Option<String>)> {
 
 #[cfg(test)]
 mod tests {
+    use super::apply::PlannedChange;
     use super::*;
     use pretty_assertions::assert_eq;
     use std::collections::BTreeMap;
