@@ -478,13 +478,13 @@ class Upstream:
         self.httpd.server_close()
 
 
-def one_turn(args, tmp, env_extra, deltas, expected_text, label):
+def one_turn(args, tmp, env_extra, deltas, expected_text, label, session_params=None):
     home = tempfile.mkdtemp(prefix=f"events-{label}-", dir=tmp)
     server = Server(args.binary, home, env_extra)
     try:
         server.initialize()
         session = server.request(
-            1, "session/new", {"approvalPolicy": "never", "sandbox": "readOnly"}
+            1, "session/new", session_params or {"approvalPolicy": "never", "sandbox": "readOnly"}
         )
         rss_idle = server.rss()
         cpu_before = proc_cpu_seconds(server.pid)

@@ -144,6 +144,9 @@ async fn drive(args: &ExecArgs, home: Option<&Path>, overrides: &[String]) -> an
         Some(dir) => dir.clone(),
         None => std::env::current_dir()?,
     };
+    // One spelling per directory, so `--last` finds what `--cd .` or `--cd a/../b` stored; a
+    // directory that does not exist is left for the server to refuse.
+    let cwd = std::fs::canonicalize(&cwd).unwrap_or(cwd);
     let settings = session_settings(args);
     let requests = [
         json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"clientInfo":{"name":"agent-server-exec","version":env!("CARGO_PKG_VERSION")}}}),

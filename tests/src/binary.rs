@@ -30,7 +30,12 @@ pub fn server_bin() -> PathBuf {
 /// A command for the binary with nothing inherited but `PATH` (and `RUST_LOG` when set), and
 /// `HOME` pointing at `home`, so a developer's own credentials and config never leak into a test.
 pub fn scrubbed_command(home: &Path) -> Command {
-    let mut command = Command::new(server_bin());
+    scrubbed_program(&server_bin(), home)
+}
+
+/// Like [`scrubbed_command`] for another program (a wrapper that `exec`s the server).
+pub(crate) fn scrubbed_program(program: &Path, home: &Path) -> Command {
+    let mut command = Command::new(program);
     command.env_clear().env("HOME", home);
     for name in ["PATH", "RUST_LOG"] {
         if let Some(value) = std::env::var_os(name) {

@@ -67,6 +67,7 @@ pub struct TestServerBuilder {
     framing: Framing,
     timeout: Duration,
     handler: Option<ServerRequestHandler>,
+    ignore_sigxfsz: bool,
 }
 
 impl Default for TestServerBuilder {
@@ -80,6 +81,7 @@ impl Default for TestServerBuilder {
             framing: Framing::Ndjson,
             timeout: crate::DEFAULT_TIMEOUT,
             handler: None,
+            ignore_sigxfsz: false,
         }
     }
 }
@@ -140,6 +142,14 @@ impl TestServerBuilder {
         self
     }
 
+    /// Starts the server with `SIGXFSZ` ignored (through `sh`, which `exec`s it with the same
+    /// pid), so a file-size limit set on it later (`prlimit`) makes its writes fail with
+    /// `EFBIG` instead of killing it: a full disk that holds even for root.
+    pub fn ignore_file_size_signal(mut self) -> Self {
+        self.ignore_sigxfsz = true;
+        self
+    }
+
     /// Answers server → client requests with `handler` instead of queueing them for the test.
     pub fn on_server_request(
         mut self,
@@ -177,6 +187,14 @@ impl TestServerBuilder {
         }
 
         let mut command = scrubbed_command(&home);
+        if self.ignore_sigxfsz {
+            // An ignored signal stays ignored across `exec`.
+            command = crate::binary::scrubbed_program(std::path::Path::new("sh"), &home);
+            command
+                .arg("-c")
+                .arg("trap '' XFSZ; exec \"$0\" \"$@\"")
+                .arg(crate::server_bin());
+        }
         if self.pass_home {
             command.arg("--home").arg(&home);
         }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::mcp::{LogObserver, McpManager};
-use crate::session::{ApprovalReply, ClientLink, Sessions};
+use crate::session::{ApprovalReply, ClientLink, SessionError, Sessions};
 use agent_server_schema::session::{
     InputItem, Item, ListSessionsParams, RequestApprovalParams, Session as SessionInfo,
     SessionEventNotification, SessionWithTurns,
@@ -77,11 +77,11 @@ pub fn run(command: SessionsCommand, config: Config) -> ExitCode {
         SessionsCommand::List { json, all } => list(&sessions, json, all, &mut out),
         SessionsCommand::Show { id } => sessions
             .read(&id, true)
-            .map_err(|e| e.to_string())
+            .map_err(cli_error)
             .and_then(|s| show(&s, &mut out).map_err(|e| e.to_string())),
         SessionsCommand::Export { id } => sessions
             .read(&id, true)
-            .map_err(|e| e.to_string())
+            .map_err(cli_error)
             .and_then(|s| export(&s, &mut out).map_err(|e| e.to_string())),
         SessionsCommand::Delete { id } => delete(&sessions, &id),
     };
@@ -100,9 +100,17 @@ fn delete(sessions: &Sessions, id: &str) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    runtime
-        .block_on(sessions.delete(id))
-        .map_err(|e| e.to_string())
+    runtime.block_on(sessions.delete(id)).map_err(cli_error)
+}
+
+/// A session error in the words of the command line (the protocol's words name methods).
+fn cli_error(err: SessionError) -> String {
+    match err {
+        SessionError::NotFound(id) => format!(
+            "no stored session `{id}`; `agent-server sessions list --all` shows the stored sessions"
+        ),
+        other => other.to_string(),
+    }
 }
 
 fn list(sessions: &Sessions, json: bool, all: bool, out: &mut dyn Write) -> Result<(), String> {

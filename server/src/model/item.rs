@@ -184,7 +184,9 @@ impl ResponseItem {
 
     /// An item from JSON made elsewhere: typed when it is of a known shape, else kept raw.
     pub fn from_json(value: Value) -> Self {
-        match serde_json::from_value(value.clone()) {
+        // Deserializing from a reference copies nothing when the shape is unknown (a restored
+        // history of thousands of items is decoded here).
+        match <Self as serde::Deserialize>::deserialize(&value) {
             Ok(item) => item,
             Err(_) => Self::Other(value),
         }

@@ -272,7 +272,7 @@ impl Sessions {
             .map_err(err)?
             .ok_or_else(|| SessionError::NotFound(id.to_string()))?;
         let mut turns = store.turns(id).map_err(err)?;
-        let mut history = store.history(id).map_err(err)?;
+        let mut history: Vec<ResponseItem> = store.history(id).map_err(err)?;
         recovery::repair(&store, id, &mut turns, &mut history).map_err(err)?;
         let settings = Settings::from_row(&row)?;
         let meta = Meta {
@@ -281,10 +281,7 @@ impl Sessions {
             turn_count: row.turn_count,
             forked_from: row.forked_from.clone(),
         };
-        let history = History::restored(
-            history.into_iter().map(ResponseItem::from_json).collect(),
-            turn_usage(&turns),
-        );
+        let history = History::restored(history, turn_usage(&turns));
         let context: ContextState = row
             .context
             .clone()
@@ -348,8 +345,9 @@ impl Sessions {
     pub fn read(&self, id: &str, with_turns: bool) -> Result<SessionWithTurns, SessionError> {
         check_id(id)?;
         let err = |e| SessionError::store(id, e);
-        let (session, store, live) = match self.find(id) {
-            Some(loaded) => (info(&loaded), self.store_of(&loaded)?, true),
+        let loaded = self.find(id);
+        let (session, store, live) = match &loaded {
+            Some(loaded) => (info(loaded), self.store_of(loaded)?, true),
             None => {
                 let store = self.disk(id)?;
                 let row = store
@@ -367,6 +365,9 @@ impl Sessions {
         };
         if !live {
             recovery::present(&mut turns);
+        }
+        if let Some(recorder) = loaded.as_ref().and_then(|s| s.recorder.as_ref()) {
+            recorder.overlay(&mut turns);
         }
         Ok(SessionWithTurns { session, turns })
     }

@@ -9,7 +9,7 @@
 use std::sync::Mutex;
 
 use agent_server_schema::session::{
-    Event, SessionEventNotification, TurnError, TurnErrorKind, TurnStatus,
+    Event, SessionEventNotification, Turn, TurnError, TurnErrorKind, TurnStatus,
 };
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +33,8 @@ struct State {
     reserved_seq: u64,
     /// How many history items are stored.
     history_len: usize,
+    /// The end of a turn that could not be written (as `failed`), written before the next turn.
+    unwritten_end: Option<TurnEnd>,
 }
 
 /// The store side of one session.
@@ -80,10 +82,23 @@ impl Recorder {
         user_text: &str,
         cancel: CancellationToken,
     ) -> Result<String, StoreError> {
-        {
+        let unwritten = {
             let mut state = self.lock();
             state.failure = None;
             state.turn = Some((start.turn_id.clone(), cancel));
+            state.unwritten_end.take()
+        };
+        if let Some(end) = unwritten {
+            // The store failed at the last turn's end; it reads `failed` from now on, not
+            // "in progress" (or `interrupted` after this process exits).
+            let progress = Progress {
+                end: Some(end.clone()),
+                ..Progress::default()
+            };
+            if let Err(err) = self.store.record(&self.session_id, &progress) {
+                self.lock().unwritten_end = Some(end);
+                return Err(err);
+            }
         }
         self.store.begin_turn(&self.session_id, start, user_text)
     }
@@ -136,6 +151,19 @@ impl Recorder {
         let value = serde_json::to_value(context).unwrap_or(Value::Null);
         if let Err(err) = self.store.set_context(&self.session_id, &value) {
             self.fail(err);
+        }
+    }
+
+    /// Shows a turn whose end could not be written as this process ended it.
+    pub(crate) fn overlay(&self, turns: &mut [Turn]) {
+        let state = self.lock();
+        let Some(end) = &state.unwritten_end else {
+            return;
+        };
+        if let Some(turn) = turns.iter_mut().find(|t| t.turn_id == end.turn_id) {
+            turn.status = end.status;
+            turn.usage = end.usage;
+            turn.error = end.error.clone();
         }
     }
 
@@ -199,6 +227,11 @@ impl Recorder {
             }
             Err(err) if ended => {
                 tracing::error!(session_id = %self.session_id, %err, "a turn's end could not be stored");
+                self.lock().unwritten_end = progress.end.take().map(|end| TurnEnd {
+                    status: TurnStatus::Failed.into(),
+                    error: Some(store_error(&err)),
+                    ..end
+                });
                 for n in batch.iter_mut() {
                     if let Event::TurnCompleted { status, error, .. } = &mut n.event {
                         *status = TurnStatus::Failed;
@@ -207,6 +240,22 @@ impl Recorder {
                 }
             }
             Err(err) => self.fail(err),
+        }
+    }
+}
+
+impl Drop for Recorder {
+    /// A session unloaded after its store came back writes the end it could not write before.
+    fn drop(&mut self) {
+        let unwritten = self.lock().unwritten_end.take();
+        if let Some(end) = unwritten {
+            let progress = Progress {
+                end: Some(end),
+                ..Progress::default()
+            };
+            if let Err(err) = self.store.record(&self.session_id, &progress) {
+                tracing::warn!(session_id = %self.session_id, %err, "a failed turn's end is still not stored");
+            }
         }
     }
 }

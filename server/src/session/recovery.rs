@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use agent_server_schema::session::{StoredTurnStatus, Turn, TurnError, TurnErrorKind};
 use serde_json::{Value, json};
 
+use crate::model::ResponseItem;
 use crate::store::{Progress, Store, StoreError, TurnEnd};
 
 /// What the model is told about a call whose process died before it finished.
@@ -40,7 +41,7 @@ pub(crate) fn repair(
     store: &Store,
     id: &str,
     turns: &mut [Turn],
-    history: &mut Vec<Value>,
+    history: &mut Vec<ResponseItem>,
 ) -> Result<(), StoreError> {
     for turn in turns.iter_mut() {
         if turn.status != StoredTurnStatus::InProgress {
@@ -68,34 +69,32 @@ pub(crate) fn repair(
     if !outputs.is_empty() {
         let last_turn = turns.last().map(|t| t.turn_id.as_str());
         store.append_history(id, last_turn, &outputs)?;
-        history.extend(outputs);
+        history.extend(outputs.into_iter().map(ResponseItem::from_json));
     }
     Ok(())
 }
 
 /// An output item for every tool call in `history` that has none.
-fn missing_outputs(history: &[Value]) -> Vec<Value> {
-    let kind = |item: &Value| item.get("type").and_then(Value::as_str).map(str::to_string);
-    let call_id = |item: &Value| {
-        item.get("call_id")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
-    let answered: HashSet<String> = history
+fn missing_outputs(history: &[ResponseItem]) -> Vec<Value> {
+    let answered: HashSet<&str> = history
         .iter()
-        .filter(|item| kind(item).is_some_and(|k| k.ends_with("_output")))
-        .filter_map(call_id)
+        .filter_map(|item| match item {
+            ResponseItem::FunctionCallOutput { call_id, .. }
+            | ResponseItem::CustomToolCallOutput { call_id, .. } => Some(call_id.as_str()),
+            _ => None,
+        })
         .collect();
     history
         .iter()
         .filter_map(|item| {
-            let output_type = match kind(item)?.as_str() {
-                "function_call" => "function_call_output",
-                "custom_tool_call" => "custom_tool_call_output",
+            let (output_type, id) = match item {
+                ResponseItem::FunctionCall { call_id, .. } => ("function_call_output", call_id),
+                ResponseItem::CustomToolCall { call_id, .. } => {
+                    ("custom_tool_call_output", call_id)
+                }
                 _ => return None,
             };
-            let id = call_id(item)?;
-            (!answered.contains(&id))
+            (!answered.contains(id.as_str()))
                 .then(|| json!({"type": output_type, "call_id": id, "output": ABORTED_OUTPUT}))
         })
         .collect()
@@ -114,6 +113,7 @@ mod tests {
             json!({"type": "function_call", "call_id": "b", "name": "shell", "arguments": "{}"}),
             json!({"type": "custom_tool_call", "call_id": "c", "name": "apply_patch", "input": ""}),
         ];
+        let history: Vec<ResponseItem> = history.into_iter().map(ResponseItem::from_json).collect();
         assert_eq!(
             missing_outputs(&history),
             vec![

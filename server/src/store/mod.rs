@@ -272,6 +272,9 @@ impl From<serde_json::Error> for QueryError {
 fn sql_reason(err: &rusqlite::Error) -> String {
     let hint = match err.sqlite_error_code() {
         Some(ErrorCode::DiskFull) => "; free some disk space",
+        Some(ErrorCode::SystemIoFailure) => {
+            "; the disk may be full, over a file-size limit, read-only or failing: free some space and check the home's file system"
+        }
         Some(ErrorCode::ReadOnly) | Some(ErrorCode::CannotOpen) => {
             "; check that the home is writable"
         }

@@ -213,8 +213,9 @@ impl Store {
         self.read(|tx| read_turns(tx, id))
     }
 
-    /// The model-facing history of a session, in order.
-    pub fn history(&self, id: &str) -> Result<Vec<Value>, StoreError> {
+    /// The model-facing history of a session, in order, each item decoded straight from its
+    /// stored text into `T` (no intermediate `Value` for the thousands of items of a long one).
+    pub fn history<T: serde::de::DeserializeOwned>(&self, id: &str) -> Result<Vec<T>, StoreError> {
         self.read(|tx| {
             let mut stmt =
                 tx.prepare_cached("SELECT body FROM history WHERE session_id = ?1 ORDER BY rowid")?;

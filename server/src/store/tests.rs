@@ -97,7 +97,7 @@ fn a_session_with_turns_items_and_history_reads_back_whole() {
     assert_eq!(turns[0].status, StoredTurnStatus::Completed);
     assert_eq!(turns[0].usage.total_tokens, 5);
     assert!(turns[0].completed_at.is_some());
-    assert_eq!(store.history("s1").unwrap(), history);
+    assert_eq!(store.history::<serde_json::Value>("s1").unwrap(), history);
     // A second turn's title does not replace the first one.
     store
         .begin_turn("s1", &start("t2", "other"), "other")
@@ -236,7 +236,7 @@ fn a_fork_copies_turns_items_and_history_up_to_a_turn_and_leaves_the_source() {
     );
     assert_eq!(turns[1].items, vec![message("t2", "t2")]);
     assert_eq!(
-        store.history("dst").unwrap(),
+        store.history::<serde_json::Value>("dst").unwrap(),
         vec![json!({"turn": "t1"}), json!({"turn": "t2"})]
     );
     let dst = store.get("dst").unwrap().unwrap();
@@ -271,7 +271,12 @@ fn a_fork_copies_turns_items_and_history_up_to_a_turn_and_leaves_the_source() {
     assert!(store.delete("src", None).unwrap());
     assert!(store.get("src").unwrap().is_none());
     assert!(store.turns("src").unwrap().is_empty());
-    assert!(store.history("src").unwrap().is_empty());
+    assert!(
+        store
+            .history::<serde_json::Value>("src")
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(store.turns("dst").unwrap().len(), 2);
 }
 
