@@ -14,7 +14,9 @@ Benchmarks:
             `tools/call` sent to the same server directly over its stdio. Overhead = median
             cycle through the server - median direct round trip.
   startup   spawn-to-`initialize`-reply time with three configured MCP servers (which start in
-            the background), over N spawns
+            the background), over N spawns; interleaved with the same binary without servers and
+            with three configured servers that are idle processes (`sleep`), which separates
+            the server's own work per server from the servers' CPU use
   rss       the server's idle RSS with 0 and with K connected stdio MCP servers (all `ready`);
             growth per server (the MCP servers' own processes are not counted)
 
@@ -226,30 +228,52 @@ def bench_call(args, tmp):
 # --------------------------------------------------------------------------- startup
 
 
-def bench_startup(args, tmp):
-    times = []
-    for _ in range(args.spawns):
-        home = tempfile.mkdtemp(dir=tmp)
-        with open(os.path.join(home, "config.toml"), "w") as config:
-            config.write(node_server_toml("one"))
-            config.write(node_server_toml("two", ["--mode", "garbage"]))
-            config.write(node_server_toml("three", ["--mode", "hang-init"]))
-        start = time.perf_counter()
-        proc = spawn_server(args.binary, home)
+STARTUP_CONFIGS = {
+    # No MCP server: the plain start-up of the same binary in the same minute.
+    "0_mcp": "",
+    # Three configured servers that are processes doing nothing (`sleep`, which never answers
+    # initialize): the server's own work for three servers (config, spawn, pipes, tasks) without
+    # their CPU use.
+    "3_idle_processes": "".join(
+        f'[mcp_servers.idle{i}]\ncommand = "sleep"\nargs = ["60"]\n' for i in range(3)
+    ),
+    # Three Node.js MCP servers (`ok`, `garbage`, `hang-init` modes of the test server): the
+    # server's work plus three Node.js start-ups competing for the cores.
+    "3_mcp": node_server_toml("one")
+    + node_server_toml("two", ["--mode", "garbage"])
+    + node_server_toml("three", ["--mode", "hang-init"]),
+}
+
+
+def spawn_to_initialize(args, tmp, config_text):
+    home = tempfile.mkdtemp(dir=tmp)
+    with open(os.path.join(home, "config.toml"), "w") as config:
+        config.write(config_text)
+    start = time.perf_counter()
+    proc = spawn_server(args.binary, home)
+    try:
         lines = Lines(proc.stdout)
         send(proc, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}})
         while True:
             stamp, message = lines.next()
             if message.get("id") == 1:
-                break
-        times.append(stamp - start)
+                return stamp - start
+    finally:
         finish(proc)
         shutil.rmtree(home, ignore_errors=True)
-    return {
-        "spawns": args.spawns,
-        "spawn_to_initialize_ms_median_3_mcp": round(statistics.median(times) * 1000, 3),
-        "spawn_to_initialize_ms_max_3_mcp": round(max(times) * 1000, 3),
-    }
+
+
+def bench_startup(args, tmp):
+    """The three configurations interleaved, so they share whatever else the machine does."""
+    times = {name: [] for name in STARTUP_CONFIGS}
+    for _ in range(args.spawns):
+        for name, config_text in STARTUP_CONFIGS.items():
+            times[name].append(spawn_to_initialize(args, tmp, config_text))
+    results = {"spawns": args.spawns}
+    for name, values in times.items():
+        results[f"spawn_to_initialize_ms_median_{name}"] = round(statistics.median(values) * 1000, 3)
+        results[f"spawn_to_initialize_ms_max_{name}"] = round(max(values) * 1000, 3)
+    return results
 
 
 # --------------------------------------------------------------------------- idle RSS
@@ -331,7 +355,7 @@ def main():
             op, limit = target
             ok = value <= limit if op == "<=" else value >= limit
             verdict = f"  (target {op} {limit}: {'met' if ok else 'MISSED'})"
-        print(f"{key:45} {value}{verdict}")
+        print(f"{key:48} {value}{verdict}")
 
 
 if __name__ == "__main__":

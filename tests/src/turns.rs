@@ -78,6 +78,15 @@ pub async fn submit(server: &mut TestServer, session_id: &str, text: &str) -> St
     }
 }
 
+/// `session/submit` with these params (per-turn settings and all), typed; returns the turn id
+/// (panics on an error reply).
+pub async fn submit_params(server: &mut TestServer, params: SubmitParams) -> String {
+    match server.request::<Submit>(params).await {
+        Ok(result) => result.turn_id,
+        Err(err) => panic!("session/submit failed: {err:?}"),
+    }
+}
+
 /// The `session/event` params of turn `turn_id`, in arrival order, up to and including its
 /// `turnCompleted`.
 pub async fn turn_events(server: &mut TestServer, turn_id: &str) -> Vec<Value> {

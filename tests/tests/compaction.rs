@@ -7,10 +7,12 @@ use agent_server_tests::TestServer;
 use agent_server_tests::schema::lifecycle::EmptyResult;
 use agent_server_tests::schema::methods::{Compact, Interrupt};
 use agent_server_tests::schema::rpc::ErrorKind;
-use agent_server_tests::schema::session::{CompactParams, CompactResult, InterruptParams};
+use agent_server_tests::schema::session::{
+    ApprovalPolicy, CompactParams, CompactResult, InterruptParams, SubmitParams,
+};
 use agent_server_tests::turns::{
     api_key_builder, completion, environment_message, just_events, new_session, normalize_ids,
-    submit, turn_events, user_text_message,
+    submit, submit_params, turn_events, user_text_message,
 };
 use agent_server_tests::upstream::{
     ev_completed, ev_created, ev_message_done, responses_requests, responses_usage, sse,
@@ -136,6 +138,7 @@ async fn a_long_conversation_over_the_auto_limit_is_compacted_before_the_next_re
     .await;
     let cwd = tempfile::tempdir().unwrap();
     let mut server = api_key_builder(&upstream)
+        .home_file("AGENTS.md", "global rules")
         .args(["-c", "model_auto_compact_token_limit=100000"])
         .spawn()
         .await;
@@ -147,21 +150,31 @@ async fn a_long_conversation_over_the_auto_limit_is_compacted_before_the_next_re
     let events = just_events(&run_turn(&mut server, &session, "two").await);
     let requests = responses_requests(&upstream).await;
     assert_eq!(requests.len(), 3, "answer, summary, answer");
+    let instructions = user_text_message(&format!(
+        "# AGENTS.md instructions for {}\n\n<INSTRUCTIONS>\nglobal rules\n</INSTRUCTIONS>",
+        cwd.path().display()
+    ));
     let env = environment_message(cwd.path(), "untrusted", "workspaceWrite");
     // The summary request: the whole history, then the instruction.
-    let history = [env.clone(), user_text_message("one"), assistant(&long)];
+    let history = [
+        instructions.clone(),
+        env.clone(),
+        user_text_message("one"),
+        assistant(&long),
+    ];
     let summary_input = requests[1]["input"].as_array().unwrap();
-    assert_eq!(summary_input[..3], history[..]);
+    assert_eq!(summary_input[..4], history[..]);
     assert!(
-        is_summary_request(&summary_input[3]),
+        is_summary_request(&summary_input[4]),
         "{}",
-        summary_input[3]
+        summary_input[4]
     );
-    assert_eq!(summary_input.len(), 4);
+    assert_eq!(summary_input.len(), 5);
     // The next request: context, recent user messages, the summary, then the new input.
     assert_eq!(
         requests[2]["input"],
         json!([
+            instructions,
             env,
             user_text_message("one"),
             summary_message("SUMMARY: the user said one"),
@@ -184,7 +197,7 @@ async fn a_long_conversation_over_the_auto_limit_is_compacted_before_the_next_re
     let requests = responses_requests(&upstream).await;
     assert_eq!(requests.len(), 4);
     assert_eq!(
-        requests[3]["input"][2],
+        requests[3]["input"][3],
         summary_message("SUMMARY: the user said one")
     );
 }
@@ -525,4 +538,179 @@ async fn a_compaction_request_is_retried_like_any_other_with_retrying_events() {
     );
     assert_eq!(events[1]["attempt"], 1);
     assert_eq!(events[6]["status"], "completed");
+}
+
+#[tokio::test]
+async fn the_auto_limit_defaults_to_ninety_percent_of_the_models_context_window() {
+    let upstream = MockServer::start().await;
+    mount_summary(&upstream, "SUMMARY", Duration::ZERO).await;
+    // 899 of a 1,000-token window: no compaction yet; 900: compaction before the next turn.
+    mount_once(&upstream, sse_response(answer("resp_1", "first", 899))).await;
+    mount_once(&upstream, sse_response(answer("resp_2", "second", 900))).await;
+    mount_once(&upstream, sse_response(answer("resp_3", "third", 10))).await;
+    let mut server = api_key_builder(&upstream)
+        .args(["-c", "models.gpt-5-codex.context_window=1000"])
+        .spawn()
+        .await;
+    let session = new_session(&mut server, json!({})).await;
+    for text in ["one", "two", "three"] {
+        let done = completion(&run_turn(&mut server, &session, text).await);
+        assert_eq!(done["status"], "completed", "{done}");
+    }
+    let summaries: Vec<bool> = responses_requests(&upstream)
+        .await
+        .iter()
+        .map(is_summary_request)
+        .collect();
+    assert_eq!(summaries, vec![false, false, true, false]);
+}
+
+/// Runs one turn of `text` with `params`' per-turn settings; returns its events.
+async fn run_turn_with(
+    server: &mut TestServer,
+    session: &str,
+    text: &str,
+    params: SubmitParams,
+) -> Vec<Value> {
+    let params = SubmitParams {
+        session_id: Some(session.to_owned()),
+        text: Some(text.to_owned()),
+        ..params
+    };
+    let turn = submit_params(server, params).await;
+    turn_events(server, &turn).await
+}
+
+fn with_model(model: &str) -> SubmitParams {
+    SubmitParams {
+        model: Some(model.to_owned()),
+        ..SubmitParams::default()
+    }
+}
+
+#[tokio::test]
+async fn the_auto_limit_follows_the_model_a_turn_runs_with() {
+    let upstream = MockServer::start().await;
+    mount_summary(&upstream, "SUMMARY", Duration::ZERO).await;
+    // Every answer reports 950 tokens: over 90 % of `small`'s 1,000, far under gpt-5-codex's.
+    for (i, text) in ["first", "second", "third", "fourth"].iter().enumerate() {
+        let id = format!("resp_{i}");
+        mount_once(&upstream, sse_response(answer(&id, text, 950))).await;
+    }
+    let cwd = tempfile::tempdir().unwrap();
+    let sub = cwd.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let mut server = api_key_builder(&upstream)
+        .args(["-c", "models.small.context_window=1000"])
+        .spawn()
+        .await;
+    let session = new_session(
+        &mut server,
+        json!({"cwd": cwd.path(), "model": "small", "approvalPolicy": "never"}),
+    )
+    .await;
+    let first = run_turn(&mut server, &session, "one").await;
+    assert_eq!(completion(&first)["status"], "completed");
+    // gpt-5-codex for this turn (and the next): 950 tokens do not come near its window.
+    let second = run_turn_with(&mut server, &session, "two", with_model("gpt-5-codex")).await;
+    assert_eq!(completion(&second)["status"], "completed");
+    let third = run_turn(&mut server, &session, "three").await;
+    assert_eq!(completion(&third)["status"], "completed");
+    // Back to `small`, in another cwd under another policy: compacted before the first request,
+    // and the compacted history starts with the environment this turn runs in.
+    let back = SubmitParams {
+        cwd: Some(sub.display().to_string()),
+        approval_policy: Some(ApprovalPolicy::OnFailure),
+        ..with_model("small")
+    };
+    let fourth = just_events(&run_turn_with(&mut server, &session, "four", back).await);
+    assert_eq!(fourth.last().unwrap()["status"], "completed", "{fourth:?}");
+    assert_eq!(
+        fourth
+            .iter()
+            .filter(|e| e["type"] == "contextCompacted")
+            .count(),
+        1
+    );
+    let requests = responses_requests(&upstream).await;
+    let sent: Vec<(bool, &str)> = requests
+        .iter()
+        .map(|r| (is_summary_request(r), r["model"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        sent,
+        vec![
+            (false, "small"),
+            (false, "gpt-5-codex"),
+            (false, "gpt-5-codex"),
+            (true, "small"),
+            (false, "small"),
+        ]
+    );
+    assert_eq!(
+        requests[4]["input"],
+        json!([
+            environment_message(&sub, "onFailure", "workspaceWrite"),
+            user_text_message("one"),
+            user_text_message("two"),
+            user_text_message("three"),
+            summary_message("SUMMARY"),
+            user_text_message("four"),
+        ])
+    );
+}
+
+#[tokio::test]
+async fn a_resumed_compacted_session_sends_exactly_the_compacted_history() {
+    let upstream = MockServer::start().await;
+    mount_summary(&upstream, "SUMMARY", Duration::ZERO).await;
+    mount_once(&upstream, sse_response(answer("resp_1", "first", 1_200))).await;
+    mount_once(&upstream, sse_response(answer("resp_2", "second", 10))).await;
+    mount_once(&upstream, sse_response(answer("resp_3", "third", 10))).await;
+    let home = tempfile::tempdir().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let spawn = || {
+        api_key_builder(&upstream)
+            .home(home.path())
+            .args(["-c", "model_auto_compact_token_limit=1000"])
+            .spawn()
+    };
+    let mut first = spawn().await;
+    let session = new_session(&mut first, json!({"cwd": cwd.path()})).await;
+    for text in ["one", "two"] {
+        let done = completion(&run_turn(&mut first, &session, text).await);
+        assert_eq!(done["status"], "completed", "{done}");
+    }
+    first.close_stdin().await;
+    assert!(first.wait_exit().await.success());
+
+    let mut second = spawn().await;
+    let reply = second
+        .request_raw("session/resume", Some(json!({"sessionId": session})))
+        .await;
+    // The store keeps the full turns for reading, the first answer included.
+    let turns = reply["result"]["turns"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(turns.len(), 2, "{reply}");
+    assert!(turns[0]["items"].to_string().contains("first"), "{reply}");
+    let done = completion(&run_turn(&mut second, &session, "three").await);
+    assert_eq!(done["status"], "completed", "{done}");
+    let requests = responses_requests(&upstream).await;
+    let summaries: Vec<bool> = requests.iter().map(is_summary_request).collect();
+    assert_eq!(summaries, vec![false, true, false, false]);
+    // The model gets the compacted history it had before the restart, then the new input: no
+    // context message again, nothing of what the summary replaced.
+    let env = environment_message(cwd.path(), "untrusted", "workspaceWrite");
+    let compacted = json!([env, user_text_message("one"), summary_message("SUMMARY")]);
+    let after_compacting = requests[2]["input"].as_array().cloned().unwrap_or_default();
+    assert_eq!(json!(after_compacting[..3]), compacted);
+    let mut expected = compacted.as_array().cloned().unwrap_or_default();
+    expected.extend([
+        user_text_message("two"),
+        assistant("second"),
+        user_text_message("three"),
+    ]);
+    assert_eq!(requests[3]["input"], json!(expected));
 }

@@ -5,9 +5,10 @@ use std::path::Path;
 
 use agent_server_tests::TestServer;
 use agent_server_tests::schema::methods::ListSessions;
+use agent_server_tests::schema::session::{ApprovalPolicy, SandboxMode, SubmitParams};
 use agent_server_tests::turns::{
-    api_key_builder, completion, environment_message, new_session, submit, turn_events,
-    user_text_message,
+    api_key_builder, completion, environment_message, new_session, submit, submit_params,
+    turn_events, user_text_message,
 };
 use agent_server_tests::upstream::{
     ev_completed, ev_created, ev_message_done, mount_sse, responses_requests, responses_usage, sse,
@@ -43,6 +44,11 @@ fn instructions_message(cwd: &Path, text: &str) -> Value {
     ))
 }
 
+fn assistant(text: &str) -> Value {
+    json!({"type": "message", "role": "assistant",
+           "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": text}]})
+}
+
 /// Runs one turn of `text` and checks it completed.
 async fn run_turn(server: &mut TestServer, session: &str, text: &str) {
     let turn = submit(server, session, text).await;
@@ -50,6 +56,30 @@ async fn run_turn(server: &mut TestServer, session: &str, text: &str) {
         completion(&turn_events(server, &turn).await)["status"],
         "completed"
     );
+}
+
+/// Runs one turn of `params.text` in `session` with `params`' per-turn settings and checks it
+/// completed.
+async fn run_turn_with(server: &mut TestServer, session: &str, params: SubmitParams) {
+    let turn = submit_params(
+        server,
+        SubmitParams {
+            session_id: Some(session.to_owned()),
+            ..params
+        },
+    )
+    .await;
+    assert_eq!(
+        completion(&turn_events(server, &turn).await)["status"],
+        "completed"
+    );
+}
+
+fn text(text: &str) -> SubmitParams {
+    SubmitParams {
+        text: Some(text.to_owned()),
+        ..SubmitParams::default()
+    }
 }
 
 async fn instruction_sources(server: &mut TestServer) -> Value {
@@ -174,4 +204,80 @@ async fn without_instructions_the_environment_comes_first_and_bad_files_never_fa
         ])
     );
     assert_eq!(instruction_sources(&mut server).await, json!([]));
+}
+
+#[tokio::test]
+async fn per_turn_settings_that_change_the_environment_resend_it_once() {
+    let upstream = answering_upstream().await;
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    let sub = repo.join("sub");
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
+    write(&repo.join("AGENTS.md"), "repo rules");
+    write(&sub.join("AGENTS.md"), "sub rules");
+    let mut server = api_key_builder(&upstream).spawn().await;
+    let session = new_session(&mut server, json!({"cwd": repo})).await;
+    run_turn_with(&mut server, &session, text("one")).await;
+    // Each override that changes the environment: the message again, then the input.
+    let never = SubmitParams {
+        approval_policy: Some(ApprovalPolicy::Never),
+        ..text("two")
+    };
+    run_turn_with(&mut server, &session, never).await;
+    // No override (the changed policy stays the session's): nothing resent.
+    run_turn_with(&mut server, &session, text("three")).await;
+    let read_only = SubmitParams {
+        sandbox: Some(SandboxMode::ReadOnly),
+        ..text("four")
+    };
+    run_turn_with(&mut server, &session, read_only).await;
+    // A new cwd: its project docs are read again (root down to it) before the environment.
+    let moved = SubmitParams {
+        cwd: Some(sub.display().to_string()),
+        ..text("five")
+    };
+    run_turn_with(&mut server, &session, moved).await;
+    // Overrides equal to what the session already has change nothing.
+    let same = SubmitParams {
+        cwd: Some(sub.display().to_string()),
+        approval_policy: Some(ApprovalPolicy::Never),
+        sandbox: Some(SandboxMode::ReadOnly),
+        ..text("six")
+    };
+    run_turn_with(&mut server, &session, same).await;
+    let requests = responses_requests(&upstream).await;
+    assert_eq!(requests.len(), 6);
+    let ok = assistant("ok");
+    assert_eq!(
+        requests[5]["input"],
+        json!([
+            instructions_message(&repo, "repo rules"),
+            environment_message(&repo, "untrusted", "workspaceWrite"),
+            user_text_message("one"),
+            ok,
+            environment_message(&repo, "never", "workspaceWrite"),
+            user_text_message("two"),
+            ok,
+            user_text_message("three"),
+            ok,
+            environment_message(&repo, "never", "readOnly"),
+            user_text_message("four"),
+            ok,
+            instructions_message(&sub, "repo rules\n\nsub rules"),
+            environment_message(&sub, "never", "readOnly"),
+            user_text_message("five"),
+            ok,
+            user_text_message("six"),
+        ])
+    );
+    // Each request was the one before plus that turn's items: nothing sent was rewritten.
+    for pair in requests.windows(2) {
+        let (before, after) = (pair[0]["input"].as_array(), pair[1]["input"].as_array());
+        let (before, after) = (before.unwrap(), after.unwrap());
+        assert_eq!(after[..before.len()], before[..]);
+    }
+    assert_eq!(
+        instruction_sources(&mut server).await,
+        json!([repo.join("AGENTS.md"), sub.join("AGENTS.md")])
+    );
 }

@@ -310,15 +310,22 @@ async fn connect_stdio(
 #[cfg(target_os = "linux")]
 #[allow(
     unsafe_code,
-    reason = "pre_exec and prctl(2) have no safe wrappers; the closure only calls prctl"
+    reason = "pre_exec, prctl(2) and getppid(2) have no safe wrappers; the closure calls only those"
 )]
 fn die_with_parent(cmd: &mut Command) {
+    let parent = std::process::id();
     // SAFETY: the closure runs between fork and exec and calls only the async-signal-safe
-    // prctl(2), touching no memory of the parent.
+    // prctl(2) and getppid(2), touching no memory of the parent and allocating nothing.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            // The server may have exited between the fork and the prctl (stdin closed right
+            // after `initialize` while a server was starting): the death signal will then never
+            // come, so do not become an orphan that outlives it.
+            if u32::try_from(libc::getppid()).ok() != Some(parent) {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
             }
             Ok(())
         });

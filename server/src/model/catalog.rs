@@ -281,10 +281,19 @@ pub fn to_wire(entry: CatalogEntry, config: &Config) -> Model {
     }
 }
 
-/// The catalog entry for `model` from the built-in list and the tables (no provider lists),
-/// e.g. for its context window.
-pub fn lookup(config: &Config, model: &str) -> Option<CatalogEntry> {
-    merge(config, &[]).into_iter().find(|e| e.id == model)
+/// The context window of `model` in tokens, as `model/list` reports it: its `[models.<id>]`
+/// table's `context_window`, else the built-in entry of that exact id. `None` (a model known
+/// from neither) means no auto-compaction unless `model_auto_compact_token_limit` is set.
+pub fn context_window(tables: &BTreeMap<String, ModelConfig>, model: &str) -> Option<u64> {
+    tables
+        .get(model)
+        .and_then(|table| table.context_window)
+        .or_else(|| {
+            builtins()
+                .into_iter()
+                .find(|builtin| builtin.id == model)
+                .map(|builtin| builtin.window)
+        })
 }
 
 /// The catalog service: the merge above plus the providers' lists, fetched once per process.
@@ -428,6 +437,39 @@ mod tests {
             tool_shapes(&models, "mine", WireApi::Chat),
             ToolShapes::FUNCTIONS
         );
+    }
+
+    #[test]
+    fn the_context_window_is_what_model_list_reports_tables_first() {
+        let mut cfg = config();
+        for (id, window) in [("gpt-5-codex", 100_000), ("llama3", 8192)] {
+            cfg.models.insert(
+                id.into(),
+                ModelConfig {
+                    context_window: Some(window),
+                    ..ModelConfig::default()
+                },
+            );
+        }
+        cfg.models
+            .insert("house-model".into(), ModelConfig::default());
+        let merged = merge(&cfg, &[]);
+        for entry in &merged {
+            assert_eq!(
+                context_window(&cfg.models, &entry.id),
+                entry.context_window,
+                "{}",
+                entry.id
+            );
+        }
+        let window = |id: &str| context_window(&cfg.models, id);
+        assert_eq!(
+            [window("gpt-5-codex"), window("llama3"), window("gpt-5")],
+            [Some(100_000), Some(8192), Some(272_000)]
+        );
+        assert_eq!(window("codex-mini-latest"), Some(200_000));
+        // Neither a table's window nor a built-in entry: unknown, no auto-compaction.
+        assert_eq!([window("house-model"), window("gpt-4o")], [None, None]);
     }
 
     #[test]

@@ -11,7 +11,6 @@ mod chat_request;
 pub mod chat_stream;
 mod client;
 mod connect;
-mod context_window;
 mod error;
 mod event;
 mod failure;
@@ -25,9 +24,8 @@ mod retry;
 pub mod sse;
 pub mod sse_decode;
 
-pub use catalog::{ModelCatalog, ToolShapes, UnknownModel};
+pub use catalog::{ModelCatalog, ToolShapes, UnknownModel, context_window};
 pub use client::{ClientSettings, DEFAULT_BACKOFF_BASE, ModelClient};
-pub use context_window::context_window;
 pub use error::ModelError;
 pub use event::{ResponseEvent, TokenUsage};
 pub use failure::Failure;

@@ -77,7 +77,7 @@ impl Turn {
         let settings = &self.settings;
         let Some(limit) = compaction::auto_compact_limit(
             settings.auto_compact_token_limit,
-            context_window(&settings.model),
+            context_window(&settings.model_tables, &settings.model),
         ) else {
             return false;
         };
