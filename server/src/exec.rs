@@ -134,19 +134,24 @@ fn opened_session_id(result: &Value) -> Value {
     }
 }
 
+/// The session's working directory: `--cd` or the current one, in one spelling per directory
+/// so `--last` finds what `--cd .` or `--cd a/../b` stored (a directory that does not exist is
+/// left for the server to refuse).
+fn exec_cwd(args: &ExecArgs) -> anyhow::Result<PathBuf> {
+    let cwd = match &args.cwd {
+        Some(dir) => dir.clone(),
+        None => std::env::current_dir()?,
+    };
+    Ok(std::fs::canonicalize(&cwd).unwrap_or(cwd))
+}
+
 async fn drive(args: &ExecArgs, home: Option<&Path>, overrides: &[String]) -> anyhow::Result<bool> {
     let Child {
         process: mut child,
         mut stdin,
         mut lines,
     } = spawn_server(home, overrides)?;
-    let cwd = match &args.cwd {
-        Some(dir) => dir.clone(),
-        None => std::env::current_dir()?,
-    };
-    // One spelling per directory, so `--last` finds what `--cd .` or `--cd a/../b` stored; a
-    // directory that does not exist is left for the server to refuse.
-    let cwd = std::fs::canonicalize(&cwd).unwrap_or(cwd);
+    let cwd = exec_cwd(args)?;
     let settings = session_settings(args);
     let requests = [
         json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"clientInfo":{"name":"agent-server-exec","version":env!("CARGO_PKG_VERSION")}}}),
