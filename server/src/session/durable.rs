@@ -73,23 +73,19 @@ impl Settings {
         self
     }
 
-    fn with(mut self, overrides: &SessionOverrides) -> Self {
-        if let Some(model) = &overrides.model {
-            self.model = model.clone();
-        }
-        if let Some(policy) = overrides.approval_policy {
-            self.approval_policy = policy;
-        }
-        if let Some(sandbox) = overrides.sandbox {
-            self.sandbox = sandbox;
-        }
-        if let Some(effort) = overrides.reasoning_effort {
-            self.reasoning_effort = effort;
-        }
+    /// These settings with the overrides of a resume or fork applied (the cwd is the row's).
+    fn with(self, overrides: &SessionOverrides) -> Self {
+        let mut next = self.with_turn(&TurnOverrides {
+            model: overrides.model.clone(),
+            reasoning_effort: overrides.reasoning_effort,
+            approval_policy: overrides.approval_policy,
+            sandbox: overrides.sandbox,
+            cwd: None,
+        });
         if let Some(extra) = &overrides.instructions {
-            self.instructions = Some(extra.clone()).filter(|i| !i.trim().is_empty());
+            next.instructions = Some(extra.clone()).filter(|i| !i.trim().is_empty());
         }
-        self
+        next
     }
 }
 
