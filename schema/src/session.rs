@@ -715,7 +715,7 @@ pub struct TurnError {
     pub plan_type: Option<String>,
     /// For `usageLimitReached`: the rate limits known when it happened (1.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate_limits: Option<RateLimits>,
+    pub rate_limits: Option<Box<RateLimits>>,
 }
 
 /// One step of a turn, as sent in `session/event`.
@@ -747,13 +747,15 @@ pub enum Event {
     },
     /// An item began.
     ItemStarted {
+        // Large variants are boxed so that the frequent small events (deltas) stay small as
+        // they move through the server; the wire form is the same.
         /// The item as far as it is known.
-        item: Item,
+        item: Box<Item>,
     },
     /// An item ended.
     ItemCompleted {
         /// The item in its final state.
-        item: Item,
+        item: Box<Item>,
     },
     /// More text of an agent message.
     AgentMessageDelta {
@@ -817,7 +819,7 @@ pub enum Event {
     RateLimitsUpdated {
         /// What this process knows now: the response's values, with parts it left out kept
         /// from earlier responses.
-        rate_limits: RateLimits,
+        rate_limits: Box<RateLimits>,
     },
     /// The turn ended; always the turn's last event.
     TurnCompleted {
@@ -829,7 +831,7 @@ pub enum Event {
         usage: Usage,
         /// Why it failed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        error: Option<TurnError>,
+        error: Option<Box<TurnError>>,
     },
 }
 

@@ -138,7 +138,7 @@ impl ClientLink for AcpLink {
             if let Event::TurnCompleted { status, error, .. } = &event.event {
                 self.backlog.added(sent);
                 sent = 0;
-                self.finish_turn(&event.turn_id, *status, error.clone());
+                self.finish_turn(&event.turn_id, *status, error.as_deref().cloned());
                 continue;
             }
             for update in self.translate(&event.session_id, &event.event) {
