@@ -85,7 +85,8 @@ async fn result<M: Method>(server: &mut TestServer, params: Value) -> Value {
     let typed: M::Params = serde_json::from_value(params.clone())
         .unwrap_or_else(|err| panic!("bad params for {}: {err}: {params}", M::NAME));
     match server.request::<M>(typed).await {
-        Ok(result) => serde_json::to_value(result).unwrap(),
+        Ok(result) => serde_json::to_value(result)
+            .unwrap_or_else(|err| panic!("{} result not JSON: {err}", M::NAME)),
         Err(err) => panic!("{} failed: {err:?}", M::NAME),
     }
 }
