@@ -92,10 +92,8 @@ impl Agent {
     /// layer's resume; one already loaded here is taken as it is, unless a turn is running in
     /// it. Its settings become the ACP settings of its next prompts.
     async fn open_stored(&self, id: &str, cwd: &Path, mcp: &[McpServer]) -> Reply<Opened> {
-        // Bad MCP servers fail the request before anything is loaded.
-        let servers = crate::session::mcp_servers(mcp_specs(mcp)?).map_err(session_error)?;
-        let loaded_here = self.sessions.get(id).ok();
-        if let Some(session) = &loaded_here
+        let servers = mcp_specs(mcp)?;
+        if let Ok(session) = self.sessions.get(id)
             && session.status() == SessionStatus::Running
         {
             return Err(busy(id));
@@ -104,15 +102,12 @@ impl Agent {
             cwd: Some(cwd.display().to_string()),
             ..SessionOverrides::default()
         };
+        // Checks the MCP servers before it loads anything, and starts them with the session.
         let resumed = self
             .sessions
-            .resume(id, &overrides)
+            .resume(id, &overrides, servers)
             .await
             .map_err(session_error)?;
-        if loaded_here.is_some() {
-            self.mcp.stop_session(id).await;
-        }
-        self.mcp.start_session(id, servers);
         let session = self.sessions.get(id).map_err(session_error)?;
         let current = session.settings();
         let settings = lock(&self.settings)

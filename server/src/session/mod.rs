@@ -52,7 +52,7 @@ use tokio_util::sync::CancellationToken;
 use crate::model::{ModelClient, ModelError, ModelRequest, ResponseEvent};
 
 pub use crate::tools::ApprovalReply;
-pub use manager::{SessionError, Sessions, info, mcp_servers};
+pub use manager::{SessionError, Sessions, info};
 pub use worker::SteerError;
 
 /// How sessions reach the client.
