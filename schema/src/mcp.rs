@@ -6,9 +6,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// An MCP server a client passes to `session/new`: a child process (stdio) or a Streamable
-/// HTTP endpoint. Added to the configured servers for that session; the same name replaces a
-/// configured server.
+/// An MCP server a client passes to `session/new`, `session/resume` or `session/fork`: a child
+/// process (stdio) or a Streamable HTTP endpoint. Added to the configured servers for that
+/// session; the same name replaces a configured server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum McpServerSpec {

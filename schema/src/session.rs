@@ -266,6 +266,10 @@ pub struct ResumeSessionParams {
     /// Settings to change.
     #[serde(flatten)]
     pub overrides: SessionOverrides,
+    /// MCP servers for the resumed session, as in `session/new` (they are not stored: pass them
+    /// on every resume). Ignored when the session is already loaded here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_servers: Option<Vec<crate::mcp::McpServerSpec>>,
 }
 
 /// Params of `session/fork`.
@@ -280,6 +284,10 @@ pub struct ForkSessionParams {
     /// Settings of the new session that differ from the source's.
     #[serde(flatten)]
     pub overrides: SessionOverrides,
+    /// MCP servers for the new session, as in `session/new` (the source's own servers are not
+    /// carried over).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_servers: Option<Vec<crate::mcp::McpServerSpec>>,
 }
 
 /// Result of `session/read`, `session/resume` and `session/fork`.

@@ -2,6 +2,7 @@
 //! `@modelcontextprotocol/server-everything` and our own fault server, over stdio and
 //! Streamable HTTP. The model is a wiremock upstream.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use agent_server_tests::mcp::{
@@ -9,9 +10,14 @@ use agent_server_tests::mcp::{
     wait_no_processes_with,
 };
 use agent_server_tests::schema::lifecycle::EmptyParams;
-use agent_server_tests::schema::mcp::McpListParams;
-use agent_server_tests::schema::methods::{McpList, Shutdown};
+use agent_server_tests::schema::mcp::{McpListParams, McpServerSpec, McpStdioServerSpec};
+use agent_server_tests::schema::methods::{
+    CloseSession, ForkSession, McpList, ResumeSession, Shutdown,
+};
 use agent_server_tests::schema::rpc::ErrorKind;
+use agent_server_tests::schema::session::{
+    CloseSessionParams, ForkSessionParams, ResumeSessionParams, SessionOverrides,
+};
 use agent_server_tests::turns::{
     api_key_builder, initialize, just_events, new_session, submit, turn_events,
 };
@@ -601,6 +607,226 @@ async fn bad_mcp_servers_params_and_unknown_sessions_are_invalid_params() {
     assert_eq!(
         reply.map_err(|e| e.data.kind),
         Err(ErrorKind::SessionNotFound)
+    );
+}
+
+/// Our fault server as a session's own stdio server named `name`.
+fn own_fault_server(name: &str) -> McpServerSpec {
+    McpServerSpec::Stdio(McpStdioServerSpec {
+        name: name.into(),
+        command: "node".into(),
+        args: vec![fault_js().display().to_string()],
+        env: BTreeMap::new(),
+        cwd: None,
+    })
+}
+
+/// `[name, transport, status, tool count]` of each server `mcp/list` shows for `session`.
+async fn list_summary(server: &mut TestServer, session: &str) -> Vec<Value> {
+    let listed = mcp_list(server, Some(session)).await;
+    listed["servers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{listed}"))
+        .iter()
+        .map(|s| {
+            json!([
+                s["name"],
+                s["transport"],
+                s["status"],
+                s["tools"].as_array().map(Vec::len)
+            ])
+        })
+        .collect()
+}
+
+async fn resume(server: &mut TestServer, session: &str, mcp: Option<Vec<McpServerSpec>>) {
+    let params = ResumeSessionParams {
+        session_id: session.into(),
+        overrides: SessionOverrides::default(),
+        mcp_servers: mcp,
+    };
+    if let Err(error) = server.request::<ResumeSession>(params).await {
+        panic!("session/resume failed: {error:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_resumed_session_starts_the_mcp_servers_it_is_given_which_are_not_stored() {
+    let upstream = MockServer::start().await;
+    mount_call(
+        &upstream,
+        "call_1",
+        "mcp__own__echo",
+        &json!({"message": "resumed"}),
+    )
+    .await;
+    mount_answer(&upstream).await;
+    let home = tempfile::tempdir().unwrap();
+    let mut first = api_key_builder(&upstream).home(home.path()).spawn().await;
+    initialize(&mut first, true).await;
+    let session = new_session(
+        &mut first,
+        json!({"approvalPolicy": "never", "mcpServers": [own_fault_server("own")]}),
+    )
+    .await;
+    first.close_stdin().await;
+    assert!(first.wait_exit().await.success());
+
+    let mut server = api_key_builder(&upstream).home(home.path()).spawn().await;
+    initialize(&mut server, true).await;
+    // Resumed without them, the session has no server of its own: they were not stored.
+    resume(&mut server, &session, None).await;
+    assert_eq!(
+        list_summary(&mut server, &session).await,
+        Vec::<Value>::new()
+    );
+    let closed = server
+        .request::<CloseSession>(CloseSessionParams {
+            session_id: session.clone(),
+        })
+        .await;
+    assert!(closed.is_ok(), "{closed:?}");
+
+    resume(&mut server, &session, Some(vec![own_fault_server("own")])).await;
+    let ready = server
+        .wait_for_notification("mcp/serverStatus", |p| {
+            p["name"] == "own" && p["status"] == "ready"
+        })
+        .await;
+    assert_eq!(
+        ready["params"],
+        json!({"name": "own", "sessionId": session, "status": "ready", "toolCount": 7})
+    );
+    assert_eq!(
+        list_summary(&mut server, &session).await,
+        vec![json!(["own", "stdio", "ready", 7])]
+    );
+    let turn = submit(&mut server, &session, "echo resumed").await;
+    let events = just_events(&turn_events(&mut server, &turn).await);
+    assert!(
+        tool_names(&upstream, 0)
+            .await
+            .contains(&"mcp__own__echo".to_owned())
+    );
+    assert_eq!(
+        completed_mcp_items(&events),
+        vec![
+            json!({"id": "call_1", "type": "mcpToolCall", "server": "own", "tool": "echo",
+            "arguments": {"message": "resumed"}, "status": "completed",
+            "result": {"content": [{"type": "text", "text": "echo: resumed"}], "isError": false}})
+        ]
+    );
+    assert_eq!(told_model(&upstream, "call_1").await, "echo: resumed");
+}
+
+#[tokio::test]
+async fn a_forked_session_starts_the_mcp_servers_it_is_given_and_its_source_does_not() {
+    let upstream = MockServer::start().await;
+    mount_answer(&upstream).await;
+    let mut server = api_key_builder(&upstream).spawn().await;
+    initialize(&mut server, true).await;
+    let source = new_session(&mut server, json!({"approvalPolicy": "never"})).await;
+    let turn = submit(&mut server, &source, "one").await;
+    turn_events(&mut server, &turn).await;
+
+    let params = ForkSessionParams {
+        session_id: source.clone(),
+        turn_id: None,
+        overrides: SessionOverrides::default(),
+        mcp_servers: Some(vec![own_fault_server("forked")]),
+    };
+    let forked = match server.request::<ForkSession>(params).await {
+        Ok(fork) => fork.session.session_id,
+        Err(error) => panic!("session/fork failed: {error:?}"),
+    };
+    let ready = server
+        .wait_for_notification("mcp/serverStatus", |p| {
+            p["name"] == "forked" && p["status"] == "ready"
+        })
+        .await;
+    assert_eq!(
+        ready["params"],
+        json!({"name": "forked", "sessionId": forked, "status": "ready", "toolCount": 7})
+    );
+    assert_eq!(
+        list_summary(&mut server, &forked).await,
+        vec![json!(["forked", "stdio", "ready", 7])]
+    );
+    assert_eq!(
+        list_summary(&mut server, &source).await,
+        Vec::<Value>::new()
+    );
+
+    for (session, text) in [(&forked, "two"), (&source, "three")] {
+        let turn = submit(&mut server, session, text).await;
+        turn_events(&mut server, &turn).await;
+    }
+    let mcp_names = |names: Vec<String>| -> Vec<String> {
+        names
+            .into_iter()
+            .filter(|n| n.starts_with("mcp__"))
+            .collect()
+    };
+    assert_eq!(
+        mcp_names(tool_names(&upstream, 0).await),
+        Vec::<String>::new()
+    );
+    let fork_tools = mcp_names(tool_names(&upstream, 1).await);
+    assert!(
+        fork_tools.len() == 7 && fork_tools.contains(&"mcp__forked__echo".to_owned()),
+        "the fork's tools: {fork_tools:?}"
+    );
+    // The source was not given the fork's server.
+    assert_eq!(
+        mcp_names(tool_names(&upstream, 2).await),
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test]
+async fn bad_mcp_servers_on_resume_and_fork_are_invalid_params_and_load_nothing() {
+    let upstream = MockServer::start().await;
+    let mut server = api_key_builder(&upstream).spawn().await;
+    initialize(&mut server, true).await;
+    let session = new_session(&mut server, json!({})).await;
+    let reply = server
+        .request_raw("session/close", Some(json!({"sessionId": session})))
+        .await;
+    assert!(reply.get("result").is_some(), "{reply}");
+    let reply = server
+        .request_raw(
+            "session/resume",
+            Some(
+                json!({"sessionId": session, "mcpServers": [{"name": "x", "url": "ftp://h/mcp"}]}),
+            ),
+        )
+        .await;
+    assert_eq!(
+        (&reply["error"]["code"], &reply["error"]["data"]["field"]),
+        (&json!(-32602), &json!("mcpServers")),
+        "{reply}"
+    );
+    let reply = server
+        .request_raw(
+            "session/fork",
+            Some(json!({"sessionId": session, "mcpServers": [
+                {"name": "x", "command": "a"}, {"name": "x", "command": "b"}]})),
+        )
+        .await;
+    assert_eq!(
+        (&reply["error"]["code"], &reply["error"]["data"]["field"]),
+        (&json!(-32602), &json!("mcpServers")),
+        "{reply}"
+    );
+    let loaded = server.request_raw("session/list", Some(json!({}))).await;
+    assert_eq!(loaded["result"]["sessions"], json!([]), "{loaded}");
+    let stored = server
+        .request_raw("session/list", Some(json!({"stored": true})))
+        .await;
+    assert_eq!(
+        stored["result"]["sessions"].as_array().map(Vec::len),
+        Some(1),
+        "{stored}"
     );
 }
 

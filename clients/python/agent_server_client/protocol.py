@@ -478,6 +478,9 @@ class ForkSessionParams(_ForkSessionParamsRequired, total=False):
     cwd: str | None
     #: Text appended to the server's base instructions (replaces the session's own).
     instructions: str | None
+    #: MCP servers for the new session, as in `session/new` (the source's own servers are not
+    #: carried over).
+    mcpServers: list[McpServerSpec] | None
     #: Model name.
     model: str | None
     #: Reasoning effort.
@@ -1016,6 +1019,9 @@ class ResumeSessionParams(_ResumeSessionParamsRequired, total=False):
     cwd: str | None
     #: Text appended to the server's base instructions (replaces the session's own).
     instructions: str | None
+    #: MCP servers for the resumed session, as in `session/new` (they are not stored: pass them
+    #: on every resume). Ignored when the session is already loaded here.
+    mcpServers: list[McpServerSpec] | None
     #: Model name.
     model: str | None
     #: Reasoning effort.
@@ -1242,9 +1248,9 @@ InputItem = Union[TextInputItem, ImageInputItem, LocalImageInputItem]
 #: Something the agent did or said in a turn.
 Item = Union[AgentMessageItem, ReasoningItem, CommandExecutionItem, FileChangeItem, ToolCallItem, McpToolCallItem, ContextSummaryItem]
 
-#: An MCP server a client passes to `session/new`: a child process (stdio) or a Streamable
-#: HTTP endpoint. Added to the configured servers for that session; the same name replaces a
-#: configured server.
+#: An MCP server a client passes to `session/new`, `session/resume` or `session/fork`: a child
+#: process (stdio) or a Streamable HTTP endpoint. Added to the configured servers for that
+#: session; the same name replaces a configured server.
 McpServerSpec = Union[McpStdioServerSpec, McpHttpServerSpec]
 
 

@@ -350,3 +350,61 @@ def test_mcp_list_shows_a_sessions_own_server_once_it_reports_ready(home: Path) 
             assert await client.mcp_list() == {"servers": []}
 
     run(body())
+
+
+def test_resume_and_fork_start_the_mcp_servers_they_are_given(home: Path) -> None:
+    async def body() -> None:
+        async with client_for(home, OPENAI_API_KEY="test") as client:
+            await client.initialize()
+            loop = asyncio.get_running_loop()
+            ready: dict[str, asyncio.Future[Any]] = {
+                "resumed": loop.create_future(),
+                "forked": loop.create_future(),
+            }
+
+            def on_status(params: Any) -> None:
+                wait = ready.get(params["name"])
+                if params["status"] == "ready" and wait is not None and not wait.done():
+                    wait.set_result(params)
+
+            client.on_notification("mcp/serverStatus", on_status)
+            session_id = (await client.new_session({}))["sessionId"]
+            await client.close_session({"sessionId": session_id})
+
+            resumed = await client.resume_session(
+                {
+                    "sessionId": session_id,
+                    "mcpServers": [{"name": "resumed", "command": "node", "args": [FAULT_SERVER]}],
+                }
+            )
+            assert resumed["session"]["sessionId"] == session_id
+            assert await asyncio.wait_for(ready["resumed"], 20) == {
+                "name": "resumed",
+                "sessionId": session_id,
+                "status": "ready",
+                "toolCount": 7,
+            }
+
+            fork = await client.fork_session(
+                {
+                    "sessionId": session_id,
+                    "mcpServers": [{"name": "forked", "command": "node", "args": [FAULT_SERVER]}],
+                }
+            )
+            fork_id = fork["session"]["sessionId"]
+            assert fork_id != session_id
+            assert await asyncio.wait_for(ready["forked"], 20) == {
+                "name": "forked",
+                "sessionId": fork_id,
+                "status": "ready",
+                "toolCount": 7,
+            }
+
+            async def listed(sid: str) -> list[tuple[str, str]]:
+                servers = (await client.mcp_list({"sessionId": sid}))["servers"]
+                return [(s["name"], s["status"]) for s in servers]
+
+            assert await listed(session_id) == [("resumed", "ready")]
+            assert await listed(fork_id) == [("forked", "ready")]
+
+    run(body())

@@ -389,3 +389,42 @@ test("mcpList shows a session's own MCP server and its tools once mcp/serverStat
     await cleanup();
   }
 });
+
+test("resumeSession and forkSession start the mcpServers they are given for that session", TIMEOUT, async () => {
+  const faultServer = resolve("../../tests/mcp-servers/fault-server.mjs");
+  const { client, cleanup } = await startServer({ OPENAI_API_KEY: "test" });
+  try {
+    // Listening before the request: the server starts in the background as the reply is sent.
+    const ready = (name: string) => {
+      const wait = waitFor<McpServerStatusNotification>((n) => n.name === name && n.status === "ready");
+      client.onNotification("mcp/serverStatus", wait.push);
+      return wait;
+    };
+    const { sessionId } = await client.newSession({});
+    await client.closeSession({ sessionId });
+
+    const resumedReady = ready("resumed");
+    const resumed = await client.resumeSession({
+      sessionId,
+      mcpServers: [{ name: "resumed", command: "node", args: [faultServer] }],
+    });
+    assert.equal(resumed.session.sessionId, sessionId);
+    assert.deepEqual(await resumedReady.promise, { name: "resumed", sessionId, status: "ready", toolCount: 7 });
+
+    const forkReady = ready("forked");
+    const fork = await client.forkSession({
+      sessionId,
+      mcpServers: [{ name: "forked", command: "node", args: [faultServer] }],
+    });
+    const forkId = fork.session.sessionId;
+    assert.notEqual(forkId, sessionId);
+    assert.deepEqual(await forkReady.promise, { name: "forked", sessionId: forkId, status: "ready", toolCount: 7 });
+
+    const listed = async (id: string) =>
+      (await client.mcpList({ sessionId: id })).servers.map((s) => [s.name, s.status]);
+    assert.deepEqual(await listed(sessionId), [["resumed", "ready"]]);
+    assert.deepEqual(await listed(forkId), [["forked", "ready"]]);
+  } finally {
+    await cleanup();
+  }
+});

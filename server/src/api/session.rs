@@ -104,7 +104,11 @@ fn register_stored(table: &mut MethodTable<App>) {
     table.add::<ResumeSession, _, _>(|app: Arc<App>, params: ResumeSessionParams, _| async move {
         Ok(app
             .sessions
-            .resume(&params.session_id, &params.overrides)
+            .resume(
+                &params.session_id,
+                &params.overrides,
+                params.mcp_servers.unwrap_or_default(),
+            )
             .await?)
     });
     table.add::<ForkSession, _, _>(|app: Arc<App>, params: ForkSessionParams, _| async move {
@@ -114,6 +118,7 @@ fn register_stored(table: &mut MethodTable<App>) {
                 &params.session_id,
                 params.turn_id.as_deref(),
                 &params.overrides,
+                params.mcp_servers.unwrap_or_default(),
             )
             .await?)
     });

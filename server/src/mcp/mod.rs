@@ -1,12 +1,13 @@
 //! MCP client support: the tools of Model Context Protocol servers, configured in
-//! `config.toml` (`[mcp_servers.<name>]`) or passed to `session/new`.
+//! `config.toml` (`[mcp_servers.<name>]`) or passed to `session/new`, `session/resume` or
+//! `session/fork`.
 //!
 //! This is the only module that sees the `rmcp` SDK ([`client`] alone imports it); the rest of
 //! the server sees our own types: [`McpServerConfig`] in, tool infos, call results, statuses
 //! and plain error strings out.
 //!
 //! - Servers start in the background ([`McpManager::start_configured`] at process start,
-//!   [`McpManager::start_session`] at `session/new`); nothing waits for them but a turn's first
+//!   [`McpManager::start_session`] when a session is created, resumed or forked); nothing waits for them but a turn's first
 //!   model request ([`McpManager::turn_tools`]), each at most its `startup_timeout_sec`.
 //! - Every status change is reported through [`McpObserver`] (`mcp/serverStatus`).
 //! - stdio servers run in their own process group with piped stdin/stdout/stderr (never the

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
+use agent_server_schema::mcp::McpServerSpec;
 use agent_server_schema::session::{
-    ApprovalPolicy, ListSessionsParams, ReasoningEffort, SandboxMode, Session as SessionInfo,
-    SessionOverrides, SessionStatus, SessionWithTurns, Turn, Usage,
+    ApprovalPolicy, ListSessionsParams, PlanStep, ReasoningEffort, SandboxMode,
+    Session as SessionInfo, SessionOverrides, SessionStatus, SessionWithTurns, Turn, Usage,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -15,11 +16,12 @@ use super::context::agents_md::DocSettings;
 use super::context::environment::login_shell_name;
 use super::history::History;
 use super::instructions::BASE_INSTRUCTIONS;
-use super::manager::{SessionError, Sessions, info, session_cwd};
+use super::manager::{SessionError, Sessions, info, mcp_servers as check_mcp_servers, session_cwd};
 use super::record::Recorder;
 use super::recovery;
 use super::settings::{SessionSettings, TurnOverrides};
 use super::worker::{Loaded, Meta, Session};
+use crate::mcp::McpServerConfig;
 use crate::model::{ClientSettings, ModelClient, ResponseItem, resolve_provider};
 use crate::store::{Forked, Lease, ListQuery, SessionRow, Store};
 
@@ -215,14 +217,21 @@ impl Sessions {
         ))
     }
 
-    /// Loads a stored session into this process (`session/resume`).
+    /// Loads a stored session into this process (`session/resume`) and starts `mcp_servers`
+    /// for it (checked first, as `session/new` does). A session already loaded here is
+    /// returned as it is: its overrides and `mcp_servers` are then ignored.
     pub async fn resume(
         &self,
         id: &str,
         overrides: &SessionOverrides,
+        mcp_servers: Vec<McpServerSpec>,
     ) -> Result<SessionWithTurns, SessionError> {
         check_id(id)?;
+        let mcp_servers = check_mcp_servers(mcp_servers)?;
         if let Some(session) = self.find(id) {
+            if !mcp_servers.is_empty() {
+                tracing::info!(session_id = %id, "session/resume of a loaded session: its mcpServers are ignored");
+            }
             let turns = self
                 .store_of(&session)?
                 .turns(id)
@@ -251,16 +260,18 @@ impl Sessions {
         store
             .update_settings(id, &cwd, &settings.to_value())
             .map_err(err)?;
-        self.load(store, lease, id).await
+        self.load(store, lease, id, mcp_servers).await
     }
 
     /// Loads a stored session whose lease is held: repairs a turn a dead process left running,
-    /// then builds the session from its turns and history.
+    /// then builds the session from its turns and history and starts its MCP servers (before
+    /// any request can reach it).
     async fn load(
         &self,
         store: Store,
         lease: Option<Lease>,
         id: &str,
+        mcp_servers: Vec<(String, McpServerConfig)>,
     ) -> Result<SessionWithTurns, SessionError> {
         let err = |e| SessionError::store(id, e);
         let row = store
@@ -285,6 +296,7 @@ impl Sessions {
             .unwrap_or_default();
         let session = self.build(&row, settings, store, lease, meta, history, context)?;
         tracing::info!(session_id = %id, turns = turns.len(), "session loaded");
+        self.mcp().start_session(id, mcp_servers);
         self.insert(Arc::clone(&session));
         Ok(SessionWithTurns {
             session: info(&session),
@@ -292,14 +304,17 @@ impl Sessions {
         })
     }
 
-    /// Creates and loads a stored copy of a session's turns up to `turn_id` (`session/fork`).
+    /// Creates and loads a stored copy of a session's turns up to `turn_id` (`session/fork`),
+    /// with `mcp_servers` (checked first) as its own MCP servers.
     pub async fn fork(
         &self,
         source: &str,
         turn_id: Option<&str>,
         overrides: &SessionOverrides,
+        mcp_servers: Vec<McpServerSpec>,
     ) -> Result<SessionWithTurns, SessionError> {
         check_id(source)?;
+        let mcp_servers = check_mcp_servers(mcp_servers)?;
         let store = self.disk(source)?;
         let err = |e| SessionError::store(source, e);
         let Some(src) = store.get(source).map_err(err)? else {
@@ -334,7 +349,7 @@ impl Sessions {
                 ));
             }
         }
-        self.load(store, lease, &id).await
+        self.load(store, lease, &id, mcp_servers).await
     }
 
     /// A session and (with `with_turns`) its turns, loaded anywhere or nowhere; loads nothing.
@@ -366,6 +381,20 @@ impl Sessions {
             recorder.overlay(&mut turns);
         }
         Ok(SessionWithTurns { session, turns })
+    }
+
+    /// The plan a loaded session's model last set with `update_plan` (found in its model-facing
+    /// history, so a plan from before a compaction is gone), for a client that replays the
+    /// session.
+    pub async fn last_plan(&self, id: &str) -> Result<Option<Vec<PlanStep>>, SessionError> {
+        let session = self.get(id)?;
+        let history = session.history.lock().await;
+        Ok(history.items().iter().rev().find_map(|item| match item {
+            ResponseItem::FunctionCall {
+                name, arguments, ..
+            } if name == "update_plan" => crate::tools::plan_of(arguments),
+            _ => None,
+        }))
     }
 
     /// `session/list`: the loaded sessions, or a page of the store.

@@ -490,8 +490,8 @@ impl Sessions {
     }
 }
 
-/// Checks the `mcpServers` of `session/new` and turns them into server configs (default
-/// timeouts, no filters).
+/// Checks the `mcpServers` of `session/new`, `session/resume` and `session/fork` and turns
+/// them into server configs (default timeouts, no filters).
 pub fn mcp_servers(
     specs: Vec<McpServerSpec>,
 ) -> Result<Vec<(String, McpServerConfig)>, SessionError> {

@@ -54,6 +54,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use approval::{ApprovalReply, ApprovalRequest, McpApprovalDetails, SessionApprovals};
 pub use mcp_call::run as run_mcp_call;
+pub(crate) use plan::plan_of;
 pub use shell::set_max_command_timeout;
 pub use shell_command::login_shell;
 pub use spec::tool_specs;

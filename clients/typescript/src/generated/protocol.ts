@@ -180,6 +180,15 @@ export type TurnErrorKind =
  */
 export type TurnStatus = "completed" | "interrupted" | "failed";
 /**
+ * An MCP server a client passes to `session/new`, `session/resume` or `session/fork`: a child
+ * process (stdio) or a Streamable HTTP endpoint. Added to the configured servers for that
+ * session; the same name replaces a configured server.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "McpServerSpec".
+ */
+export type McpServerSpec = McpStdioServerSpec | McpHttpServerSpec;
+/**
  * The framing in use on a connection.
  *
  * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
@@ -221,15 +230,6 @@ export type McpServerStatus = "starting" | "ready" | "failed" | "stopped";
  * via the `definition` "McpTransportKind".
  */
 export type McpTransportKind = "stdio" | "http";
-/**
- * An MCP server a client passes to `session/new`: a child process (stdio) or a Streamable
- * HTTP endpoint. Added to the configured servers for that session; the same name replaces a
- * configured server.
- *
- * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
- * via the `definition` "McpServerSpec".
- */
-export type McpServerSpec = McpStdioServerSpec | McpHttpServerSpec;
 /**
  * The state of a stored turn.
  *
@@ -1148,6 +1148,11 @@ export interface ForkSessionParams {
    */
   instructions?: string | null;
   /**
+   * MCP servers for the new session, as in `session/new` (the source's own servers are not
+   * carried over).
+   */
+  mcpServers?: McpServerSpec[] | null;
+  /**
    * Model name.
    */
   model?: string | null;
@@ -1167,6 +1172,58 @@ export interface ForkSessionParams {
    * The last turn to copy (default: every turn).
    */
   turnId?: string | null;
+}
+/**
+ * A server run as a child process speaking MCP on its stdin/stdout.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "McpStdioServerSpec".
+ */
+export interface McpStdioServerSpec {
+  /**
+   * Its arguments.
+   */
+  args?: string[];
+  /**
+   * The program to run.
+   */
+  command: string;
+  /**
+   * Its working directory (default: the server process's).
+   */
+  cwd?: string | null;
+  /**
+   * Variables added to the environment the server inherits.
+   */
+  env?: {
+    [k: string]: string | undefined;
+  };
+  /**
+   * The server's name: tools appear as `mcp__<name>__<tool>`.
+   */
+  name: string;
+}
+/**
+ * A server reached over Streamable HTTP.
+ *
+ * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
+ * via the `definition` "McpHttpServerSpec".
+ */
+export interface McpHttpServerSpec {
+  /**
+   * Headers sent with every request (e.g. `Authorization`).
+   */
+  headers?: {
+    [k: string]: string | undefined;
+  };
+  /**
+   * The server's name: tools appear as `mcp__<name>__<tool>`.
+   */
+  name: string;
+  /**
+   * The endpoint, e.g. `https://mcp.example.com/mcp`.
+   */
+  url: string;
 }
 /**
  * Where a forked session came from.
@@ -1540,28 +1597,6 @@ export interface LoginChatGptResult {
   verificationUrl?: string | null;
 }
 /**
- * A server reached over Streamable HTTP.
- *
- * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
- * via the `definition` "McpHttpServerSpec".
- */
-export interface McpHttpServerSpec {
-  /**
-   * Headers sent with every request (e.g. `Authorization`).
-   */
-  headers?: {
-    [k: string]: string | undefined;
-  };
-  /**
-   * The server's name: tools appear as `mcp__<name>__<tool>`.
-   */
-  name: string;
-  /**
-   * The endpoint, e.g. `https://mcp.example.com/mcp`.
-   */
-  url: string;
-}
-/**
  * Params of `mcp/list`.
  *
  * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
@@ -1639,36 +1674,6 @@ export interface McpToolInfo {
   };
   /**
    * The tool's own name (the model sees it as `mcp__<server>__<tool>`).
-   */
-  name: string;
-}
-/**
- * A server run as a child process speaking MCP on its stdin/stdout.
- *
- * This interface was referenced by `AgentServerProtocol`'s JSON-Schema
- * via the `definition` "McpStdioServerSpec".
- */
-export interface McpStdioServerSpec {
-  /**
-   * Its arguments.
-   */
-  args?: string[];
-  /**
-   * The program to run.
-   */
-  command: string;
-  /**
-   * Its working directory (default: the server process's).
-   */
-  cwd?: string | null;
-  /**
-   * Variables added to the environment the server inherits.
-   */
-  env?: {
-    [k: string]: string | undefined;
-  };
-  /**
-   * The server's name: tools appear as `mcp__<name>__<tool>`.
    */
   name: string;
 }
@@ -1888,6 +1893,11 @@ export interface ResumeSessionParams {
    * Text appended to the server's base instructions (replaces the session's own).
    */
   instructions?: string | null;
+  /**
+   * MCP servers for the resumed session, as in `session/new` (they are not stored: pass them
+   * on every resume). Ignored when the session is already loaded here.
+   */
+  mcpServers?: McpServerSpec[] | null;
   /**
    * Model name.
    */
