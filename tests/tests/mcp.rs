@@ -904,6 +904,36 @@ async fn no_mcp_process_is_left_after_stdin_closes() {
 }
 
 #[tokio::test]
+async fn configured_servers_start_without_any_request_and_go_with_the_server() {
+    let marker = marker("silent");
+    let config = node_server_table("marked", &fault_js(), &["--mode", "ok", &marker], "");
+    let mut server = TestServer::builder()
+        .home_file("config.toml", config)
+        .spawn()
+        .await;
+    // Nothing is sent: the configured server is started anyway, shortly after the process.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while processes_with(&marker).is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the configured MCP server did not start while the client was silent"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    initialize(&mut server, false).await;
+    let ready = server
+        .wait_for_notification("mcp/serverStatus", |p| p["status"] == "ready")
+        .await;
+    assert_eq!(
+        ready["params"],
+        json!({"name": "marked", "status": "ready", "toolCount": 7})
+    );
+    server.close_stdin().await;
+    assert!(server.wait_exit().await.success());
+    wait_no_processes_with(&marker).await;
+}
+
+#[tokio::test]
 async fn the_mcp_server_process_dies_even_with_a_killed_agent_server() {
     let marker = marker("sigkill");
     let server = server_with_marked(&marker, false).await;
