@@ -158,6 +158,11 @@ export async function startUpstream() {
     requests,
     /** Queues responses for the next model requests, in order. */
     respond: (...bodies) => script.push(...bodies),
+    /** Forgets the recorded requests and the responses no request took. */
+    reset: () => {
+      requests.length = 0;
+      script.length = 0;
+    },
     close: () => {
       server.closeAllConnections();
       return new Promise((resolve) => server.close(resolve));
@@ -180,13 +185,17 @@ export function slowStream(responseId, firstText) {
 
 /**
  * Spawns `agent-server acp` in a temp home with a scrubbed environment pointing at `upstream`.
- * `apiKey: null` leaves OPENAI_API_KEY unset; `config` is written to config.toml.
+ * `apiKey: null` leaves OPENAI_API_KEY unset; `config` is written to config.toml. `reuse` (an
+ * earlier agent) runs this one on that agent's home and workspace, which it then leaves in
+ * place when it stops (the agent that made them removes them).
  */
-export function startAgent(upstream, { apiKey = "test-key", config = "", env = {} } = {}) {
-  const home = mkdtempSync(path.join(tmpdir(), "acp-home-"));
-  const workspace = mkdtempSync(path.join(tmpdir(), "acp-work-"));
-  mkdirSync(home, { recursive: true });
-  writeFileSync(path.join(home, "config.toml"), config);
+export function startAgent(upstream, { apiKey = "test-key", config = "", env = {}, reuse } = {}) {
+  const home = reuse?.home ?? mkdtempSync(path.join(tmpdir(), "acp-home-"));
+  const workspace = reuse?.workspace ?? mkdtempSync(path.join(tmpdir(), "acp-work-"));
+  if (!reuse) {
+    mkdirSync(home, { recursive: true });
+    writeFileSync(path.join(home, "config.toml"), config);
+  }
   const childEnv = {
     PATH: process.env.PATH,
     HOME: home,
@@ -224,8 +233,10 @@ export function startAgent(upstream, { apiKey = "test-key", config = "", env = {
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
       await exited;
-      rmSync(home, { recursive: true, force: true });
-      rmSync(workspace, { recursive: true, force: true });
+      if (!reuse) {
+        rmSync(home, { recursive: true, force: true });
+        rmSync(workspace, { recursive: true, force: true });
+      }
     },
   };
 }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use agent_client_protocol::v1::schema::{
     AuthenticateRequest, CancelNotification, CloseSessionRequest, InitializeRequest,
-    ListSessionsRequest, NewSessionRequest, PromptRequest, SetSessionConfigOptionRequest,
-    SetSessionModeRequest,
+    ListSessionsRequest, LoadSessionRequest, NewSessionRequest, PromptRequest,
+    ResumeSessionRequest, SetSessionConfigOptionRequest, SetSessionModeRequest,
 };
 use agent_client_protocol::v1::{Builder, ConnectionTo, Responder};
 use agent_client_protocol::{
@@ -86,9 +86,15 @@ pub(crate) fn builder(
     let b = answer_now!(b, agent, NewSessionRequest, |a, request| a
         .new_session(request)
         .await);
-    let b = answer_now!(b, agent, ListSessionsRequest, |a, request| Ok(
-        a.list_sessions(&request)
-    ));
+    // Loading reads the store and replays history, waiting for the client to read it.
+    let b = answer_later!(b, agent, LoadSessionRequest, |a, request| a
+        .load_session(request)
+        .await);
+    let b = answer_later!(b, agent, ResumeSessionRequest, |a, request| a
+        .resume_session(request)
+        .await);
+    let b = answer_now!(b, agent, ListSessionsRequest, |a, request| a
+        .list_sessions(&request));
     let b = answer_later!(b, agent, CloseSessionRequest, |a, request| a
         .close_session(request)
         .await);

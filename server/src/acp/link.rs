@@ -112,6 +112,27 @@ impl AcpLink {
             .translate(event, window)
     }
 
+    /// Sends updates that are not events of a running turn (a `session/load` replay), counted
+    /// and paced like live ones; false when the client is gone.
+    pub(crate) async fn send_updates(&self, session_id: &str, updates: Vec<SessionUpdate>) -> bool {
+        let Some(connection) = self.connection.get() else {
+            return false;
+        };
+        let mut sent = 0;
+        let mut alive = true;
+        for update in updates {
+            let notification = SessionNotification::new(session_id.to_string(), update);
+            if connection.send_notification(notification).is_err() {
+                alive = false;
+                break;
+            }
+            sent += 1;
+        }
+        self.backlog.added(sent);
+        self.backlog.wait_below_high_water().await;
+        alive
+    }
+
     /// Forgets a closed session's state.
     pub(crate) fn forget(&self, session_id: &str) {
         lock(&self.translators).remove(session_id);
@@ -138,7 +159,7 @@ impl ClientLink for AcpLink {
             if let Event::TurnCompleted { status, error, .. } = &event.event {
                 self.backlog.added(sent);
                 sent = 0;
-                self.finish_turn(&event.turn_id, *status, error.clone());
+                self.finish_turn(&event.turn_id, *status, error.as_deref().cloned());
                 continue;
             }
             for update in self.translate(&event.session_id, &event.event) {

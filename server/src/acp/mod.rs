@@ -11,6 +11,7 @@ mod link;
 mod prompt;
 mod session;
 mod settings;
+mod stored;
 mod updates;
 mod wire;
 

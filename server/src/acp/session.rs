@@ -1,11 +1,9 @@
-//! `session/new`, `session/list`, `session/close`, `session/set_mode` and
-//! `session/set_config_option`.
+//! `session/new`, `session/close`, `session/set_mode` and `session/set_config_option`.
 
 use agent_client_protocol::v1::schema::{
-    CloseSessionRequest, CloseSessionResponse, ListSessionsRequest, ListSessionsResponse,
-    McpServer, NewSessionRequest, NewSessionResponse, SessionConfigOptionValue, SessionInfo,
-    SetSessionConfigOptionRequest, SetSessionConfigOptionResponse, SetSessionModeRequest,
-    SetSessionModeResponse,
+    CloseSessionRequest, CloseSessionResponse, McpServer, NewSessionRequest, NewSessionResponse,
+    SessionConfigOption, SessionConfigOptionValue, SessionModeState, SetSessionConfigOptionRequest,
+    SetSessionConfigOptionResponse, SetSessionModeRequest, SetSessionModeResponse,
 };
 use agent_server_schema::mcp::{McpHttpServerSpec, McpServerSpec, McpStdioServerSpec};
 use agent_server_schema::rpc::ErrorKind;
@@ -66,31 +64,24 @@ impl Agent {
             model: current.model.clone(),
             effort: current.reasoning_effort,
         };
-        let choices = self.choices().await;
-        self.link
-            .set_context_window(&session.id, choices.context_window(&settings.model));
-        let options = settings.options(&choices);
-        lock(&self.settings).insert(session.id.clone(), settings);
+        lock(&self.settings).insert(session.id.clone(), settings.clone());
+        let (modes, options) = self.offer(&session.id, &settings).await;
         Ok(NewSessionResponse::new(session.id.clone())
-            .modes(mode.state())
+            .modes(modes)
             .config_options(options))
     }
 
-    /// The sessions open in this process.
-    pub(crate) fn list_sessions(&self, request: &ListSessionsRequest) -> ListSessionsResponse {
-        let sessions = self
-            .sessions
-            .list()
-            .into_iter()
-            .filter(|s| {
-                request
-                    .cwd
-                    .as_ref()
-                    .is_none_or(|cwd| cwd.display().to_string() == s.cwd)
-            })
-            .map(|s| SessionInfo::new(s.session_id, s.cwd).updated_at(s.created_at))
-            .collect();
-        ListSessionsResponse::new(sessions)
+    /// The modes and config options a session result offers for `settings`; the session's
+    /// `usage_update`s report its model's context window from now on.
+    pub(crate) async fn offer(
+        &self,
+        session_id: &str,
+        settings: &Settings,
+    ) -> (SessionModeState, Vec<SessionConfigOption>) {
+        let choices = self.choices().await;
+        self.link
+            .set_context_window(session_id, choices.context_window(&settings.model));
+        (settings.mode.state(), settings.options(&choices))
     }
 
     /// Closes a session (a running turn ends `cancelled` first).

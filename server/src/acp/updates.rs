@@ -12,7 +12,7 @@ use agent_client_protocol::v1::schema::{
     ToolCallStatus, ToolCallUpdate, ToolCallUpdateFields, ToolKind, UsageUpdate,
 };
 use agent_server_schema::session::{
-    Event, FileChange, FileChangeKind, InputItem, Item, ItemStatus, PlanStep, PlanStepStatus,
+    Event, FileChange, FileChangeKind, InputItem, Item, ItemStatus, PlanStep, PlanStepStatus, Turn,
 };
 use serde_json::{Value, json};
 
@@ -59,9 +59,7 @@ impl Translator {
             Event::InputAdded { input } => user_chunks(input),
             Event::ItemStarted { item } => started(item).into_iter().collect(),
             Event::ItemCompleted { item } => self.completed(item).into_iter().collect(),
-            Event::PlanUpdated { plan, .. } => vec![SessionUpdate::Plan(Plan::new(
-                plan.iter().map(plan_entry).collect(),
-            ))],
+            Event::PlanUpdated { plan: steps, .. } => vec![plan(steps)],
             Event::TokenUsage { last, .. } => match context_window {
                 Some(size) => vec![SessionUpdate::UsageUpdate(UsageUpdate::new(
                     last.total_tokens,
@@ -159,6 +157,25 @@ impl Translator {
             }
         }
     }
+}
+
+/// A stored turn as the updates a live turn sends (the `session/load` replay): its input as
+/// `user_message_chunk`s, then each item as its start and its completion map: messages and
+/// reasoning whole, tool calls as their `tool_call` and the `tool_call_update` with the final
+/// status and content.
+pub(crate) fn replay(turn: &Turn) -> Vec<SessionUpdate> {
+    let mut translator = Translator::default();
+    let mut updates = user_chunks(&turn.input);
+    for item in &turn.items {
+        updates.extend(started(item));
+        updates.extend(translator.completed(item));
+    }
+    updates
+}
+
+/// A plan as its `plan` update.
+pub(crate) fn plan(steps: &[PlanStep]) -> SessionUpdate {
+    SessionUpdate::Plan(Plan::new(steps.iter().map(plan_entry).collect()))
 }
 
 fn status_update(id: &str, status: ToolCallStatus) -> SessionUpdate {
@@ -379,10 +396,10 @@ mod tests {
             json!([{"sessionUpdate":"agent_message_chunk","content":{"type":"text","text":"Hel"}}])
         );
         let done = |id: &str| Event::ItemCompleted {
-            item: Item::AgentMessage {
+            item: Box::new(Item::AgentMessage {
                 id: id.into(),
                 text: "Hello".into(),
-            },
+            }),
         };
         assert_eq!(wire(t.translate(&done("m1"), None)), json!([]));
         assert_eq!(
@@ -396,7 +413,7 @@ mod tests {
         let mut t = Translator::default();
         let command = vec!["bash".to_string(), "-lc".to_string(), "touch x".to_string()];
         let start = Event::ItemStarted {
-            item: Item::CommandExecution {
+            item: Box::new(Item::CommandExecution {
                 id: "call_1".into(),
                 command: command.clone(),
                 cwd: "/w".into(),
@@ -404,7 +421,7 @@ mod tests {
                 exit_code: None,
                 output: None,
                 duration_ms: None,
-            },
+            }),
         };
         assert_eq!(
             wire(t.translate(&start, None)),
@@ -423,7 +440,7 @@ mod tests {
         );
         assert_eq!(wire(t.translate(&out, None)), json!([]));
         let done = Event::ItemCompleted {
-            item: Item::CommandExecution {
+            item: Box::new(Item::CommandExecution {
                 id: "call_1".into(),
                 command,
                 cwd: "/w".into(),
@@ -431,7 +448,7 @@ mod tests {
                 exit_code: Some(0),
                 output: Some("a".into()),
                 duration_ms: Some(3),
-            },
+            }),
         };
         assert_eq!(
             wire(t.translate(&done, None)),
@@ -444,11 +461,11 @@ mod tests {
     #[test]
     fn file_changes_become_diffs_with_their_kind() {
         let start = |changes: Vec<FileChange>| Event::ItemStarted {
-            item: Item::FileChange {
+            item: Box::new(Item::FileChange {
                 id: "p1".into(),
                 changes,
                 status: ItemStatus::InProgress,
-            },
+            }),
         };
         let update = FileChange {
             path: "/w/a.txt".into(),
@@ -492,6 +509,35 @@ mod tests {
         assert_eq!(
             wire(t.translate(&start(vec![moved]), None))[0]["kind"],
             json!("move")
+        );
+    }
+
+    #[test]
+    fn a_stored_turn_replays_as_a_live_turn_maps_it() {
+        let turn: Turn = serde_json::from_value(json!({
+            "turnId": "t1", "status": "completed", "startedAt": "2026-01-01T00:00:00Z",
+            "usage": Usage::default(),
+            "input": [{"type": "text", "text": "list files"}],
+            "items": [
+                {"type": "reasoning", "id": "r1", "summary": ["Look first"]},
+                {"type": "commandExecution", "id": "c1", "command": ["ls"], "cwd": "/w",
+                    "status": "failed", "exitCode": 2, "output": "no such file", "durationMs": 4},
+                {"type": "agentMessage", "id": "m1", "text": "It failed"},
+            ],
+        }))
+        .unwrap();
+        assert_eq!(
+            wire(replay(&turn)),
+            json!([
+                {"sessionUpdate":"user_message_chunk","content":{"type":"text","text":"list files"}},
+                {"sessionUpdate":"agent_thought_chunk","content":{"type":"text","text":"Look first"}},
+                {"sessionUpdate":"tool_call","toolCallId":"c1","title":"ls","kind":"execute",
+                    "rawInput":{"command":["ls"],"cwd":"/w"}},
+                {"sessionUpdate":"tool_call_update","toolCallId":"c1","status":"failed",
+                    "content":[{"type":"content","content":{"type":"text","text":"no such file"}}],
+                    "rawOutput":{"exitCode":2,"output":"no such file","durationMs":4,"status":"failed"}},
+                {"sessionUpdate":"agent_message_chunk","content":{"type":"text","text":"It failed"}},
+            ])
         );
     }
 

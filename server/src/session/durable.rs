@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use agent_server_schema::mcp::McpServerSpec;
 use agent_server_schema::session::{
-    ApprovalPolicy, ListSessionsParams, ReasoningEffort, SandboxMode, Session as SessionInfo,
-    SessionOverrides, SessionStatus, SessionWithTurns, Turn, Usage,
+    ApprovalPolicy, ListSessionsParams, PlanStep, ReasoningEffort, SandboxMode,
+    Session as SessionInfo, SessionOverrides, SessionStatus, SessionWithTurns, Turn, Usage,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -381,6 +381,20 @@ impl Sessions {
             recorder.overlay(&mut turns);
         }
         Ok(SessionWithTurns { session, turns })
+    }
+
+    /// The plan a loaded session's model last set with `update_plan` (found in its model-facing
+    /// history, so a plan from before a compaction is gone), for a client that replays the
+    /// session.
+    pub async fn last_plan(&self, id: &str) -> Result<Option<Vec<PlanStep>>, SessionError> {
+        let session = self.get(id)?;
+        let history = session.history.lock().await;
+        Ok(history.items().iter().rev().find_map(|item| match item {
+            ResponseItem::FunctionCall {
+                name, arguments, ..
+            } if name == "update_plan" => crate::tools::plan_of(arguments),
+            _ => None,
+        }))
     }
 
     /// `session/list`: the loaded sessions, or a page of the store.

@@ -54,6 +54,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use approval::{ApprovalReply, ApprovalRequest, McpApprovalDetails, SessionApprovals};
 pub use mcp_call::run as run_mcp_call;
+pub(crate) use plan::plan_of;
 pub use shell::set_max_command_timeout;
 pub use shell_command::login_shell;
 pub use spec::tool_specs;
@@ -219,10 +220,10 @@ fn failed_tool_call(call: &ToolCall, host: &dyn ToolHost, message: String) -> To
         output,
     };
     host.emit(Event::ItemStarted {
-        item: item(ItemStatus::InProgress, None),
+        item: Box::new(item(ItemStatus::InProgress, None)),
     });
     host.emit(Event::ItemCompleted {
-        item: item(ItemStatus::Failed, Some(message.clone())),
+        item: Box::new(item(ItemStatus::Failed, Some(message.clone()))),
     });
     ToolOutcome::failed(message)
 }

@@ -34,11 +34,8 @@ enum StepStatus {
 /// What the model must send, for error messages.
 pub(crate) const EXPECTED: &str = r#"{"explanation"?: string, "plan": [{"step": string, "status": "pending"|"in_progress"|"completed"}]}"#;
 
-/// Emits the plan.
-pub(crate) fn update_plan(args: UpdatePlanArgs, host: &dyn ToolHost) -> ToolOutcome {
-    let plan = args
-        .plan
-        .into_iter()
+fn steps(plan: Vec<StepArgs>) -> Vec<PlanStep> {
+    plan.into_iter()
         .map(|s| PlanStep {
             step: s.step,
             status: match s.status {
@@ -47,7 +44,20 @@ pub(crate) fn update_plan(args: UpdatePlanArgs, host: &dyn ToolHost) -> ToolOutc
                 StepStatus::Completed => PlanStepStatus::Completed,
             },
         })
-        .collect();
+        .collect()
+}
+
+/// The plan an `update_plan` call with these arguments set, when they are valid (a call with
+/// invalid arguments set none).
+pub(crate) fn plan_of(arguments: &str) -> Option<Vec<PlanStep>> {
+    serde_json::from_str::<UpdatePlanArgs>(arguments)
+        .ok()
+        .map(|args| steps(args.plan))
+}
+
+/// Emits the plan.
+pub(crate) fn update_plan(args: UpdatePlanArgs, host: &dyn ToolHost) -> ToolOutcome {
+    let plan = steps(args.plan);
     host.emit(Event::PlanUpdated {
         explanation: args.explanation.filter(|e| !e.trim().is_empty()),
         plan,
