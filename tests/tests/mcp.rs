@@ -487,12 +487,22 @@ async fn initialize_and_session_new_do_not_wait_for_servers_still_starting() {
         statuses,
         vec![json!(["slow", "starting"]), json!(["slow2", "starting"])]
     );
-    let first = server
-        .wait_for_notification("mcp/serverStatus", |_| true)
-        .await;
+    // Both report `starting` (the configured one just after the handshake, the session's own
+    // at `session/new`: either may come first).
+    let mut starting = Vec::new();
+    for _ in 0..2 {
+        let status = server
+            .wait_for_notification("mcp/serverStatus", |p| p["status"] == "starting")
+            .await;
+        starting.push(status["params"].clone());
+    }
+    starting.sort_by_key(|p| p["name"].to_string());
     assert_eq!(
-        first["params"],
-        json!({"name": "slow", "status": "starting"})
+        starting,
+        vec![
+            json!({"name": "slow", "status": "starting"}),
+            json!({"name": "slow2", "sessionId": session, "status": "starting"})
+        ]
     );
     server.close_stdin().await;
     assert!(server.wait_exit().await.success());
