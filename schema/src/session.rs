@@ -723,7 +723,7 @@ pub struct TurnError {
     pub plan_type: Option<String>,
     /// For `usageLimitReached`: the rate limits known when it happened (1.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate_limits: Option<RateLimits>,
+    pub rate_limits: Option<Box<RateLimits>>,
 }
 
 /// One step of a turn, as sent in `session/event`.
@@ -755,13 +755,15 @@ pub enum Event {
     },
     /// An item began.
     ItemStarted {
+        // Large variants are boxed so that the frequent small events (deltas) stay small as
+        // they move through the server; the wire form is the same.
         /// The item as far as it is known.
-        item: Item,
+        item: Box<Item>,
     },
     /// An item ended.
     ItemCompleted {
         /// The item in its final state.
-        item: Item,
+        item: Box<Item>,
     },
     /// More text of an agent message.
     AgentMessageDelta {
@@ -825,7 +827,7 @@ pub enum Event {
     RateLimitsUpdated {
         /// What this process knows now: the response's values, with parts it left out kept
         /// from earlier responses.
-        rate_limits: RateLimits,
+        rate_limits: Box<RateLimits>,
     },
     /// The turn ended; always the turn's last event.
     TurnCompleted {
@@ -837,7 +839,7 @@ pub enum Event {
         usage: Usage,
         /// Why it failed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        error: Option<TurnError>,
+        error: Option<Box<TurnError>>,
     },
 }
 

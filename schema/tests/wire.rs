@@ -29,7 +29,7 @@ fn events_and_items_are_tagged_by_type_with_camel_case_fields() {
         turn_id: "t".into(),
         seq: 3,
         event: Event::ItemCompleted {
-            item: Item::CommandExecution {
+            item: Box::new(Item::CommandExecution {
                 id: "call_1".into(),
                 command: vec!["ls".into()],
                 cwd: "/w".into(),
@@ -37,7 +37,7 @@ fn events_and_items_are_tagged_by_type_with_camel_case_fields() {
                 exit_code: Some(0),
                 output: Some("a\n".into()),
                 duration_ms: Some(5),
-            },
+            }),
         },
     };
     assert_eq!(
@@ -50,14 +50,14 @@ fn events_and_items_are_tagged_by_type_with_camel_case_fields() {
         status: TurnStatus::Failed,
         last_agent_message: None,
         usage: Usage::default(),
-        error: Some(TurnError {
+        error: Some(Box::new(TurnError {
             kind: TurnErrorKind::UsageLimitReached,
             message: "m".into(),
             http_status: Some(429),
             resets_at: Some("2026-12-01T00:00:00Z".into()),
             plan_type: Some("plus".into()),
             rate_limits: None,
-        }),
+        })),
     };
     assert_eq!(
         serde_json::to_value(&completed).unwrap(),

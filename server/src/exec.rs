@@ -288,7 +288,7 @@ impl Printer {
             | Event::TokenUsage { .. }
             | Event::RateLimitsUpdated { .. }
             | Event::InputAdded { .. } => Ok(()),
-            Event::ItemStarted { item } => match item {
+            Event::ItemStarted { item } => match &**item {
                 Item::CommandExecution { command, cwd, .. } => {
                     self.end_text(out)?;
                     writeln!(out, "$ {}    (in {cwd})", command.join(" "))

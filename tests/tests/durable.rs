@@ -5,6 +5,10 @@
 use std::path::Path;
 use std::time::Duration;
 
+use agent_server_schema::methods::{
+    ArchiveSession, CloseSession, DeleteSession, ForkSession, ListSessions, Method, ReadSession,
+    ResumeSession, SetSessionTitle, UnarchiveSession,
+};
 use agent_server_tests::replies::{kind_error, redact};
 use agent_server_tests::turns::{api_key_builder, completion, new_session, submit, turn_events};
 use agent_server_tests::upstream::{
@@ -75,11 +79,15 @@ async fn run_turn(server: &mut TestServer, session: &str, text: &str) -> Vec<Val
     turn_events(server, &turn).await
 }
 
-async fn result(server: &mut TestServer, method: &str, params: Value) -> Value {
-    let reply = server.request_raw(method, Some(params)).await;
-    match reply.get("result") {
-        Some(result) => result.clone(),
-        None => panic!("{method} failed: {reply}"),
+/// Calls `M` with `params` (checked against its params type first) and returns its result as
+/// JSON, so the assertions below read the wire shape.
+async fn result<M: Method>(server: &mut TestServer, params: Value) -> Value {
+    let typed: M::Params = serde_json::from_value(params.clone())
+        .unwrap_or_else(|err| panic!("bad params for {}: {err}: {params}", M::NAME));
+    match server.request::<M>(typed).await {
+        Ok(result) => serde_json::to_value(result)
+            .unwrap_or_else(|err| panic!("{} result not JSON: {err}", M::NAME)),
+        Err(err) => panic!("{} failed: {err:?}", M::NAME),
     }
 }
 
@@ -116,7 +124,7 @@ async fn a_session_outlives_its_process_and_resumes_where_it_stopped() {
     stop(first).await;
 
     let mut second = spawn_in(&upstream, home.path()).await;
-    let listed = result(&mut second, "session/list", json!({"stored": true})).await;
+    let listed = result::<ListSessions>(&mut second, json!({"stored": true})).await;
     let shown = &listed["sessions"][0];
     assert_eq!(
         (
@@ -135,7 +143,7 @@ async fn a_session_outlives_its_process_and_resumes_where_it_stopped() {
         )
     );
     assert_eq!(listed["nextCursor"], Value::Null);
-    let read = result(&mut second, "session/read", json!({"sessionId": session})).await;
+    let read = result::<ReadSession>(&mut second, json!({"sessionId": session})).await;
     let turn = &read["turns"][0];
     assert_eq!(turn["status"], "completed");
     assert_eq!(
@@ -149,12 +157,8 @@ async fn a_session_outlives_its_process_and_resumes_where_it_stopped() {
         .collect();
     assert_eq!(turn["items"], json!(completed));
     assert_eq!(turn["usage"], completion(&events)["usage"]);
-    let without_turns = result(
-        &mut second,
-        "session/read",
-        json!({"sessionId": session, "turns": false}),
-    )
-    .await;
+    let without_turns =
+        result::<ReadSession>(&mut second, json!({"sessionId": session, "turns": false})).await;
     assert_eq!(without_turns["turns"], json!([]));
 
     // Not loaded here: a submit says to resume it.
@@ -173,10 +177,10 @@ async fn a_session_outlives_its_process_and_resumes_where_it_stopped() {
         "{reply}"
     );
 
-    let resumed = result(&mut second, "session/resume", json!({"sessionId": session})).await;
+    let resumed = result::<ResumeSession>(&mut second, json!({"sessionId": session})).await;
     assert_eq!(resumed["turns"], read["turns"]);
     assert_eq!(resumed["session"]["loaded"], true);
-    let again = result(&mut second, "session/resume", json!({"sessionId": session})).await;
+    let again = result::<ResumeSession>(&mut second, json!({"sessionId": session})).await;
     assert_eq!(again["session"]["sessionId"], json!(session));
     let events = run_turn(&mut second, &session, "and now?").await;
     assert_eq!(events[0]["seq"], json!(last_seq + 1));
@@ -237,7 +241,7 @@ async fn a_resumed_conversation_sends_upstream_exactly_what_an_uninterrupted_one
     run_turn(&mut first, &session, "list the files").await;
     stop(first).await;
     let mut second = spawn_in(&resumed, home.path()).await;
-    result(&mut second, "session/resume", json!({"sessionId": session})).await;
+    result::<ResumeSession>(&mut second, json!({"sessionId": session})).await;
     run_turn(&mut second, &session, "thanks").await;
 
     let expected = comparable(responses_requests(&straight).await);
@@ -275,10 +279,10 @@ async fn two_processes_share_a_home_and_a_session_is_loaded_by_one_at_a_time() {
     run_turn(&mut a, &session, "hello from A").await;
 
     let mut b = spawn_in(&upstream, home.path()).await;
-    let listed = result(&mut b, "session/list", json!({"stored": true})).await;
+    let listed = result::<ListSessions>(&mut b, json!({"stored": true})).await;
     assert_eq!(listed["sessions"][0]["sessionId"], json!(session));
     assert_eq!(listed["sessions"][0]["loaded"], false);
-    let read = result(&mut b, "session/read", json!({"sessionId": session})).await;
+    let read = result::<ReadSession>(&mut b, json!({"sessionId": session})).await;
     assert_eq!(read["turns"][0]["status"], "completed");
     for method in ["session/resume", "session/archive", "session/delete"] {
         let reply = b
@@ -292,8 +296,8 @@ async fn two_processes_share_a_home_and_a_session_is_loaded_by_one_at_a_time() {
         assert_eq!(reply["error"]["code"], -32002);
     }
     // A closes it: B may load it now, and continues the conversation.
-    result(&mut a, "session/close", json!({"sessionId": session})).await;
-    result(&mut b, "session/resume", json!({"sessionId": session})).await;
+    result::<CloseSession>(&mut a, json!({"sessionId": session})).await;
+    result::<ResumeSession>(&mut b, json!({"sessionId": session})).await;
     let events = run_turn(&mut b, &session, "hello from B").await;
     assert_eq!(completion(&events)["status"], "completed");
     let reply = a
@@ -306,7 +310,7 @@ async fn two_processes_share_a_home_and_a_session_is_loaded_by_one_at_a_time() {
 
     // B dies without a word: its lease goes with it, and A takes the session over at once.
     kill(b).await;
-    let resumed = result(&mut a, "session/resume", json!({"sessionId": session})).await;
+    let resumed = result::<ResumeSession>(&mut a, json!({"sessionId": session})).await;
     assert_eq!(resumed["turns"].as_array().unwrap().len(), 2);
     let events = run_turn(&mut a, &session, "A again").await;
     assert_eq!(completion(&events)["status"], "completed");
@@ -353,7 +357,7 @@ async fn kill_9_mid_stream_keeps_completed_items_and_the_turn_reads_interrupted(
     kill(first).await;
 
     let mut second = spawn_in(&upstream, home.path()).await;
-    let read = result(&mut second, "session/read", json!({"sessionId": session})).await;
+    let read = result::<ReadSession>(&mut second, json!({"sessionId": session})).await;
     let stored = &read["turns"][0];
     assert_eq!(stored["status"], "interrupted");
     assert_eq!(
@@ -361,9 +365,9 @@ async fn kill_9_mid_stream_keeps_completed_items_and_the_turn_reads_interrupted(
         json!({"kind": "interrupted", "message": "the server stopped during this turn"})
     );
     assert_eq!(stored["items"], json!([done["params"]["event"]["item"]]));
-    let listed = result(&mut second, "session/list", json!({"stored": true})).await;
+    let listed = result::<ListSessions>(&mut second, json!({"stored": true})).await;
     assert_eq!(listed["sessions"][0]["status"], "idle");
-    let resumed = result(&mut second, "session/resume", json!({"sessionId": session})).await;
+    let resumed = result::<ResumeSession>(&mut second, json!({"sessionId": session})).await;
     assert_eq!(resumed["turns"][0]["status"], "interrupted");
     let events = run_turn(&mut second, &session, "continue").await;
     assert_eq!(completion(&events)["status"], "completed");
@@ -401,7 +405,7 @@ async fn kill_9_mid_command_gives_the_dangling_call_an_aborted_output() {
     kill(first).await;
 
     let mut second = spawn_in(&upstream, home.path()).await;
-    let resumed = result(&mut second, "session/resume", json!({"sessionId": session})).await;
+    let resumed = result::<ResumeSession>(&mut second, json!({"sessionId": session})).await;
     assert_eq!(resumed["turns"][0]["status"], "interrupted");
     assert_eq!(resumed["turns"][0]["items"], json!([]));
     let events = run_turn(&mut second, &session, "what happened?").await;
@@ -437,9 +441,8 @@ async fn a_fork_at_a_middle_turn_goes_on_apart_from_its_source() {
         let events = run_turn(&mut server, &source, text).await;
         turn_ids.push(events[0]["turnId"].as_str().unwrap().to_string());
     }
-    let fork = result(
+    let fork = result::<ForkSession>(
         &mut server,
-        "session/fork",
         json!({"sessionId": source, "turnId": turn_ids[1], "model": "gpt-5"}),
     )
     .await;
@@ -477,7 +480,7 @@ async fn a_fork_at_a_middle_turn_goes_on_apart_from_its_source() {
     );
     assert_eq!(requests[3]["model"], "gpt-5");
     assert_eq!(conversation(&requests[4]).len(), 7);
-    let source_read = result(&mut server, "session/read", json!({"sessionId": source})).await;
+    let source_read = result::<ReadSession>(&mut server, json!({"sessionId": source})).await;
     assert_eq!(source_read["turns"].as_array().unwrap().len(), 4);
     let reply = server
         .request_raw(
@@ -514,7 +517,7 @@ async fn the_store_lists_in_pages_newest_first_with_filters_and_search() {
     let mut seen = Vec::new();
     let mut params = json!({"stored": true, "limit": 2});
     loop {
-        let page = result(&mut server, "session/list", params.clone()).await;
+        let page = result::<ListSessions>(&mut server, params.clone()).await;
         let sessions = page["sessions"].as_array().unwrap();
         assert!(sessions.len() <= 2);
         seen.extend(
@@ -538,32 +541,22 @@ async fn the_store_lists_in_pages_newest_first_with_filters_and_search() {
             .map(|s| s["sessionId"].as_str().unwrap().to_string())
             .collect()
     };
-    let by_cwd = result(
-        &mut server,
-        "session/list",
-        json!({"stored": true, "cwd": right.path()}),
-    )
-    .await;
+    let by_cwd =
+        result::<ListSessions>(&mut server, json!({"stored": true, "cwd": right.path()})).await;
     assert_eq!(ids_of(&by_cwd), [ids[3].clone(), ids[1].clone()]);
-    let searched = result(
+    let searched = result::<ListSessions>(
         &mut server,
-        "session/list",
         json!({"stored": true, "search": "NUMBER 2 äbc"}),
     )
     .await;
     assert_eq!(ids_of(&searched), [ids[2].clone()]);
-    result(
+    result::<SetSessionTitle>(
         &mut server,
-        "session/setTitle",
         json!({"sessionId": ids[0], "title": "Renamed Work"}),
     )
     .await;
-    let searched = result(
-        &mut server,
-        "session/list",
-        json!({"stored": true, "search": "renamed"}),
-    )
-    .await;
+    let searched =
+        result::<ListSessions>(&mut server, json!({"stored": true, "search": "renamed"})).await;
     assert_eq!(ids_of(&searched), [ids[0].clone()]);
     assert_eq!(searched["sessions"][0]["title"], "Renamed Work");
 
@@ -591,45 +584,26 @@ async fn archive_hides_unarchive_shows_delete_removes_and_titles_follow_the_rule
     let long = format!("  {}\nsecond line", "word ".repeat(30));
     let session = new_session(&mut server, json!({})).await;
     run_turn(&mut server, &session, &long).await;
-    let read = result(&mut server, "session/read", json!({"sessionId": session})).await;
+    let read = result::<ReadSession>(&mut server, json!({"sessionId": session})).await;
     let title = read["session"]["title"].as_str().unwrap();
     assert_eq!(title.chars().count(), 80);
     assert!(title.starts_with("word word"));
 
     // Archiving a loaded session closes it first.
-    result(
-        &mut server,
-        "session/archive",
-        json!({"sessionId": session}),
-    )
-    .await;
-    let loaded = result(&mut server, "session/list", json!({})).await;
+    result::<ArchiveSession>(&mut server, json!({"sessionId": session})).await;
+    let loaded = result::<ListSessions>(&mut server, json!({})).await;
     assert_eq!(loaded["sessions"], json!([]));
-    let visible = result(&mut server, "session/list", json!({"stored": true})).await;
+    let visible = result::<ListSessions>(&mut server, json!({"stored": true})).await;
     assert_eq!(visible["sessions"], json!([]));
-    let archived = result(
-        &mut server,
-        "session/list",
-        json!({"stored": true, "archived": true}),
-    )
-    .await;
+    let archived =
+        result::<ListSessions>(&mut server, json!({"stored": true, "archived": true})).await;
     assert_eq!(archived["sessions"][0]["archived"], true);
-    result(
-        &mut server,
-        "session/unarchive",
-        json!({"sessionId": session}),
-    )
-    .await;
-    let visible = result(&mut server, "session/list", json!({"stored": true})).await;
+    result::<UnarchiveSession>(&mut server, json!({"sessionId": session})).await;
+    let visible = result::<ListSessions>(&mut server, json!({"stored": true})).await;
     assert_eq!(visible["sessions"][0]["sessionId"], json!(session));
     // Resuming an archived session unarchives it.
-    result(
-        &mut server,
-        "session/archive",
-        json!({"sessionId": session}),
-    )
-    .await;
-    let resumed = result(&mut server, "session/resume", json!({"sessionId": session})).await;
+    result::<ArchiveSession>(&mut server, json!({"sessionId": session})).await;
+    let resumed = result::<ResumeSession>(&mut server, json!({"sessionId": session})).await;
     assert_eq!(resumed["session"]["archived"], false);
 
     let reply = server
@@ -639,7 +613,7 @@ async fn archive_hides_unarchive_shows_delete_removes_and_titles_follow_the_rule
         )
         .await;
     assert_eq!(reply["error"]["data"]["field"], "title");
-    result(&mut server, "session/delete", json!({"sessionId": session})).await;
+    result::<DeleteSession>(&mut server, json!({"sessionId": session})).await;
     for (method, params) in [
         ("session/read", json!({"sessionId": session})),
         ("session/resume", json!({"sessionId": session})),
@@ -670,13 +644,13 @@ async fn ephemeral_sessions_work_as_in_v1_and_are_never_stored() {
     let session = new_session(&mut server, json!({"ephemeral": true})).await;
     let events = run_turn(&mut server, &session, "secret work").await;
     assert_eq!(completion(&events)["status"], "completed");
-    let read = result(&mut server, "session/read", json!({"sessionId": session})).await;
+    let read = result::<ReadSession>(&mut server, json!({"sessionId": session})).await;
     assert_eq!(
         (&read["session"]["ephemeral"], &read["session"]["title"]),
         (&json!(true), &json!("secret work"))
     );
     assert_eq!(read["turns"][0]["status"], "completed");
-    let stored = result(&mut server, "session/list", json!({"stored": true})).await;
+    let stored = result::<ListSessions>(&mut server, json!({"stored": true})).await;
     assert_eq!(stored["sessions"], json!([]));
     stop(server).await;
 
@@ -691,9 +665,9 @@ async fn ephemeral_sessions_work_as_in_v1_and_are_never_stored() {
         .await;
     let turn = reply["result"]["turnId"].as_str().unwrap().to_string();
     turn_events(&mut server, &turn).await;
-    let loaded = result(&mut server, "session/list", json!({})).await;
+    let loaded = result::<ListSessions>(&mut server, json!({})).await;
     assert_eq!(loaded["sessions"][0]["ephemeral"], true);
-    let stored = result(&mut server, "session/list", json!({"stored": true})).await;
+    let stored = result::<ListSessions>(&mut server, json!({"stored": true})).await;
     assert_eq!(stored["sessions"], json!([]));
     let reply = server
         .request_raw("session/resume", Some(json!({"sessionId": session})))
@@ -781,7 +755,7 @@ async fn a_corrupt_store_is_named_nothing_is_deleted_and_the_rest_still_works() 
             .is_some()
     );
     assert_eq!(
-        result(&mut server, "session/list", json!({})).await["sessions"],
+        result::<ListSessions>(&mut server, json!({})).await["sessions"],
         json!([])
     );
     let session = new_session(&mut server, json!({"ephemeral": true})).await;
@@ -864,7 +838,7 @@ async fn per_turn_settings_are_stored_and_a_resumed_session_goes_on_with_them() 
     stop(first).await;
 
     let mut second = spawn_in(&upstream, home.path()).await;
-    let read = result(&mut second, "session/read", json!({"sessionId": session})).await;
+    let read = result::<ReadSession>(&mut second, json!({"sessionId": session})).await;
     let expected = (
         json!("gpt-5"),
         json!("never"),
@@ -880,7 +854,7 @@ async fn per_turn_settings_are_stored_and_a_resumed_session_goes_on_with_them() 
         )
     };
     assert_eq!(shown(&read["session"]), expected);
-    let resumed = result(&mut second, "session/resume", json!({"sessionId": session})).await;
+    let resumed = result::<ResumeSession>(&mut second, json!({"sessionId": session})).await;
     assert_eq!(shown(&resumed["session"]), expected);
     let events = run_turn(&mut second, &session, "and on").await;
     assert_eq!(events[0]["event"]["type"], "turnStarted");

@@ -211,7 +211,7 @@ impl ClientLink for AcpLink {
             alive &= self.writer.send_many(self.lines(&rest[..end])).await;
             let completed = &rest[end];
             if let Event::TurnCompleted { status, error, .. } = &completed.event {
-                self.finish_turn(&completed.turn_id, *status, error.clone());
+                self.finish_turn(&completed.turn_id, *status, error.as_deref().cloned());
             }
             rest = &rest[end + 1..];
         }

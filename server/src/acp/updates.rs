@@ -396,10 +396,10 @@ mod tests {
             json!([{"sessionUpdate":"agent_message_chunk","content":{"type":"text","text":"Hel"}}])
         );
         let done = |id: &str| Event::ItemCompleted {
-            item: Item::AgentMessage {
+            item: Box::new(Item::AgentMessage {
                 id: id.into(),
                 text: "Hello".into(),
-            },
+            }),
         };
         assert_eq!(wire(t.translate(&done("m1"), None)), json!([]));
         assert_eq!(
@@ -413,7 +413,7 @@ mod tests {
         let mut t = Translator::default();
         let command = vec!["bash".to_string(), "-lc".to_string(), "touch x".to_string()];
         let start = Event::ItemStarted {
-            item: Item::CommandExecution {
+            item: Box::new(Item::CommandExecution {
                 id: "call_1".into(),
                 command: command.clone(),
                 cwd: "/w".into(),
@@ -421,7 +421,7 @@ mod tests {
                 exit_code: None,
                 output: None,
                 duration_ms: None,
-            },
+            }),
         };
         assert_eq!(
             wire(t.translate(&start, None)),
@@ -440,7 +440,7 @@ mod tests {
         );
         assert_eq!(wire(t.translate(&out, None)), json!([]));
         let done = Event::ItemCompleted {
-            item: Item::CommandExecution {
+            item: Box::new(Item::CommandExecution {
                 id: "call_1".into(),
                 command,
                 cwd: "/w".into(),
@@ -448,7 +448,7 @@ mod tests {
                 exit_code: Some(0),
                 output: Some("a".into()),
                 duration_ms: Some(3),
-            },
+            }),
         };
         assert_eq!(
             wire(t.translate(&done, None)),
@@ -461,11 +461,11 @@ mod tests {
     #[test]
     fn file_changes_become_diffs_with_their_kind() {
         let start = |changes: Vec<FileChange>| Event::ItemStarted {
-            item: Item::FileChange {
+            item: Box::new(Item::FileChange {
                 id: "p1".into(),
                 changes,
                 status: ItemStatus::InProgress,
-            },
+            }),
         };
         let update = FileChange {
             path: "/w/a.txt".into(),

@@ -88,7 +88,10 @@ impl Call {
             match std::mem::replace(&mut self.phase, Phase::Done) {
                 Phase::Done => return None,
                 Phase::Wait(delay) => {
-                    let slept = cancel.run_until_cancelled(tokio::time::sleep(delay)).await;
+                    // Rare waits are boxed so the future of this method, made anew for every
+                    // streamed event, stays small (see `ModelClient::stream`).
+                    let sleep = Box::pin(tokio::time::sleep(delay));
+                    let slept = cancel.run_until_cancelled(sleep).await;
                     match slept {
                         Some(()) => self.phase = Phase::Connect,
                         None => self.fail(ModelError::Interrupted),
@@ -96,13 +99,18 @@ impl Call {
                 }
                 Phase::Connect => {
                     let creds = self.next_creds.take();
-                    let attempt = open(&self.shared, &self.request, self.fixture.as_ref(), creds);
+                    let attempt = Box::pin(open(
+                        &self.shared,
+                        &self.request,
+                        self.fixture.as_ref(),
+                        creds,
+                    ));
                     match cancel.run_until_cancelled(attempt).await {
                         None => self.fail(ModelError::Interrupted),
                         Some(Attempt::Open(events)) => self.phase = Phase::Streaming(events),
                         Some(Attempt::Failed(failure)) => self.on_failure(failure, Budget::Http),
                         Some(Attempt::Unauthorized { rejected, message }) => {
-                            self.on_unauthorized(rejected, message).await;
+                            Box::pin(self.on_unauthorized(rejected, message)).await;
                         }
                     }
                 }
@@ -114,7 +122,7 @@ impl Call {
                         Some(Ok(Some(Ok(event)))) => {
                             let event = match event {
                                 ResponseEvent::RateLimits(seen) => ResponseEvent::RateLimits(
-                                    self.shared.settings.rate_limits.record(&seen),
+                                    Box::new(self.shared.settings.rate_limits.record(&seen)),
                                 ),
                                 other => other,
                             };

@@ -213,7 +213,7 @@ impl ChatState {
                     done: false,
                 };
                 out.push(ResponseEvent::OutputItemAdded {
-                    item: item.item(false),
+                    item: Box::new(item.item(false)),
                 });
                 self.message = Some(item);
             }
@@ -243,7 +243,7 @@ impl ChatState {
                     done: false,
                 };
                 out.push(ResponseEvent::OutputItemAdded {
-                    item: item.item(false),
+                    item: Box::new(item.item(false)),
                 });
                 self.calls.insert(call.index, item);
             }
@@ -278,7 +278,7 @@ impl ChatState {
     fn close_message(&mut self, out: &mut Vec<ResponseEvent>) {
         if let Some(message) = self.message.take() {
             out.push(ResponseEvent::OutputItemDone {
-                item: message.item(true),
+                item: Box::new(message.item(true)),
             });
         }
     }
@@ -288,7 +288,7 @@ impl ChatState {
         for call in self.calls.values_mut().filter(|c| !c.done) {
             call.done = true;
             out.push(ResponseEvent::OutputItemDone {
-                item: call.item(true),
+                item: Box::new(call.item(true)),
             });
         }
     }

@@ -125,7 +125,13 @@ impl ModelClient {
         cancel: CancellationToken,
     ) -> BoxStream<'static, Result<ResponseEvent, ModelError>> {
         let fixture = self.shared.replay.as_ref().map(Replay::next_path);
-        let call = Call::new(Arc::clone(&self.shared), request, cancel, fixture);
+        // Boxed: the state moves in and out of the unfold's future at every event.
+        let call = Box::new(Call::new(
+            Arc::clone(&self.shared),
+            request,
+            cancel,
+            fixture,
+        ));
         stream::unfold(call, |mut call| async move {
             call.next().await.map(|item| (item, call))
         })

@@ -63,9 +63,11 @@ pub(crate) async fn open(
         let events = parse(provider.wire_api, response.bytes_stream());
         return Attempt::Open(match limits {
             // Announced first, so a turn shows them even if the stream then fails.
-            Some(limits) => futures::stream::once(async { Ok(ResponseEvent::RateLimits(limits)) })
-                .chain(events)
-                .boxed(),
+            Some(limits) => {
+                futures::stream::once(async { Ok(ResponseEvent::RateLimits(Box::new(limits))) })
+                    .chain(events)
+                    .boxed()
+            }
             None => events,
         });
     }

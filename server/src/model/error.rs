@@ -110,7 +110,7 @@ impl ModelError {
                 .resets_at()
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
             plan_type: self.plan_type(),
-            rate_limits: self.rate_limits(),
+            rate_limits: self.rate_limits().map(Box::new),
         }
     }
 

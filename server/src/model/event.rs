@@ -21,14 +21,15 @@ pub enum ResponseEvent {
     },
     /// An output item started (`response.output_item.added`); its content is still empty.
     OutputItemAdded {
-        /// The item as announced.
-        item: ResponseItem,
+        /// The item as announced (boxed: the other events, passed by value through every
+        /// stream layer, stay small).
+        item: Box<ResponseItem>,
     },
     /// An output item is complete (`response.output_item.done`); reasoning items carry
     /// `encrypted_content` when it was requested.
     OutputItemDone {
-        /// The complete item.
-        item: ResponseItem,
+        /// The complete item (boxed, as above).
+        item: Box<ResponseItem>,
     },
     /// Assistant text (`response.output_text.delta`).
     OutputTextDelta {
@@ -78,7 +79,7 @@ pub enum ResponseEvent {
     /// The response brought the plan's rate limits (its `x-codex-*` headers, or a
     /// `codex.rate_limits` event): what the process knows now, parts it left out kept from
     /// earlier responses.
-    RateLimits(RateLimits),
+    RateLimits(Box<RateLimits>),
     /// The attempt failed and another starts after `delay`; drop partial state.
     Retrying {
         /// 1-based retry number within its budget.

@@ -103,10 +103,10 @@ pub(crate) fn parse_frame(frame: &Event) -> Result<Option<ResponseEvent>, Failur
             response_id: parsed.response.and_then(|r| r.id),
         },
         "response.output_item.added" => ResponseEvent::OutputItemAdded {
-            item: parsed.item.ok_or_else(|| missing("item"))?,
+            item: Box::new(parsed.item.ok_or_else(|| missing("item"))?),
         },
         "response.output_item.done" => ResponseEvent::OutputItemDone {
-            item: parsed.item.ok_or_else(|| missing("item"))?,
+            item: Box::new(parsed.item.ok_or_else(|| missing("item"))?),
         },
         "response.output_text.delta" => ResponseEvent::OutputTextDelta {
             item_id: parsed
@@ -154,7 +154,8 @@ pub(crate) fn parse_frame(frame: &Event) -> Result<Option<ResponseEvent>, Failur
         "codex.rate_limits" => {
             // Rate limits are news, never a reason to fail: a malformed event is skipped.
             let value: Value = serde_json::from_str(&frame.data).unwrap_or(Value::Null);
-            return Ok(super::rate_limits::from_event(&value).map(ResponseEvent::RateLimits));
+            return Ok(super::rate_limits::from_event(&value)
+                .map(|limits| ResponseEvent::RateLimits(Box::new(limits))));
         }
         "response.failed" => {
             let error = parsed.response.and_then(|r| r.error).unwrap_or(Value::Null);

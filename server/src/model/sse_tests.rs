@@ -9,8 +9,8 @@ use crate::model::testkit::{
     AFTER_SHELL_CALL, SHELL_CALL, TEXT_ANSWER, ev_failed, frame, parse_all,
 };
 
-fn typed(item: Value) -> crate::model::ResponseItem {
-    serde_json::from_value(item).unwrap()
+fn typed(item: Value) -> Box<crate::model::ResponseItem> {
+    Box::new(serde_json::from_value(item).unwrap())
 }
 
 fn ok(events: Vec<ResponseEvent>) -> Vec<Result<ResponseEvent, Failure>> {

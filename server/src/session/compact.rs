@@ -161,7 +161,9 @@ impl Turn {
             text: String::new(),
         };
         self.reporter
-            .send(Event::ItemStarted { item: started })
+            .send(Event::ItemStarted {
+                item: Box::new(started),
+            })
             .await;
         let context = self.session.initial_context().await;
         {
@@ -172,10 +174,10 @@ impl Turn {
                 .replace_history(&history, &self.reporter.turn_id);
         }
         let text = compaction::summary_text(&summary);
-        self.reporter.completed(Item::ContextSummary {
+        self.reporter.completed(Box::new(Item::ContextSummary {
             id: id.clone(),
             text,
-        });
+        }));
         let event = Event::ContextCompacted {
             tokens_before,
             summary_item_id: id,

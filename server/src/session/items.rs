@@ -46,8 +46,9 @@ impl PendingCall {
 /// one delta or completion.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Update {
-    /// An item to announce first.
-    pub(crate) started: Option<Item>,
+    /// An item to announce first (boxed, like the completed item below: an update is made
+    /// for every streamed delta, and stays small that way).
+    pub(crate) started: Option<Box<Item>>,
     /// What follows it.
     pub(crate) next: Option<Next>,
 }
@@ -58,7 +59,7 @@ pub(crate) enum Next {
     /// A delta event of an open item.
     Delta(Event),
     /// An item is complete; it goes out as `itemCompleted` through the turn's reporter.
-    Completed(Item),
+    Completed(Box<Item>),
 }
 
 /// A client item still streaming.
@@ -118,7 +119,7 @@ impl ItemTracker {
         };
         let started = self.open(upstream_id.to_string(), kind);
         Update {
-            started: Some(started),
+            started: Some(Box::new(started)),
             next: None,
         }
     }
@@ -139,7 +140,10 @@ impl ItemTracker {
                 None
             }
         };
-        Update { started, next }
+        Update {
+            started: started.map(Box::new),
+            next,
+        }
     }
 
     /// Reasoning summary text for part `index` of `upstream_id`.
@@ -163,7 +167,10 @@ impl ItemTracker {
                 None
             }
         };
-        Update { started, next }
+        Update {
+            started: started.map(Box::new),
+            next,
+        }
     }
 
     /// More input of a custom tool call, kept for a `done` item that comes without it.
@@ -185,8 +192,8 @@ impl ItemTracker {
                 let text = final_text(content, streamed.as_ref());
                 let (started, id) = finishing(streamed, OpenKind::message());
                 Update {
-                    started,
-                    next: Some(Next::Completed(Item::AgentMessage { id, text })),
+                    started: started.map(Box::new),
+                    next: Some(Next::Completed(Box::new(Item::AgentMessage { id, text }))),
                 }
             }
             ResponseItem::Reasoning { summary, .. } => {
@@ -203,8 +210,8 @@ impl ItemTracker {
                 };
                 let (started, id) = finishing(streamed, OpenKind::reasoning());
                 Update {
-                    started,
-                    next: Some(Next::Completed(Item::Reasoning { id, summary })),
+                    started: started.map(Box::new),
+                    next: Some(Next::Completed(Box::new(Item::Reasoning { id, summary }))),
                 }
             }
             ResponseItem::FunctionCall {

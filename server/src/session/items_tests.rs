@@ -34,7 +34,7 @@ fn reasoning(id: &str, summary: &[&str]) -> ResponseItem {
 }
 
 fn started_id(update: &Update) -> String {
-    match &update.started {
+    match update.started.as_deref() {
         Some(Item::AgentMessage { id, .. } | Item::Reasoning { id, .. }) => id.clone(),
         other => panic!("no item started: {other:?}"),
     }
@@ -42,7 +42,7 @@ fn started_id(update: &Update) -> String {
 
 fn completed(update: Update) -> Item {
     match update.next {
-        Some(Next::Completed(item)) => item,
+        Some(Next::Completed(item)) => *item,
         other => panic!("nothing completed: {other:?}"),
     }
 }

@@ -203,7 +203,7 @@ impl Recorder {
                         turn_id: n.turn_id.clone(),
                         status: (*status).into(),
                         usage: *usage,
-                        error: error.clone(),
+                        error: error.as_deref().cloned(),
                         seq: n.seq,
                     })
                 }
@@ -235,7 +235,7 @@ impl Recorder {
                 for n in batch.iter_mut() {
                     if let Event::TurnCompleted { status, error, .. } = &mut n.event {
                         *status = TurnStatus::Failed;
-                        *error = Some(store_error(&err));
+                        *error = Some(Box::new(store_error(&err)));
                     }
                 }
             }

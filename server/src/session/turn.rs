@@ -201,7 +201,7 @@ impl Turn {
                     summary_index,
                     delta,
                 } => tracker.summary_delta(item_id, summary_index, delta),
-                ResponseEvent::OutputItemDone { item } => tracker.done(item),
+                ResponseEvent::OutputItemDone { item } => tracker.done(*item),
                 ResponseEvent::Completed { response_id, usage } => {
                     self.end_open_items(tracker.close_open());
                     return Ok(self
@@ -247,7 +247,7 @@ impl Turn {
     /// are not the turn's last agent message: that is only a message the model finished.
     fn end_open_items(&self, items: Vec<Item>) {
         for item in items {
-            self.reporter.completed(item);
+            self.reporter.completed(Box::new(item));
         }
     }
 
@@ -260,7 +260,7 @@ impl Turn {
             None => {}
             Some(Next::Delta(event)) => self.reporter.send(event).await,
             Some(Next::Completed(item)) => {
-                if let Item::AgentMessage { text, .. } = &item {
+                if let Item::AgentMessage { text, .. } = &*item {
                     self.last_agent_message = Some(text.clone());
                 }
                 self.reporter.completed(item);
@@ -400,7 +400,7 @@ impl Reporter {
 
     /// An item of this turn is complete, from the model stream or from a tool: the one place
     /// every finished item passes before `itemCompleted` goes out, in the order of the events.
-    pub(super) fn completed(&self, item: Item) {
+    pub(super) fn completed(&self, item: Box<Item>) {
         self.session
             .sink
             .emit(&self.turn_id, Event::ItemCompleted { item });

@@ -38,11 +38,15 @@ fn message(id: Option<&str>, text: Option<&str>) -> ResponseItem {
 }
 
 fn added(item: ResponseItem) -> Result<ResponseEvent, ModelError> {
-    Ok(ResponseEvent::OutputItemAdded { item })
+    Ok(ResponseEvent::OutputItemAdded {
+        item: Box::new(item),
+    })
 }
 
 fn done(item: ResponseItem) -> Result<ResponseEvent, ModelError> {
-    Ok(ResponseEvent::OutputItemDone { item })
+    Ok(ResponseEvent::OutputItemDone {
+        item: Box::new(item),
+    })
 }
 
 fn text(item_id: &str, delta: &str) -> Result<ResponseEvent, ModelError> {
@@ -341,9 +345,10 @@ async fn a_client_that_cannot_answer_gets_the_action_declined_by_policy() {
     );
     run_turn(&session, "write").await;
     let declined = link.just_events().into_iter().find_map(|e| match e {
-        Event::ItemCompleted {
-            item: Item::CommandExecution { status, .. },
-        } => Some(status),
+        Event::ItemCompleted { item } => match *item {
+            Item::CommandExecution { status, .. } => Some(status),
+            _ => None,
+        },
         _ => None,
     });
     assert_eq!(declined, Some(ItemStatus::Declined));
@@ -421,14 +426,14 @@ async fn model_errors_end_the_turn_with_their_typed_kind() {
                 status: TurnStatus::Failed,
                 last_agent_message: None,
                 usage: Usage::default(),
-                error: Some(TurnError {
+                error: Some(Box::new(TurnError {
                     kind,
                     message: error.to_string(),
                     http_status: error.http_status(),
                     resets_at: None,
                     plan_type: None,
                     rate_limits: None,
-                }),
+                })),
             })
         );
     }

@@ -573,7 +573,7 @@ impl Session {
                     status,
                     last_agent_message,
                     usage,
-                    error,
+                    error: error.map(Box::new),
                 },
             )
             .await;

@@ -242,11 +242,15 @@ impl FileChangeItem<'_> {
 
     fn started(&self, changes: Vec<FileChange>) {
         let item = self.item(changes, ItemStatus::InProgress);
-        self.host.emit(Event::ItemStarted { item });
+        self.host.emit(Event::ItemStarted {
+            item: Box::new(item),
+        });
     }
 
     fn completed(&self, changes: Vec<FileChange>, status: ItemStatus) {
         let item = self.item(changes, status);
-        self.host.emit(Event::ItemCompleted { item });
+        self.host.emit(Event::ItemCompleted {
+            item: Box::new(item),
+        });
     }
 }

@@ -50,11 +50,15 @@ impl McpItem<'_> {
 
     fn started(&self) {
         let item = self.item(ItemStatus::InProgress, None, None, None);
-        self.host.emit(Event::ItemStarted { item });
+        self.host.emit(Event::ItemStarted {
+            item: Box::new(item),
+        });
     }
 
     fn completed(&self, item: Item) {
-        self.host.emit(Event::ItemCompleted { item });
+        self.host.emit(Event::ItemCompleted {
+            item: Box::new(item),
+        });
     }
 
     /// Ends the item `failed` (or `declined`) with `error`, and tells the model `output`.

@@ -220,10 +220,10 @@ fn failed_tool_call(call: &ToolCall, host: &dyn ToolHost, message: String) -> To
         output,
     };
     host.emit(Event::ItemStarted {
-        item: item(ItemStatus::InProgress, None),
+        item: Box::new(item(ItemStatus::InProgress, None)),
     });
     host.emit(Event::ItemCompleted {
-        item: item(ItemStatus::Failed, Some(message.clone())),
+        item: Box::new(item(ItemStatus::Failed, Some(message.clone()))),
     });
     ToolOutcome::failed(message)
 }

@@ -276,11 +276,15 @@ impl Command<'_> {
 
     fn started(&self) {
         let item = self.item(ItemStatus::InProgress, None, None, None);
-        self.host.emit(Event::ItemStarted { item });
+        self.host.emit(Event::ItemStarted {
+            item: Box::new(item),
+        });
     }
 
     fn completed(&self, item: Item) {
-        self.host.emit(Event::ItemCompleted { item });
+        self.host.emit(Event::ItemCompleted {
+            item: Box::new(item),
+        });
     }
 
     fn approval_request(&self, reason: Option<String>) -> ApprovalRequest {

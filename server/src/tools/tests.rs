@@ -49,7 +49,7 @@ impl FakeHost {
             .cloned()
             .map(|s| match s {
                 Seen::Event(Event::ItemCompleted { item }) => Seen::Event(Event::ItemCompleted {
-                    item: zero_duration(item),
+                    item: Box::new(zero_duration(*item)),
                 }),
                 other => other,
             })
@@ -193,11 +193,15 @@ fn command_item(
 }
 
 fn started(item: Item) -> Seen {
-    Seen::Event(Event::ItemStarted { item })
+    Seen::Event(Event::ItemStarted {
+        item: Box::new(item),
+    })
 }
 
 fn completed(item: Item) -> Seen {
-    Seen::Event(Event::ItemCompleted { item })
+    Seen::Event(Event::ItemCompleted {
+        item: Box::new(item),
+    })
 }
 
 fn command_approval(id: &str, command: &[&str], cwd: &Path, reason: Option<&str>) -> Seen {
