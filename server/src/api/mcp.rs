@@ -60,8 +60,8 @@ pub fn start_configured(app: &App) {
 }
 
 /// Sends `mcp/serverStatus` notifications in the order of the changes, none before the
-/// client's first request has been answered (servers start before `initialize` arrives, and
-/// its reply comes first).
+/// client's first request has been answered (a server may start before `initialize` arrives,
+/// when the client is slow to send it, and its reply comes first).
 pub struct PeerMcpObserver {
     tx: mpsc::UnboundedSender<McpServerStatusNotification>,
 }
