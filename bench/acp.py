@@ -188,6 +188,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--upstream", choices=["fixture", "http", "both"], default="both")
     args = parser.parse_args()
+    # The servers run in their temporary homes: a relative path must not depend on that.
+    args.binary = os.path.abspath(args.binary)
     benches = args.benches or ["startup", "chunks"]
     tmp = tempfile.mkdtemp(prefix="acp-bench-")
     results = {}

@@ -1,9 +1,17 @@
 //! How sessions reach an ACP client: events become `session/update`s, approvals become
 //! `session/request_permission`, and the end of each turn is handed to the `session/prompt`
 //! waiting for it.
+//!
+//! `session/update`s are the hot path (one per streamed delta), so they do not take the SDK's
+//! outgoing path, which turns each notification into a `serde_json::Value`, clones it to
+//! serialize it and hands every line over on its own: they are serialized once, straight from
+//! the crate's typed `SessionNotification`, and handed to the stdout writer in batches, as the
+//! native protocol's events are. Everything else (replies, permission requests) goes through the
+//! SDK. Order holds where it matters: a turn's updates are queued before its `TurnCompleted`
+//! lets the `session/prompt` answer, and a replay before the `session/load` answer.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use agent_client_protocol::Client;
 use agent_client_protocol::v1::ConnectionTo;
@@ -18,9 +26,10 @@ use agent_server_schema::session::{
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use super::SESSION_UPDATE;
 use super::updates::{Translator, command_title, mcp_title};
-use super::wire::Backlog;
 use crate::session::{ApprovalReply, ClientLink};
+use crate::transport::WriterHandle;
 
 /// How a turn ended, for the `session/prompt` that started it.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,8 +66,32 @@ pub(crate) const OPTIONS: [(&str, &str, PermissionOptionKind, ApprovalDecision);
     ),
 ];
 
+/// Updates handed to the writer at once: the native event forwarder's batch size, so the
+/// writer's bounded queue bounds what waits in memory the same way.
+const UPDATES_PER_WRITE: usize = 64;
+
+/// A `session/update` notification as written (the crate's notification type as its params).
+#[derive(serde::Serialize)]
+struct UpdateMessage<'a> {
+    jsonrpc: &'static str,
+    method: &'static str,
+    params: &'a SessionNotification,
+}
+
+/// One `session/update` line, or none when it cannot be serialized (logged).
+fn update_line(session_id: &str, update: SessionUpdate) -> Option<String> {
+    let params = SessionNotification::new(session_id.to_string(), update);
+    let message = UpdateMessage {
+        jsonrpc: "2.0",
+        method: SESSION_UPDATE,
+        params: &params,
+    };
+    serde_json::to_string(&message)
+        .map_err(|err| tracing::error!(%err, "could not serialize a session/update"))
+        .ok()
+}
+
 /// The ACP client as the session layer sees it.
-#[derive(Default)]
 pub(crate) struct AcpLink {
     connection: OnceLock<ConnectionTo<Client>>,
     user_agent: OnceLock<String>,
@@ -67,7 +100,8 @@ pub(crate) struct AcpLink {
     context_windows: Mutex<HashMap<String, u64>>,
     /// What `reject_always` refused, per session: declined again without asking.
     rejected: Mutex<HashSet<(String, String)>>,
-    pub(crate) backlog: Arc<Backlog>,
+    /// The stdout writer, which `session/update`s go to directly.
+    writer: WriterHandle,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -77,6 +111,18 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl AcpLink {
+    pub(crate) fn new(writer: WriterHandle) -> Self {
+        Self {
+            connection: OnceLock::new(),
+            user_agent: OnceLock::new(),
+            translators: Mutex::default(),
+            waiters: Mutex::default(),
+            context_windows: Mutex::default(),
+            rejected: Mutex::default(),
+            writer,
+        }
+    }
+
     /// Remembers the connection (every handler offers it; the first one is kept).
     pub(crate) fn attach(&self, connection: &ConnectionTo<Client>) {
         let _ = self.connection.get_or_init(|| connection.clone());
@@ -103,34 +149,38 @@ impl AcpLink {
         rx
     }
 
-    /// Translates events of one session as a live turn would.
-    pub(crate) fn translate(&self, session_id: &str, event: &Event) -> Vec<SessionUpdate> {
-        let window = lock(&self.context_windows).get(session_id).copied();
-        lock(&self.translators)
-            .entry(session_id.to_string())
-            .or_default()
-            .translate(event, window)
+    /// The `session/update` lines of events, translated as a live turn's.
+    fn lines(&self, events: &[SessionEventNotification]) -> Vec<String> {
+        let windows = lock(&self.context_windows);
+        let mut translators = lock(&self.translators);
+        let mut lines = Vec::with_capacity(events.len());
+        for event in events {
+            let id = event.session_id.as_str();
+            let window = windows.get(id).copied();
+            let translator = match translators.get_mut(id) {
+                Some(translator) => translator,
+                None => translators.entry(id.to_string()).or_default(),
+            };
+            for update in translator.translate(&event.event, window) {
+                lines.extend(update_line(id, update));
+            }
+        }
+        lines
     }
 
-    /// Sends updates that are not events of a running turn (a `session/load` replay), counted
-    /// and paced like live ones; false when the client is gone.
+    /// Sends updates that are not events of a running turn (a `session/load` replay), through
+    /// the writer's bounded queue; false when the client is gone.
     pub(crate) async fn send_updates(&self, session_id: &str, updates: Vec<SessionUpdate>) -> bool {
-        let Some(connection) = self.connection.get() else {
-            return false;
-        };
-        let mut sent = 0;
-        let mut alive = true;
+        let mut lines = Vec::with_capacity(UPDATES_PER_WRITE);
         for update in updates {
-            let notification = SessionNotification::new(session_id.to_string(), update);
-            if connection.send_notification(notification).is_err() {
-                alive = false;
-                break;
+            lines.extend(update_line(session_id, update));
+            if lines.len() == UPDATES_PER_WRITE
+                && !self.writer.send_many(std::mem::take(&mut lines)).await
+            {
+                return false;
             }
-            sent += 1;
         }
-        self.backlog.added(sent);
-        self.backlog.wait_below_high_water().await;
-        alive
+        self.writer.send_many(lines).await
     }
 
     /// Forgets a closed session's state.
@@ -150,30 +200,22 @@ impl AcpLink {
 #[async_trait::async_trait]
 impl ClientLink for AcpLink {
     async fn send_events(&self, events: &[SessionEventNotification]) -> bool {
-        let Some(connection) = self.connection.get() else {
-            return false;
-        };
         let mut alive = true;
-        let mut sent = 0;
-        for event in events {
-            if let Event::TurnCompleted { status, error, .. } = &event.event {
-                self.backlog.added(sent);
-                sent = 0;
-                self.finish_turn(&event.turn_id, *status, error.as_deref().cloned());
-                continue;
+        let mut rest = events;
+        // Up to each turn's end: its updates are queued for writing before the prompt that
+        // waits for the end can answer.
+        while let Some(end) = rest
+            .iter()
+            .position(|e| matches!(e.event, Event::TurnCompleted { .. }))
+        {
+            alive &= self.writer.send_many(self.lines(&rest[..end])).await;
+            let completed = &rest[end];
+            if let Event::TurnCompleted { status, error, .. } = &completed.event {
+                self.finish_turn(&completed.turn_id, *status, error.as_deref().cloned());
             }
-            for update in self.translate(&event.session_id, &event.event) {
-                let notification = SessionNotification::new(event.session_id.clone(), update);
-                if connection.send_notification(notification).is_err() {
-                    alive = false;
-                } else {
-                    sent += 1;
-                }
-            }
+            rest = &rest[end + 1..];
         }
-        self.backlog.added(sent);
-        self.backlog.wait_below_high_water().await;
-        alive
+        alive && self.writer.send_many(self.lines(rest)).await
     }
 
     async fn request_approval(

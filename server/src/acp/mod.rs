@@ -63,7 +63,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Agent {
-    fn new(config: Config, http: reqwest::Client) -> Arc<Self> {
+    fn new(config: Config, http: reqwest::Client, writer: transport::WriterHandle) -> Arc<Self> {
         let requires_openai_auth = crate::model::resolve_provider(&config, &config.model_provider)
             .map(|p| p.requires_auth && p.bearer.is_none())
             .unwrap_or(true);
@@ -73,7 +73,7 @@ impl Agent {
             http.clone(),
             Arc::clone(&logins) as Arc<dyn AuthObserver>,
         );
-        let link = Arc::new(AcpLink::default());
+        let link = Arc::new(AcpLink::new(writer));
         let upstream: Arc<dyn UpstreamAuth> = auth.clone();
         // ACP has no MCP status notification: server status changes are logged.
         let mcp = McpManager::new(&config.mcp_servers, http.clone(), Arc::new(LogObserver));
@@ -177,7 +177,7 @@ pub async fn serve(config: Config, http: reqwest::Client, stop: CancellationToke
     let (writer, outbox) = transport::outbox();
     let writer_task = outbox.start(Box::new(std::io::stdout()), Framing::Ndjson);
     let max_message_bytes = config.max_message_bytes;
-    let agent = Agent::new(config, http);
+    let agent = Agent::new(config, http, writer.clone());
     // In the background: neither `initialize` nor anything else waits for them.
     agent.mcp.start_configured();
     let (sdk_end, our_end) = wire::channel();
@@ -188,11 +188,7 @@ pub async fn serve(config: Config, http: reqwest::Client, stop: CancellationToke
         to_sdk,
         writer.clone(),
     ));
-    let forwarder = tokio::spawn(wire::write_from(
-        from_sdk,
-        writer.clone(),
-        Arc::clone(&agent.link.backlog),
-    ));
+    let forwarder = tokio::spawn(wire::write_from(from_sdk, writer.clone()));
     let result = handlers::builder(Arc::clone(&agent))
         .connect_with(sdk_end, async |connection| {
             agent.link.attach(&connection);

@@ -7,57 +7,14 @@
 //! is not a JSON-RPC message, a batch, an oversized line) is answered here, with the error
 //! objects of the contract's section 1 and 7 (`data.kind`), and never reaches it.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
-
 use agent_client_protocol::{Channel, RawJsonRpcMessage, TransportFrame};
 use agent_server_schema::rpc::ErrorKind;
 use futures::StreamExt;
 use serde_json::value::RawValue;
 use tokio::io::AsyncRead;
-use tokio::sync::Notify;
 
 use crate::rpc::{RpcError, render_error};
 use crate::transport::{FramingChoice, Inbound, MessageReader, WriterHandle};
-
-/// `session/update` notifications handed to the SDK but not yet written, above which the
-/// session event forwarder waits. The SDK's outgoing queue is unbounded; counting here keeps a
-/// fast model stream from growing it when the client reads slowly. 1024 updates are a few
-/// hundred KiB.
-pub(crate) const UPDATE_HIGH_WATER: i64 = 1024;
-
-/// How many `session/update`s are between the session layer and stdout.
-#[derive(Debug, Default)]
-pub(crate) struct Backlog {
-    queued: AtomicI64,
-    drained: Notify,
-}
-
-impl Backlog {
-    /// Records `n` updates handed to the SDK.
-    pub(crate) fn added(&self, n: usize) {
-        self.queued
-            .fetch_add(i64::try_from(n).unwrap_or(i64::MAX), Ordering::AcqRel);
-    }
-
-    fn written(&self) {
-        let before = self.queued.fetch_sub(1, Ordering::AcqRel);
-        if before == UPDATE_HIGH_WATER || before == 1 {
-            self.drained.notify_waiters();
-        }
-    }
-
-    /// Waits while more than the high-water mark of updates are queued.
-    pub(crate) async fn wait_below_high_water(&self) {
-        loop {
-            let notified = self.drained.notified();
-            if self.queued.load(Ordering::Acquire) < UPDATE_HIGH_WATER {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
 
 /// Reads messages from `input` into the SDK's end of the channel until the input ends; answers
 /// input that is not a JSON-RPC message itself. Dropping the sender on return is the SDK's EOF.
@@ -162,14 +119,8 @@ fn reject(id: Option<String>, kind: ErrorKind, message: &str) -> String {
 pub(crate) async fn write_from(
     mut from_sdk: futures::channel::mpsc::UnboundedReceiver<TransportFrame>,
     writer: WriterHandle,
-    backlog: Arc<Backlog>,
 ) {
     while let Some(frame) = from_sdk.next().await {
-        let is_update = matches!(
-            &frame,
-            TransportFrame::Single(RawJsonRpcMessage::Notification(n))
-                if &*n.method == super::SESSION_UPDATE
-        );
         match frame.to_json() {
             Ok(line) => {
                 if !writer.send(line).await {
@@ -177,9 +128,6 @@ pub(crate) async fn write_from(
                 }
             }
             Err(err) => tracing::error!(%err, "could not serialize an outgoing ACP message"),
-        }
-        if is_update {
-            backlog.written();
         }
     }
 }
