@@ -16,7 +16,10 @@ Benchmarks:
   startup   spawn-to-`initialize`-reply time with three configured MCP servers (which start in
             the background), over N spawns; interleaved with the same binary without servers and
             with three configured servers that are idle processes (`sleep`), which separates
-            the server's own work per server from the servers' CPU use
+            the server's own work per server from the servers' CPU use. With the three MCP
+            servers each run also waits for the first one's `ready` (spawn-to-ready: when the
+            servers really start), and the run ends by counting test-server processes left
+            behind (none should be)
   rss       the server's idle RSS with 0 and with K connected stdio MCP servers (all `ready`);
             growth per server (the MCP servers' own processes are not counted)
 
@@ -41,6 +44,7 @@ FAULT_SERVER = os.path.join(REPO, "tests", "mcp-servers", "fault-server.mjs")
 TARGETS = {
     "mcp_call_overhead_ms_median": ("<=", 1.0),
     "spawn_to_initialize_ms_median_3_mcp": ("<=", 5.0),
+    "leftover_mcp_processes_after_startup": ("<=", 0),
 }
 
 
@@ -245,7 +249,9 @@ STARTUP_CONFIGS = {
 }
 
 
-def spawn_to_initialize(args, tmp, config_text):
+def spawn_to_initialize(args, tmp, config_text, ready_name=None):
+    """Seconds from spawn to the `initialize` reply, and (with `ready_name`) to that MCP
+    server's `ready` status."""
     home = tempfile.mkdtemp(dir=tmp)
     with open(os.path.join(home, "config.toml"), "w") as config:
         config.write(config_text)
@@ -254,25 +260,59 @@ def spawn_to_initialize(args, tmp, config_text):
     try:
         lines = Lines(proc.stdout)
         send(proc, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}})
-        while True:
+        replied = None
+        while replied is None:
             stamp, message = lines.next()
             if message.get("id") == 1:
-                return stamp - start
+                replied = stamp - start
+        while ready_name is not None:
+            stamp, message = lines.next()
+            params = message.get("params") or {}
+            if message.get("method") == "mcp/serverStatus" and params.get("name") == ready_name:
+                if params.get("status") == "failed":
+                    raise BenchError(f"the MCP server failed: {params}")
+                if params.get("status") == "ready":
+                    return replied, stamp - start
+        return replied, None
     finally:
         finish(proc)
         shutil.rmtree(home, ignore_errors=True)
 
 
+def leftover_mcp_processes():
+    """Processes still running our MCP test server (none should outlive its agent server)."""
+    count = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                count += FAULT_SERVER.encode() in cmdline.read()
+        except OSError:
+            pass
+    return count
+
+
 def bench_startup(args, tmp):
     """The three configurations interleaved, so they share whatever else the machine does."""
     times = {name: [] for name in STARTUP_CONFIGS}
+    ready = []
     for _ in range(args.spawns):
         for name, config_text in STARTUP_CONFIGS.items():
-            times[name].append(spawn_to_initialize(args, tmp, config_text))
+            # With the Node.js servers, also how soon the first one is ready: what a client
+            # sees of when the servers start.
+            replied, first_ready = spawn_to_initialize(
+                args, tmp, config_text, "one" if name == "3_mcp" else None
+            )
+            times[name].append(replied)
+            if first_ready is not None:
+                ready.append(first_ready)
     results = {"spawns": args.spawns}
     for name, values in times.items():
         results[f"spawn_to_initialize_ms_median_{name}"] = round(statistics.median(values) * 1000, 3)
         results[f"spawn_to_initialize_ms_max_{name}"] = round(max(values) * 1000, 3)
+    results["spawn_to_first_mcp_ready_ms_median_3_mcp"] = round(statistics.median(ready) * 1000, 3)
+    results["leftover_mcp_processes_after_startup"] = leftover_mcp_processes()
     return results
 
 

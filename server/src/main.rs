@@ -252,8 +252,8 @@ async fn serve(config: Config, framing: FramingChoice) -> ExitCode {
         max_message_bytes: config.max_message_bytes,
     });
     let app = App::new(config, connection.peer(), connection.stop_token(), http);
-    // In the background: neither `initialize` nor anything else waits for them.
-    app.mcp.start_configured();
+    // In the background, right after the first reply: nothing waits for them.
+    api::start_configured_mcp(&app);
     let mcp = Arc::clone(&app.mcp);
     let signals = stop_on_signal(connection.stop_token());
     connection

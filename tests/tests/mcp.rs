@@ -487,12 +487,22 @@ async fn initialize_and_session_new_do_not_wait_for_servers_still_starting() {
         statuses,
         vec![json!(["slow", "starting"]), json!(["slow2", "starting"])]
     );
-    let first = server
-        .wait_for_notification("mcp/serverStatus", |_| true)
-        .await;
+    // Both report `starting` (the configured one just after the handshake, the session's own
+    // at `session/new`: either may come first).
+    let mut starting = Vec::new();
+    for _ in 0..2 {
+        let status = server
+            .wait_for_notification("mcp/serverStatus", |p| p["status"] == "starting")
+            .await;
+        starting.push(status["params"].clone());
+    }
+    starting.sort_by_key(|p| p["name"].to_string());
     assert_eq!(
-        first["params"],
-        json!({"name": "slow", "status": "starting"})
+        starting,
+        vec![
+            json!({"name": "slow", "status": "starting"}),
+            json!({"name": "slow2", "sessionId": session, "status": "starting"})
+        ]
     );
     server.close_stdin().await;
     assert!(server.wait_exit().await.success());
@@ -898,6 +908,36 @@ async fn no_mcp_process_is_left_after_sigterm() {
 async fn no_mcp_process_is_left_after_stdin_closes() {
     let marker = marker("eof");
     let mut server = server_with_marked_mcp(&marker).await;
+    server.close_stdin().await;
+    assert!(server.wait_exit().await.success());
+    wait_no_processes_with(&marker).await;
+}
+
+#[tokio::test]
+async fn configured_servers_start_without_any_request_and_go_with_the_server() {
+    let marker = marker("silent");
+    let config = node_server_table("marked", &fault_js(), &["--mode", "ok", &marker], "");
+    let mut server = TestServer::builder()
+        .home_file("config.toml", config)
+        .spawn()
+        .await;
+    // Nothing is sent: the configured server is started anyway, shortly after the process.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while processes_with(&marker).is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the configured MCP server did not start while the client was silent"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    initialize(&mut server, false).await;
+    let ready = server
+        .wait_for_notification("mcp/serverStatus", |p| p["status"] == "ready")
+        .await;
+    assert_eq!(
+        ready["params"],
+        json!({"name": "marked", "status": "ready", "toolCount": 7})
+    );
     server.close_stdin().await;
     assert!(server.wait_exit().await.success());
     wait_no_processes_with(&marker).await;

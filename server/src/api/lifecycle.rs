@@ -29,11 +29,14 @@ pub struct Lifecycle {
     /// Fires once the client's first request has been answered (or, when it is not
     /// `initialize`, admitted): notifications the server starts on its own wait for it.
     greeted: CancellationToken,
+    /// Fires when the client's first request arrives (whatever it is).
+    requested: CancellationToken,
 }
 
 impl Lifecycle {
     /// The `initialize`-first rule, applied in arrival order.
     pub fn admit(&self, method: &str) -> Result<(), RpcError> {
+        self.requested.cancel();
         if method != Initialize::NAME {
             self.other_request_seen.store(true, Ordering::Release);
             self.greeted.cancel();
@@ -54,6 +57,11 @@ impl Lifecycle {
     /// Fires once the client's first request has been answered (see the field).
     pub fn greeted(&self) -> CancellationToken {
         self.greeted.clone()
+    }
+
+    /// Fires when the client's first request arrives.
+    pub fn requested(&self) -> CancellationToken {
+        self.requested.clone()
     }
 
     /// Whether the client declared it answers approval requests.

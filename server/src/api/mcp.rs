@@ -1,6 +1,7 @@
 //! `mcp/list`, and the observer that turns MCP server status changes into `mcp/serverStatus`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use agent_server_schema::mcp::{McpListParams, McpListResult, McpServerStatusNotification};
 use agent_server_schema::methods::{McpList, McpServerStatusChanged};
@@ -23,9 +24,44 @@ pub fn register(table: &mut MethodTable<App>) {
     });
 }
 
+/// How long after the reply to the client's first request is flushed the configured servers
+/// start: time for the client to read it before their processes compete for the CPU.
+pub const START_AFTER_FIRST_REPLY: Duration = Duration::from_millis(20);
+
+/// When the configured servers start if no request has arrived by then.
+pub const START_WITHOUT_REQUEST: Duration = Duration::from_millis(100);
+
+/// Starts the configured MCP servers [`START_AFTER_FIRST_REPLY`] after the reply to the
+/// client's first request is written and flushed (so `initialize` is answered and read before
+/// their processes compete for the CPU), or [`START_WITHOUT_REQUEST`] after the connection
+/// starts when no request has arrived by then.
+pub fn start_configured(app: &App) {
+    let greeted = app.lifecycle.greeted();
+    let requested = app.lifecycle.requested();
+    let peer = Arc::clone(&app.peer);
+    app.mcp.start_configured_when(async move {
+        let answered = async {
+            greeted.cancelled().await;
+            peer.flushed().await;
+            tokio::time::sleep(START_AFTER_FIRST_REPLY).await;
+        };
+        let silent = async {
+            tokio::time::sleep(START_WITHOUT_REQUEST).await;
+            if requested.is_cancelled() {
+                // A request is being answered: its reply comes first.
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            () = answered => {}
+            () = silent => {}
+        }
+    });
+}
+
 /// Sends `mcp/serverStatus` notifications in the order of the changes, none before the
-/// client's first request has been answered (servers start before `initialize` arrives, and
-/// its reply comes first).
+/// client's first request has been answered (a server may start before `initialize` arrives,
+/// when the client is slow to send it, and its reply comes first).
 pub struct PeerMcpObserver {
     tx: mpsc::UnboundedSender<McpServerStatusNotification>,
 }

@@ -23,6 +23,7 @@ use crate::rpc::{Hooks, MethodTable, Peer, RpcError};
 use crate::session::Sessions;
 
 pub use lifecycle::{Lifecycle, VERSION};
+pub use mcp::start_configured as start_configured_mcp;
 
 /// Everything the handlers share.
 pub struct App {

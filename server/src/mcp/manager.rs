@@ -193,6 +193,24 @@ impl McpManager {
         }
     }
 
+    /// Starts every configured server in the background once `when` completes, unless the
+    /// manager is shut down first; returns at once. Until then they show as `starting`.
+    pub fn start_configured_when(
+        self: &Arc<Self>,
+        when: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        if self.configured.is_empty() {
+            return;
+        }
+        let manager = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::select! {
+                () = when => manager.start_configured(),
+                () = manager.stopping.cancelled() => {}
+            }
+        });
+    }
+
     /// Starts a session's own servers in the background; returns at once.
     pub fn start_session(
         self: &Arc<Self>,

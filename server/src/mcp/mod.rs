@@ -6,9 +6,11 @@
 //! the server sees our own types: [`McpServerConfig`] in, tool infos, call results, statuses
 //! and plain error strings out.
 //!
-//! - Servers start in the background ([`McpManager::start_configured`] at process start,
-//!   [`McpManager::start_session`] when a session is created, resumed or forked); nothing waits for them but a turn's first
-//!   model request ([`McpManager::turn_tools`]), each at most its `startup_timeout_sec`.
+//! - Servers start in the background ([`McpManager::start_configured_when`] just after the
+//!   process's handshake, [`McpManager::start_configured`] at once for the CLI and ACP,
+//!   [`McpManager::start_session`] when a session is created, resumed or forked); nothing
+//!   waits for them but a turn's first model request ([`McpManager::turn_tools`]), each at
+//!   most its `startup_timeout_sec`.
 //! - Every status change is reported through [`McpObserver`] (`mcp/serverStatus`).
 //! - stdio servers run in their own process group with piped stdin/stdout/stderr (never the
 //!   server's fd 0/1); stderr goes to the log; stdout lines that are not JSON are logged and

@@ -77,6 +77,12 @@ impl Peer {
         self.writer.send_many(messages).await
     }
 
+    /// Waits until everything queued so far (a reply, say) is written and flushed to the
+    /// client. Returns false when the output is closed.
+    pub async fn flushed(&self) -> bool {
+        self.writer.flushed().await
+    }
+
     /// Sends a notification.
     pub async fn notify<N: Notification>(&self, params: &N::Params) -> bool {
         self.notify_raw(N::NAME, params).await

@@ -175,8 +175,8 @@ impl Sessions {
             self.http().clone(),
         );
         let instructions = match &stored.instructions {
-            Some(extra) => format!("{BASE_INSTRUCTIONS}\n\n{extra}"),
-            None => BASE_INSTRUCTIONS.to_string(),
+            Some(extra) => format!("{BASE_INSTRUCTIONS}\n\n{extra}").into(),
+            None => BASE_INSTRUCTIONS.into(),
         };
         let settings = SessionSettings {
             cwd: row.cwd.clone().into(),

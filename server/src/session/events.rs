@@ -110,7 +110,9 @@ async fn forward(
         recorder,
         mut seq,
     } = forwarder;
-    let mut batch: Vec<SessionEventNotification> = Vec::with_capacity(MAX_BATCH);
+    // Grown on the first batch and reused after that: an idle session holds no buffer (64
+    // preallocated notifications would be 9 KiB per session).
+    let mut batch: Vec<SessionEventNotification> = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
         while let Some((turn_id, event)) = next.take() {

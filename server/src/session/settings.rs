@@ -30,8 +30,9 @@ pub struct SessionSettings {
     pub sandbox: SandboxMode,
     /// How hard the model thinks.
     pub reasoning_effort: ReasoningEffort,
-    /// The full instructions sent with every model call.
-    pub instructions: String,
+    /// The full instructions sent with every model call (borrowed when they are the built-in
+    /// ones, so idle sessions do not each hold a copy of them).
+    pub instructions: std::borrow::Cow<'static, str>,
     /// Default timeout of a command.
     pub shell_timeout: Duration,
     /// Where project instructions come from and how much of them to read.

@@ -124,7 +124,7 @@ pub(crate) async fn next_request(
         output_schema: output_schema.cloned(),
         session_id: session.id.clone(),
         model: settings.model.clone(),
-        instructions: settings.instructions.clone(),
+        instructions: settings.instructions.to_string(),
         input: input.items,
         tools: tools::tool_specs(settings.tool_shapes(&settings.model)),
         reasoning_effort: Some(settings.effort_name().to_string()),

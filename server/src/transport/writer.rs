@@ -8,7 +8,7 @@
 
 use std::io::Write;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::Framing;
@@ -37,6 +37,8 @@ pub struct WriterHandle {
 enum Outgoing {
     One(String),
     Many(Vec<String>),
+    /// Flush, then say so: everything queued before this is on the output.
+    Flushed(oneshot::Sender<()>),
     /// Everything before this was queued: flush and stop.
     Finish,
 }
@@ -54,6 +56,16 @@ impl WriterHandle {
             return !self.tx.is_closed();
         }
         self.tx.send(Outgoing::Many(messages)).await.is_ok()
+    }
+
+    /// Waits until everything queued so far has been written and flushed to the output.
+    /// Returns false when the writer stopped first (the output is closed).
+    pub async fn flushed(&self) -> bool {
+        let (done, flushed) = oneshot::channel();
+        if self.tx.send(Outgoing::Flushed(done)).await.is_err() {
+            return false;
+        }
+        flushed.await.is_ok()
     }
 
     /// Whether the writer has stopped.
@@ -112,6 +124,11 @@ fn write_loop(output: Box<dyn Write + Send>, framing: Framing, mut rx: mpsc::Rec
             Outgoing::One(message) => write_framed(&mut out, framing, &message),
             Outgoing::Many(messages) => messages.iter().try_fold(0, |n, message| {
                 write_framed(&mut out, framing, message).map(|m| n + m)
+            }),
+            Outgoing::Flushed(done) => out.flush().map(|()| {
+                unflushed = 0;
+                let _ = done.send(());
+                0
             }),
             Outgoing::Finish => break,
         };
@@ -215,6 +232,38 @@ mod tests {
         .await;
         assert!(expected.len() > 4 * FLUSH_EVERY_BYTES);
         assert_eq!(String::from_utf8(bytes).unwrap(), expected);
+    }
+
+    /// An output that is slow to write and records what reached it and when it was flushed.
+    #[derive(Clone, Default)]
+    struct SlowRecorder(std::sync::Arc<std::sync::Mutex<(Vec<u8>, usize)>>);
+
+    impl Write for SlowRecorder {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            self.0.lock().unwrap().0.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            let mut state = self.0.lock().unwrap();
+            state.1 = state.0.len();
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn flushed_returns_once_what_was_queued_before_is_on_the_output() {
+        let output = SlowRecorder::default();
+        let (handle, outbox) = outbox();
+        let task = outbox.start(Box::new(output.clone()), Framing::Ndjson);
+        assert!(handle.send("{\"id\":1}".into()).await);
+        assert!(handle.flushed().await);
+        let (bytes, flushed) = output.0.lock().unwrap().clone();
+        assert_eq!((bytes.as_slice(), flushed), (&b"{\"id\":1}\n"[..], 9));
+        handle.finish().await;
+        task.await.unwrap();
+        assert!(!handle.flushed().await, "flushed after the writer stopped");
     }
 
     #[tokio::test]
