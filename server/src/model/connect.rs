@@ -100,19 +100,20 @@ async fn send(
             session_id: &request.session_id,
         },
     );
-    let body = match provider.wire_api {
+    tracing::debug!(url = %url, provider = %provider.id, "model request");
+    let post = shared.http.post(url).headers(headers);
+    let post = match provider.wire_api {
         WireApi::Responses => {
             let store = shared.settings.store && mode != Some(CredentialMode::ChatGpt);
-            responses_body(request, store)
+            post.json(&responses_body(request, store))
         }
-        WireApi::Chat => chat_body(request),
+        WireApi::Chat => post.json(&chat_body(request)),
     };
-    tracing::debug!(url = %url, provider = %provider.id, "model request");
 
     // The idle timeout also bounds the wait for the response head: a server that accepts
     // the connection and never answers is as stuck as one that stops streaming.
     let idle = provider.stream_idle_timeout;
-    let send = shared.http.post(url).headers(headers).json(&body).send();
+    let send = post.send();
     match tokio::time::timeout(idle, send).await {
         Err(_elapsed) => Err(Failure::retryable(&format!(
             "the model endpoint did not answer within {} ms",

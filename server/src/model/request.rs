@@ -2,6 +2,7 @@
 
 use reqwest::Url;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, USER_AGENT};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::config::{DEFAULT_OPENAI_BASE_URL, WireApi};
@@ -135,7 +136,7 @@ pub(crate) fn headers(provider: &Provider, inputs: &HeaderInputs<'_>) -> HeaderM
 /// The `text` field: the default verbosity for the GPT-5 family (which accepts it, as the
 /// Codex CLI sends it; other models may reject the field), and the `outputSchema` as a strict
 /// `json_schema` format.
-fn text_field(request: &ModelRequest) -> Option<(&'static str, Value)> {
+fn text_field(request: &ModelRequest) -> Option<Value> {
     let mut text = serde_json::Map::new();
     if request.model.starts_with("gpt-5") {
         text.insert("verbosity".into(), json!("medium"));
@@ -146,40 +147,60 @@ fn text_field(request: &ModelRequest) -> Option<(&'static str, Value)> {
             json!({"type": "json_schema", "name": "output", "schema": schema, "strict": true}),
         );
     }
-    (!text.is_empty()).then_some(("text", Value::Object(text)))
+    (!text.is_empty()).then_some(Value::Object(text))
+}
+
+/// The Responses API body, serialized straight from the request: no JSON tree of the whole
+/// conversation is built on the way (it took several times the body's size per attempt).
+/// Fields go out in this order.
+#[derive(Serialize)]
+pub(crate) struct ResponsesBody<'a> {
+    model: &'a str,
+    instructions: &'a str,
+    input: &'a [ResponseItem],
+    tools: &'a [Value],
+    tool_choice: &'static str,
+    parallel_tool_calls: bool,
+    store: bool,
+    stream: bool,
+    prompt_cache_key: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning: Option<Reasoning<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    include: Option<[&'static str; 1]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_response_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<Value>,
+}
+
+/// The `reasoning` field.
+#[derive(Serialize)]
+pub(crate) struct Reasoning<'a> {
+    effort: &'a str,
+    summary: &'static str,
 }
 
 /// The Responses API body. `previous_response_id` is only sent when storing, since without
 /// storage the upstream has no previous response to refer to.
-pub(crate) fn responses_body(request: &ModelRequest, store: bool) -> Value {
-    let mut body = json!({
-        "model": request.model,
-        "instructions": request.instructions,
-        "input": request.input,
-        "tools": request.tools,
-        "tool_choice": "auto",
-        "parallel_tool_calls": false,
-        "store": store,
-        "stream": true,
-        "prompt_cache_key": request.session_id,
-    });
-    let fields = [
-        request
-            .effort()
-            .map(|effort| ("reasoning", json!({"effort": effort, "summary": "auto"}))),
-        (!store && request.effort().is_some())
-            .then(|| ("include", json!(["reasoning.encrypted_content"]))),
-        request
-            .previous_response_id
-            .as_ref()
-            .filter(|_| store)
-            .map(|id| ("previous_response_id", json!(id))),
-        text_field(request),
-    ];
-    if let Some(obj) = body.as_object_mut() {
-        for (key, value) in fields.into_iter().flatten() {
-            obj.insert(key.to_string(), value);
-        }
+pub(crate) fn responses_body(request: &ModelRequest, store: bool) -> ResponsesBody<'_> {
+    let effort = request.effort();
+    ResponsesBody {
+        model: &request.model,
+        instructions: &request.instructions,
+        input: &request.input,
+        tools: &request.tools,
+        tool_choice: "auto",
+        parallel_tool_calls: false,
+        store,
+        stream: true,
+        prompt_cache_key: &request.session_id,
+        reasoning: effort.map(|effort| Reasoning {
+            effort,
+            summary: "auto",
+        }),
+        include: (!store && effort.is_some()).then_some(["reasoning.encrypted_content"]),
+        previous_response_id: request.previous_response_id.as_deref().filter(|_| store),
+        text: text_field(request),
     }
-    body
 }
