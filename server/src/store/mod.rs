@@ -115,7 +115,7 @@ impl Store {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(&path, flags)
             .map_err(|e| unusable(format!("{e}; move the file aside to start a new store")))?;
-        prepare(&mut conn, true).map_err(|e| open_error(&path, e))?;
+        prepare_retrying(&mut conn).map_err(|e| open_error(&path, e))?;
         Ok(Self::wrap(Some(dir), path, conn))
     }
 
@@ -302,6 +302,28 @@ fn open_error(path: &Path, err: schema::SchemaError) -> StoreError {
     StoreError::Unusable {
         path: path.to_path_buf(),
         reason,
+    }
+}
+
+/// [`prepare`] for a file store, tried again while another process holds a lock it needs.
+/// SQLite gives up on some locks at once instead of waiting out the busy timeout (switching a
+/// new file to WAL, or two connections each upgrading a read lock), which happens when two
+/// processes open a new store at the same moment; every step of `prepare` can be repeated.
+fn prepare_retrying(conn: &mut Connection) -> Result<(), schema::SchemaError> {
+    let start = std::time::Instant::now();
+    loop {
+        match prepare(conn, true) {
+            Err(schema::SchemaError::Sql(e))
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                ) && start.elapsed() < BUSY_TIMEOUT =>
+            {
+                tracing::debug!(%e, "the store is busy while opening; trying again");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            done => return done,
+        }
     }
 }
 

@@ -332,3 +332,26 @@ fn a_corrupt_or_newer_file_is_refused_by_name_and_left_as_it_is() {
         .unwrap();
     assert_eq!(version, 99);
 }
+
+#[test]
+fn connections_opening_a_new_store_at_the_same_moment_all_get_it() {
+    // Some of SQLite's locks (switching a new file to WAL, upgrading a read lock while another
+    // connection does the same) fail at once instead of waiting; opening must try again.
+    for _ in 0..20 {
+        let home = tempfile::tempdir().unwrap();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+        let openers: Vec<_> = (0..4)
+            .map(|_| {
+                let home = home.path().to_path_buf();
+                let barrier = std::sync::Arc::clone(&barrier);
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    Store::open(&home).map(|_| ()).map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        for opener in openers {
+            assert_eq!(opener.join().unwrap(), Ok(()));
+        }
+    }
+}
