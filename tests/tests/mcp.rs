@@ -649,6 +649,24 @@ async fn list_summary(server: &mut TestServer, session: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Waits for `session`'s own fault server `name` to be ready (7 tools), and checks `mcp/list`
+/// shows it for that session.
+async fn expect_session_server_ready(server: &mut TestServer, session: &str, name: &str) {
+    let ready = server
+        .wait_for_notification("mcp/serverStatus", |p| {
+            p["name"] == name && p["status"] == "ready"
+        })
+        .await;
+    assert_eq!(
+        ready["params"],
+        json!({"name": name, "sessionId": session, "status": "ready", "toolCount": 7})
+    );
+    assert_eq!(
+        list_summary(server, session).await,
+        vec![json!([name, "stdio", "ready", 7])]
+    );
+}
+
 async fn resume(server: &mut TestServer, session: &str, mcp: Option<Vec<McpServerSpec>>) {
     let params = ResumeSessionParams {
         session_id: session.into(),
@@ -698,19 +716,7 @@ async fn a_resumed_session_starts_the_mcp_servers_it_is_given_which_are_not_stor
     assert!(closed.is_ok(), "{closed:?}");
 
     resume(&mut server, &session, Some(vec![own_fault_server("own")])).await;
-    let ready = server
-        .wait_for_notification("mcp/serverStatus", |p| {
-            p["name"] == "own" && p["status"] == "ready"
-        })
-        .await;
-    assert_eq!(
-        ready["params"],
-        json!({"name": "own", "sessionId": session, "status": "ready", "toolCount": 7})
-    );
-    assert_eq!(
-        list_summary(&mut server, &session).await,
-        vec![json!(["own", "stdio", "ready", 7])]
-    );
+    expect_session_server_ready(&mut server, &session, "own").await;
     let turn = submit(&mut server, &session, "echo resumed").await;
     let events = just_events(&turn_events(&mut server, &turn).await);
     assert!(
@@ -749,19 +755,7 @@ async fn a_forked_session_starts_the_mcp_servers_it_is_given_and_its_source_does
         Ok(fork) => fork.session.session_id,
         Err(error) => panic!("session/fork failed: {error:?}"),
     };
-    let ready = server
-        .wait_for_notification("mcp/serverStatus", |p| {
-            p["name"] == "forked" && p["status"] == "ready"
-        })
-        .await;
-    assert_eq!(
-        ready["params"],
-        json!({"name": "forked", "sessionId": forked, "status": "ready", "toolCount": 7})
-    );
-    assert_eq!(
-        list_summary(&mut server, &forked).await,
-        vec![json!(["forked", "stdio", "ready", 7])]
-    );
+    expect_session_server_ready(&mut server, &forked, "forked").await;
     assert_eq!(
         list_summary(&mut server, &source).await,
         Vec::<Value>::new()
