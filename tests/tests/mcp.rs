@@ -547,22 +547,8 @@ async fn a_session_can_bring_its_own_http_and_stdio_servers() {
         ]
     );
     // The session's `local` replaced the configured one (no enabled_tools filter).
-    let listed = mcp_list(&mut server, Some(&session)).await;
-    let summary: Vec<Value> = listed["servers"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{listed}"))
-        .iter()
-        .map(|s| {
-            json!([
-                s["name"],
-                s["transport"],
-                s["status"],
-                s["tools"].as_array().map(Vec::len)
-            ])
-        })
-        .collect();
     assert_eq!(
-        summary,
+        list_summary(&mut server, &session).await,
         vec![
             json!(["remote", "http", "ready", 7]),
             json!(["local", "stdio", "ready", 7])
