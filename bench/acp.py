@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,27 +40,7 @@ class AcpServer(run.Server):
     """`agent-server acp` with the raw reader of bench/run.py."""
 
     def __init__(self, binary, home, env_extra=None):
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("OPENAI_", "AGENT_SERVER_", "RUST_LOG"))
-        }
-        env.update(env_extra or {})
-        self.stderr_path = os.path.join(home, "stderr.log")
-        self._stderr = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen(
-            [binary, "--home", home, "acp"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            env=env,
-            cwd=home,
-            bufsize=0,
-        )
-        self.pid = self.proc.pid
-        self.stdin_fd = self.proc.stdin.fileno()
-        self.stdout_fd = self.proc.stdout.fileno()
-        self.buf = bytearray()
+        super().__init__(binary, home, env_extra, args=("acp",))
 
     def initialize(self):
         return self.request(

@@ -100,7 +100,7 @@ def proc_threads_runtime_ns(pid):
 class Server:
     """One agent-server child with a raw, buffered reader over its stdout."""
 
-    def __init__(self, binary, home, env_extra=None, cwd=None, wrapper=()):
+    def __init__(self, binary, home, env_extra=None, cwd=None, wrapper=(), args=()):
         env = {
             k: v
             for k, v in os.environ.items()
@@ -110,7 +110,7 @@ class Server:
         self.stderr_path = os.path.join(home, "stderr.log")
         self._stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(
-            [*wrapper, binary, "--home", home],
+            [*wrapper, binary, "--home", home, *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
