@@ -4,6 +4,8 @@
 Build first:   cargo build --release -p agent-server
 Then run:      python3 bench/soak.py                       (100 sessions x 50 turns)
                python3 bench/soak.py --sessions 20 --turns 10 --stored
+Steady state:  python3 bench/soak.py --turns 250 --session-turns 50
+               (five rounds of 100 sessions x 50 turns; the first round is the warm-up)
 
 Each turn is two model calls: the first streams a `shell` function call (`echo soak-N`), which
 the server runs (approval policy `never`), the second streams the final answer. The upstream, a
