@@ -1,7 +1,7 @@
 //! The store's faults end to end: a store that refuses writes in the middle of a turn (a
 //! file-size limit, which makes writes fail as a full disk does, and holds when the tests run
-//! as root), a home where the store cannot be created, and two processes creating, listing
-//! and deleting on one home at once.
+//! as root), a home where the store cannot be created (then mended), and two processes
+//! creating, listing and deleting on one home at once.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -191,7 +191,8 @@ async fn a_store_refusing_writes_at_session_new_or_submit_is_a_clear_error_and_n
 }
 
 #[tokio::test]
-async fn a_home_where_the_store_cannot_be_created_is_named_and_the_rest_still_works() {
+async fn a_home_where_the_store_cannot_be_created_is_named_the_rest_works_and_mending_it_needs_no_restart()
+ {
     let upstream = MockServer::start().await;
     mount_sse(&upstream, fixture("text_answer.sse")).await;
     // `sessions` is a file: no user, root included, can create the store under it.
@@ -223,6 +224,19 @@ async fn a_home_where_the_store_cannot_be_created_is_named_and_the_rest_still_wo
         "completed"
     );
     assert_eq!(std::fs::read_to_string(&dir).unwrap(), "not a directory\n");
+
+    // The user moves the file aside: the same process now opens the store, without a restart.
+    std::fs::remove_file(&dir).unwrap();
+    let stored = new_session(&mut server, json!({})).await;
+    let turn = submit(&mut server, &stored, "hi").await;
+    assert_eq!(
+        completion(&turn_events(&mut server, &turn).await)["status"],
+        "completed"
+    );
+    let list = result(&mut server, "session/list", json!({"stored": true})).await;
+    assert_eq!(stored_ids(&list), BTreeSet::from([stored.clone()]));
+    assert!(dir.join("sessions.db").is_file());
+    stop(server).await;
 }
 
 fn results(replies: &[Value]) -> Vec<&Value> {

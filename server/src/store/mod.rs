@@ -366,12 +366,16 @@ fn create_private_file(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// A store opened on first use (off `initialize`'s path) and shared by the process; an
-/// unusable store is reported on every use, and the file is never touched again.
+/// A store opened on first use (off `initialize`'s path) and shared by the process. An open
+/// that fails is reported to that use and tried again on the next one, so a home the user has
+/// mended (a `sessions` file moved aside, space freed, permissions fixed) works without a
+/// restart; a failed open changes nothing on disk.
 pub struct LazyStore {
     /// The home, or `None` for the in-memory store.
     home: Option<PathBuf>,
-    store: OnceLock<Result<Store, StoreError>>,
+    store: OnceLock<Store>,
+    /// Held while opening, so that uses arriving together open the file once.
+    opening: Mutex<()>,
 }
 
 impl LazyStore {
@@ -380,6 +384,7 @@ impl LazyStore {
         Self {
             home: Some(home),
             store: OnceLock::new(),
+            opening: Mutex::new(()),
         }
     }
 
@@ -388,28 +393,38 @@ impl LazyStore {
         Self {
             home: None,
             store: OnceLock::new(),
+            opening: Mutex::new(()),
         }
     }
 
-    /// The store if it was opened (and usable); never opens it.
+    /// The store if it was opened; never opens it.
     pub fn opened(&self) -> Option<Store> {
-        self.store.get().and_then(|s| s.as_ref().ok()).cloned()
+        self.store.get().cloned()
     }
 
-    /// The store, opening it on the first call.
+    /// The store, opening it when it is not open yet.
     pub fn get(&self) -> Result<Store, StoreError> {
-        self.store
-            .get_or_init(|| {
-                let opened = match &self.home {
-                    Some(home) => Store::open(home),
-                    None => Store::in_memory(),
-                };
-                if let Err(err) = &opened {
-                    tracing::error!(%err, "the session store cannot be used");
-                }
-                opened
-            })
-            .clone()
+        if let Some(store) = self.store.get() {
+            return Ok(store.clone());
+        }
+        let _opening = self
+            .opening
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(store) = self.store.get() {
+            return Ok(store.clone());
+        }
+        let opened = match &self.home {
+            Some(home) => Store::open(home),
+            None => Store::in_memory(),
+        };
+        match opened {
+            Ok(store) => Ok(self.store.get_or_init(|| store).clone()),
+            Err(err) => {
+                tracing::error!(%err, "the session store cannot be used (tried again on its next use)");
+                Err(err)
+            }
+        }
     }
 }
 
