@@ -27,7 +27,12 @@ pub struct MessageReader<R> {
     inner: BufReader<R>,
     framing: Option<Framing>,
     max_bytes: usize,
+    /// Bytes consumed while detecting the framing that belong to the first NDJSON line.
+    pending: Vec<u8>,
 }
+
+/// A UTF-8 byte-order mark, tolerated before the first message.
+const BOM: &[u8; 3] = b"\xEF\xBB\xBF";
 
 impl<R: AsyncRead + Unpin> MessageReader<R> {
     /// A reader with a framing choice and a cap on one message's size.
@@ -41,6 +46,7 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
             inner: BufReader::with_capacity(READ_BUFFER_BYTES, input),
             framing,
             max_bytes,
+            pending: Vec::new(),
         }
     }
 
@@ -50,45 +56,54 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         if let Some(framing) = self.framing {
             return Ok(Some(framing));
         }
+        // How much of a BOM has been consumed: it may arrive split over reads like anything
+        // else (found by fuzzing: a BOM split from the `C` after it was read as NDJSON, whole
+        // as a `Content-Length` header).
+        let mut bom = 0;
         loop {
             let buf = self.inner.fill_buf().await?;
             if buf.is_empty() {
-                return Ok(None);
+                return Ok((bom > 0).then(|| self.detected(Framing::Ndjson, bom)));
             }
-            let mut skip = 0;
+            let mut used = 0;
             let mut found = None;
             for &b in buf {
-                if b.is_ascii_whitespace() {
-                    skip += 1;
+                // Whitespace before the first message is never part of it, whichever read it
+                // arrived in (found by fuzzing: it used to be kept when it came in the same read
+                // as the message and dropped when it came in an earlier one).
+                if bom == 0 && b.is_ascii_whitespace() {
+                    used += 1;
                     continue;
                 }
-                found = Some(if b == b'C' || b == b'c' {
+                if bom < BOM.len() && b == BOM[bom] {
+                    bom += 1;
+                    used += 1;
+                    continue;
+                }
+                let whole_bom_or_none = bom == 0 || bom == BOM.len();
+                found = Some(if whole_bom_or_none && (b == b'C' || b == b'c') {
                     Framing::ContentLength
                 } else {
                     Framing::Ndjson
                 });
                 break;
             }
-            // A UTF-8 BOM is not whitespace but is tolerated before the first message.
-            if found == Some(Framing::Ndjson) && buf[skip..].starts_with(b"\xEF\xBB\xBF") {
-                let after = &buf[skip + 3..];
-                if after.first().is_some_and(|b| *b == b'C' || *b == b'c') {
-                    found = Some(Framing::ContentLength);
-                    skip += 3;
-                }
-            }
-            match found {
-                Some(framing) => {
-                    // Whitespace before the first message is never part of it, whichever read
-                    // it arrived in (found by fuzzing: it used to be kept when it came in the
-                    // same read as the message and dropped when it came in an earlier one).
-                    self.inner.consume(skip);
-                    self.framing = Some(framing);
-                    return Ok(Some(framing));
-                }
-                None => self.inner.consume(skip),
+            self.inner.consume(used);
+            if let Some(framing) = found {
+                return Ok(Some(self.detected(framing, bom)));
             }
         }
+    }
+
+    /// Settles on `framing`. The `bom` bytes consumed while detecting it go back in front of an
+    /// NDJSON stream's first line: a whole BOM is stripped there as on any line, a partial one
+    /// is the message's own bytes. Before a `Content-Length` header a BOM is dropped.
+    fn detected(&mut self, framing: Framing, bom: usize) -> Framing {
+        if framing == Framing::Ndjson {
+            self.pending = BOM[..bom].to_vec();
+        }
+        self.framing = Some(framing);
+        framing
     }
 
     /// Reads the next message.
@@ -103,7 +118,7 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
     /// The next non-blank line, without its line ending and BOM.
     async fn next_line(&mut self) -> std::io::Result<Inbound> {
         loop {
-            let mut line = Vec::new();
+            let mut line = std::mem::take(&mut self.pending);
             let mut too_large = false;
             let ended =
                 read_until_capped(&mut self.inner, &mut line, self.max_bytes, &mut too_large)
@@ -263,6 +278,7 @@ async fn skip_bytes<R: AsyncBufRead + Unpin>(reader: &mut R, mut n: usize) -> st
 mod tests {
     use super::*;
     use pretty_assertions::assert_eq;
+    use tokio::io::AsyncReadExt;
 
     async fn read_all(input: &[u8], choice: FramingChoice, max: usize) -> Vec<Inbound> {
         let mut reader = MessageReader::new(input, choice, max);
@@ -298,6 +314,44 @@ mod tests {
         writer.await.unwrap();
         assert_eq!(whole, vec![Inbound::Message(vec![0xfc])]);
         assert_eq!(split, Inbound::Message(vec![0xfc]));
+    }
+
+    #[tokio::test]
+    async fn a_bom_is_read_the_same_however_the_input_is_split() {
+        // A fuzzing finding: a BOM split from the `C` after it (or split itself) was taken for
+        // the start of an NDJSON line; whole, it was the start of a `Content-Length` header.
+        let inputs: [&[u8]; 5] = [
+            b"\r\n\xEF\xBB\xBFContent-Length: 2\r\n\r\n{}",
+            b"\xEF\xBB\xBF{\"a\":1}\n",
+            b"\xEF\xBB{}\n",
+            b"\xEF\xBB",
+            b"\xEF\xBB\xBF",
+        ];
+        for input in inputs {
+            let whole = read_all(input, FramingChoice::Auto, 64).await;
+            for at in 1..input.len() {
+                let (first, second) = input.split_at(at);
+                let mut reader =
+                    MessageReader::new(AsyncReadExt::chain(first, second), FramingChoice::Auto, 64);
+                let mut split = Vec::new();
+                loop {
+                    match reader.next().await.unwrap() {
+                        Inbound::Eof => break,
+                        item => split.push(item),
+                    }
+                }
+                assert_eq!(split, whole, "{input:?} split at {at}");
+            }
+        }
+        assert_eq!(
+            read_all(inputs[0], FramingChoice::Auto, 64).await,
+            vec![msg("{}")]
+        );
+        assert_eq!(
+            read_all(inputs[2], FramingChoice::Auto, 64).await,
+            vec![Inbound::Message(b"\xEF\xBB{}".to_vec())]
+        );
+        assert_eq!(read_all(inputs[4], FramingChoice::Auto, 64).await, vec![]);
     }
 
     #[tokio::test]
