@@ -28,16 +28,34 @@ pub(crate) fn shell_script(argv: &[String]) -> Option<&str> {
     }
 }
 
-/// `bash`, `sh`, `zsh` or `dash`, by name or by absolute path (a login shell such as
-/// `/usr/bin/zsh` or `/usr/local/bin/bash`, as `shell_command` runs).
+/// `bash`, `sh`, `zsh` or `dash`, by name (found on `PATH`), or by absolute path in a system
+/// program directory or as the user's login shell (`shell_command` runs `$SHELL`). Any other
+/// path is not a shell here, whatever its file name: a program named `bash` in the workspace, or
+/// `/sh/` (found by fuzzing: `Path::file_name` ignores a trailing slash), is not unwrapped.
 pub(crate) fn is_shell(program: &str) -> bool {
-    let path = std::path::Path::new(program);
-    let bare_or_absolute = path.is_absolute() || !program.contains('/');
-    bare_or_absolute
-        && path
-            .file_name()
-            .and_then(|name| name.to_str())
-            .is_some_and(|name| matches!(name, "bash" | "sh" | "zsh" | "dash"))
+    let name = match program.rsplit_once('/') {
+        None => program,
+        Some((_, name)) if is_trusted_shell_path(program) => name,
+        Some(_) => return false,
+    };
+    matches!(name, "bash" | "sh" | "zsh" | "dash")
+}
+
+/// `/bin/NAME`, `/usr/bin/NAME`, `/usr/local/bin/NAME`, `/opt/homebrew/bin/NAME`, or exactly
+/// the login shell.
+fn is_trusted_shell_path(program: &str) -> bool {
+    const DIRS: [&str; 4] = [
+        "/bin/",
+        "/usr/bin/",
+        "/usr/local/bin/",
+        "/opt/homebrew/bin/",
+    ];
+    let in_system_dir = DIRS.iter().any(|dir| {
+        program.strip_prefix(dir).is_some_and(|name| {
+            !name.is_empty() && !name.contains('/') && name != "." && name != ".."
+        })
+    });
+    in_system_dir || super::shell_command::login_shell().to_str() == Some(program)
 }
 
 fn is_safe_argv(argv: &[String]) -> bool {
@@ -375,6 +393,40 @@ mod tests {
         let want: Vec<(Vec<String>, bool)> =
             table.iter().map(|(cmd, safe)| (argv(cmd), *safe)).collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn only_shells_by_name_system_path_or_login_shell_are_unwrapped() {
+        let login = crate::tools::shell_command::login_shell();
+        let login = login.to_str().unwrap();
+        let table: &[(&str, bool)] = &[
+            ("bash", true),
+            ("dash", true),
+            ("/bin/sh", true),
+            ("/usr/bin/bash", true),
+            ("/usr/local/bin/zsh", true),
+            ("/opt/homebrew/bin/bash", true),
+            // A fuzzing finding: `Path::file_name("/sh/")` is `sh`.
+            ("/sh/", false),
+            ("/bin/sh/", false),
+            ("/work/repo/bash", false),
+            ("/tmp/bash", false),
+            ("/bin/../tmp/bash", false),
+            ("/usr/bin/x/bash", false),
+            ("./bash", false),
+            ("scripts/sh", false),
+            ("/bin/", false),
+            ("bash.exe", false),
+        ];
+        // `$SHELL` counts by its full path, when it is one of the shells.
+        let login_is_a_shell = ["bash", "sh", "zsh", "dash"]
+            .iter()
+            .any(|name| login.ends_with(&format!("/{name}")));
+        for (program, shell) in table.iter().chain(&[(login, login_is_a_shell)]) {
+            assert_eq!(is_shell(program), *shell, "{program}");
+            let command = argv(&[program, "-lc", "ls"]);
+            assert_eq!(is_known_safe_command(&command), *shell, "{program} -lc ls");
+        }
     }
 
     #[test]
