@@ -441,6 +441,42 @@ mod tests {
         }
     }
 
+    /// Every input a fuzzer found a problem with (`fuzz/seeds/<target>/regression-*`), through
+    /// its target, so that the stable suite fails if one comes back.
+    #[test]
+    fn every_regression_seed_holds() {
+        let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds");
+        type Target = (&'static str, fn(&[u8]));
+        let targets: [Target; 7] = [
+            ("framing", framing),
+            ("sse", sse),
+            ("responses_stream", responses_stream),
+            ("chat_stream", chat_stream),
+            ("patch", patch),
+            ("safety", safety),
+            ("rpc", rpc),
+        ];
+        let mut ran = 0;
+        for (target, run) in targets {
+            let Ok(entries) = std::fs::read_dir(seeds.join(target)) else {
+                continue;
+            };
+            for entry in entries {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                if name.starts_with("regression-") {
+                    run(&std::fs::read(&path).unwrap());
+                    ran += 1;
+                }
+            }
+        }
+        assert!(
+            ran >= 6,
+            "only {ran} regression seeds found under {}",
+            seeds.display()
+        );
+    }
+
     #[test]
     fn the_patch_oracle_round_trips_a_full_patch() {
         let text = "*** Begin Patch\n*** Add File: a.txt\n+one\n*** Update File: b.txt\n*** Move to: c.txt\n@@ fn main\n ctx\n-old\n+new\n*** End of File\n*** Delete File: d.txt\n*** End Patch\n";
