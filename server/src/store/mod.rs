@@ -14,6 +14,7 @@ mod queries;
 mod schema;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -374,26 +375,30 @@ pub struct LazyStore {
     /// The home, or `None` for the in-memory store.
     home: Option<PathBuf>,
     store: OnceLock<Store>,
-    /// Held while opening, so that uses arriving together open the file once.
-    opening: Mutex<()>,
+    /// Held while opening, so that uses arriving together make one attempt: the failure of
+    /// the last attempt, for the uses that waited on it.
+    opening: Mutex<Option<StoreError>>,
+    /// How many attempts have finished.
+    attempts: AtomicU64,
 }
 
 impl LazyStore {
     /// The store of `home`, not opened yet.
     pub fn new(home: PathBuf) -> Self {
-        Self {
-            home: Some(home),
-            store: OnceLock::new(),
-            opening: Mutex::new(()),
-        }
+        Self::at(Some(home))
     }
 
     /// An in-memory store, made on first use.
     pub fn memory() -> Self {
+        Self::at(None)
+    }
+
+    fn at(home: Option<PathBuf>) -> Self {
         Self {
-            home: None,
+            home,
             store: OnceLock::new(),
-            opening: Mutex::new(()),
+            opening: Mutex::new(None),
+            attempts: AtomicU64::new(0),
         }
     }
 
@@ -407,21 +412,35 @@ impl LazyStore {
         if let Some(store) = self.store.get() {
             return Ok(store.clone());
         }
-        let _opening = self
+        let seen = self.attempts.load(Ordering::Acquire);
+        let mut failed = self
             .opening
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(store) = self.store.get() {
             return Ok(store.clone());
         }
+        // An attempt that ended while this use waited answers it too: a burst of uses of a
+        // store that cannot be opened (each attempt may wait out the busy timeout) makes one
+        // attempt, not one after the other.
+        if self.attempts.load(Ordering::Acquire) != seen
+            && let Some(err) = failed.as_ref()
+        {
+            return Err(err.clone());
+        }
         let opened = match &self.home {
             Some(home) => Store::open(home),
             None => Store::in_memory(),
         };
+        self.attempts.fetch_add(1, Ordering::AcqRel);
         match opened {
-            Ok(store) => Ok(self.store.get_or_init(|| store).clone()),
+            Ok(store) => {
+                *failed = None;
+                Ok(self.store.get_or_init(|| store).clone())
+            }
             Err(err) => {
                 tracing::error!(%err, "the session store cannot be used (tried again on its next use)");
+                *failed = Some(err.clone());
                 Err(err)
             }
         }

@@ -355,3 +355,23 @@ fn connections_opening_a_new_store_at_the_same_moment_all_get_it() {
         }
     }
 }
+
+#[test]
+fn a_lazy_store_that_failed_to_open_opens_once_the_home_is_mended() {
+    let home = tempfile::tempdir().unwrap();
+    let sessions = home.path().join("sessions");
+    std::fs::write(&sessions, "not a directory\n").unwrap();
+    let lazy = LazyStore::new(home.path().to_path_buf());
+    for _ in 0..2 {
+        assert!(matches!(lazy.get(), Err(StoreError::Unusable { .. })));
+    }
+    assert!(lazy.opened().is_none());
+    assert_eq!(
+        std::fs::read_to_string(&sessions).unwrap(),
+        "not a directory\n"
+    );
+    std::fs::remove_file(&sessions).unwrap();
+    let store = lazy.get().unwrap();
+    assert_eq!(store.path(), sessions.join(DB_FILE));
+    assert!(lazy.opened().is_some());
+}
