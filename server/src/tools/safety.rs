@@ -35,28 +35,18 @@ pub(crate) fn shell_script(argv: &[String]) -> Option<&str> {
 pub(crate) fn is_shell(program: &str) -> bool {
     let name = match program.rsplit_once('/') {
         None => program,
-        Some((_, name)) if is_trusted_shell_path(program) => name,
+        Some((dir, name)) if SYSTEM_PROGRAM_DIRS.contains(&dir) => name,
+        Some((_, name)) if super::shell_command::login_shell().to_str() == Some(program) => name,
         Some(_) => return false,
     };
-    matches!(name, "bash" | "sh" | "zsh" | "dash")
+    SHELL_NAMES.contains(&name)
 }
 
-/// `/bin/NAME`, `/usr/bin/NAME`, `/usr/local/bin/NAME`, `/opt/homebrew/bin/NAME`, or exactly
-/// the login shell.
-fn is_trusted_shell_path(program: &str) -> bool {
-    const DIRS: [&str; 4] = [
-        "/bin/",
-        "/usr/bin/",
-        "/usr/local/bin/",
-        "/opt/homebrew/bin/",
-    ];
-    let in_system_dir = DIRS.iter().any(|dir| {
-        program.strip_prefix(dir).is_some_and(|name| {
-            !name.is_empty() && !name.contains('/') && name != "." && name != ".."
-        })
-    });
-    in_system_dir || super::shell_command::login_shell().to_str() == Some(program)
-}
+/// The shells whose `-c`/`-lc` script the classifier reads.
+const SHELL_NAMES: [&str; 4] = ["bash", "sh", "zsh", "dash"];
+
+/// Where a shell named by absolute path counts as the system's own.
+const SYSTEM_PROGRAM_DIRS: [&str; 4] = ["/bin", "/usr/bin", "/usr/local/bin", "/opt/homebrew/bin"];
 
 fn is_safe_argv(argv: &[String]) -> bool {
     let Some((program, args)) = argv.split_first() else {
@@ -419,7 +409,7 @@ mod tests {
             ("bash.exe", false),
         ];
         // `$SHELL` counts by its full path, when it is one of the shells.
-        let login_is_a_shell = ["bash", "sh", "zsh", "dash"]
+        let login_is_a_shell = SHELL_NAMES
             .iter()
             .any(|name| login.ends_with(&format!("/{name}")));
         for (program, shell) in table.iter().chain(&[(login, login_is_a_shell)]) {
