@@ -281,6 +281,14 @@ mod tests {
     use tokio::io::AsyncReadExt;
 
     async fn read_all(input: &[u8], choice: FramingChoice, max: usize) -> Vec<Inbound> {
+        read_from(input, choice, max).await
+    }
+
+    async fn read_from<R: AsyncRead + Unpin>(
+        input: R,
+        choice: FramingChoice,
+        max: usize,
+    ) -> Vec<Inbound> {
         let mut reader = MessageReader::new(input, choice, max);
         let mut out = Vec::new();
         loop {
@@ -331,15 +339,7 @@ mod tests {
             let whole = read_all(input, FramingChoice::Auto, 64).await;
             for at in 1..input.len() {
                 let (first, second) = input.split_at(at);
-                let mut reader =
-                    MessageReader::new(AsyncReadExt::chain(first, second), FramingChoice::Auto, 64);
-                let mut split = Vec::new();
-                loop {
-                    match reader.next().await.unwrap() {
-                        Inbound::Eof => break,
-                        item => split.push(item),
-                    }
-                }
+                let split = read_from(first.chain(second), FramingChoice::Auto, 64).await;
                 assert_eq!(split, whole, "{input:?} split at {at}");
             }
         }
